@@ -1,0 +1,60 @@
+# The verbs people type. Everything installs what it needs into .venv and a
+# build cache outside the repo (see hack/build-binaries.sh).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ASSETS_FILE := .cluster-assets
+
+.PHONY: help venv binaries demo demo-down test test-unit test-cluster lint typecheck crds verify \
+        cluster-up cluster-down bench clean
+
+help: ## list the verbs
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml hack/bootstrap.sh
+	@bash hack/bootstrap.sh $(PYTHON) $(VENV)
+	@touch $@
+
+venv: $(STAMP) ## create .venv with the operator and its test tools
+
+binaries: ## build (or reuse) kube-apiserver, kube-controller-manager, kubectl, etcd, helm
+	@bash hack/build-binaries.sh >/dev/null
+
+demo: $(STAMP) binaries ## the main job: control plane, S3 server, operator, sample Destinations
+	@$(BIN)/python hack/demo.py up
+
+demo-down: $(STAMP) ## stop everything the demo started
+	@$(BIN)/python hack/demo.py down
+
+cluster-up: $(STAMP) binaries ## start etcd, kube-apiserver, kube-controller-manager; prints the kubeconfig path
+	@$(BIN)/python hack/controlplane.py up --state .cluster
+
+cluster-down: $(STAMP) ## stop the control plane that cluster-up started
+	@$(BIN)/python hack/controlplane.py down --state .cluster
+
+lint: $(STAMP) ## ruff and mypy --strict
+	@$(BIN)/ruff check operator tests hack bench
+	@$(BIN)/ruff format --check operator tests hack bench
+	@$(BIN)/mypy
+
+crds: $(STAMP) ## regenerate crds/ from the models
+	@$(BIN)/python -m destination_operator.crdgen --write crds/destinations.destinations.io.yaml
+
+verify: crds ## fail when the committed CRD drifts from the models
+	@git diff --exit-code -- crds/ || { echo "verify: crds/ is stale: run 'make crds' and commit the result" >&2; exit 1; }
+
+test: $(STAMP) binaries verify lint ## the whole suite: lint, unit, providers, cluster
+	@DESTINATION_OPERATOR_BIN_DIR=$$(bash hack/build-binaries.sh) $(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP) ## unit tests only (no control plane)
+	@$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+bench: $(STAMP) binaries ## benchmarks: print numbers, never fail on them
+	@DESTINATION_OPERATOR_BIN_DIR=$$(bash hack/build-binaries.sh) $(BIN)/python bench/run.py
+
+clean: ## remove local state (not the binary cache)
+	rm -rf $(VENV) .cluster .demo .servers

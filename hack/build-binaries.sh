@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Builds kube-apiserver, kube-controller-manager, kubectl, etcd and helm from the
+# Go module proxy into a cache outside the repo, keyed by version, and prints the
+# folder that holds all five. Nothing is rebuilt while the versions stay the same.
+#
+#   hack/build-binaries.sh            build what is missing, print the bin folder
+#
+# KUBEBUILDER_ASSETS: a folder whose binaries are used instead of building them.
+# DESTINATION_OPERATOR_CACHE: the cache root (default ~/.cache/destination-operator).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+
+cache=${DESTINATION_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/destination-operator}
+log() { echo "build-binaries: $*" >&2; }
+die() { echo "build-binaries: error: $*" >&2; exit 1; }
+
+need_go() {
+  command -v go >/dev/null 2>&1 ||
+    die "Go is not installed; install Go 1.24 or newer (https://go.dev/dl) or set KUBEBUILDER_ASSETS to a folder with the binaries"
+}
+
+# build_component NAME VERSION FUNCTION BINARIES...
+# Runs FUNCTION in a scratch folder and moves the result into place only when
+# every binary exists, so a build that fails halfway leaves no entry that looks complete.
+build_component() {
+  local name=$1 version=$2 fn=$3; shift 3
+  local dest="$cache/$name-$version"
+  if [[ -f "$dest/.complete" ]]; then
+    echo "$dest/bin"; return
+  fi
+  if [[ -e "$dest" ]]; then
+    log "removing incomplete cache entry $dest"
+    rm -rf "$dest"
+  fi
+  need_go
+  mkdir -p "$cache"
+  local work; work=$(mktemp -d "$cache/.build-$name-$version.XXXXXX")
+  # shellcheck disable=SC2064
+  trap "rm -rf '$work'" EXIT
+  log "building $name $version (cold builds take several minutes)"
+  local start=$SECONDS
+  if ! (cd "$work" && "$fn" "$version" >"$work/build.log" 2>&1); then
+    tail -n 20 "$work/build.log" >&2
+    die "building $name $version failed; the log is above. Fix the cause and run again"
+  fi
+  local bin
+  for bin in "$@"; do
+    [[ -x "$work/bin/$bin" ]] || die "building $name $version did not produce $bin"
+  done
+  mkdir -p "$work/out"
+  mv "$work/bin" "$work/out/bin"
+  echo "$version built in $((SECONDS - start))s" >"$work/out/.complete"
+  mv "$work/out" "$dest"
+  rm -rf "$work"; trap - EXIT
+  log "built $name $version in $((SECONDS - start))s"
+  echo "$dest/bin"
+}
+
+# k8s.io/kubernetes points its staging modules at ./staging, which a dependency
+# cannot see: a wrapper module replaces each one with its published v0.Y.Z.
+build_kubernetes() {
+  local version=$1 minor staging
+  minor=$(echo "$version" | cut -d. -f2)
+  go mod init wrapper.local/kubernetes >/dev/null
+  local gomod
+  gomod=$(go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  [[ -f "$gomod" ]] || { echo "no go.mod for k8s.io/kubernetes@$version"; return 1; }
+  staging=$(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$gomod")
+  [[ -n "$staging" ]] || { echo "no staging replaces found in $gomod"; return 1; }
+  local mod
+  for mod in $staging; do
+    go mod edit -replace "$mod=$mod@v0.${version#v1.}"
+  done
+  go get "k8s.io/kubernetes@$version"
+  local pkgs=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl)
+  local ld="-s -w" p
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $p.gitVersion=$version -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+    ld+=" -X $p.buildDate=1970-01-01T00:00:00Z"
+  done
+  mkdir -p bin
+  # -mod=mod records the go.sum entries of every package the commands import.
+  CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "$ld" -o bin/ "${pkgs[@]}"
+}
+
+# etcd's server module has replace directives of its own, so it is built
+# through a wrapper module too; its main package is the module root.
+build_etcd() {
+  local version=$1
+  go mod init wrapper.local/etcd >/dev/null
+  go get "go.etcd.io/etcd/server/v3@$version"
+  mkdir -p bin
+  CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "-s -w" -o bin/etcd go.etcd.io/etcd/server/v3
+}
+
+# helm has no replace directives; the ldflags mirror its Makefile so that
+# `helm version` and the Kubernetes version it assumes are the real ones.
+build_helm() {
+  local version=$1
+  local k8s_minor; k8s_minor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2)
+  local ld="-s -w -X helm.sh/helm/v3/internal/version.version=$version -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  local p
+  for p in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+    ld+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$k8s_minor"
+  done
+  CGO_ENABLED=0 GOBIN="$PWD/bin" go install -trimpath -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$version"
+}
+
+# Binaries from KUBEBUILDER_ASSETS are used as they are; only missing ones are built.
+from_assets() {
+  [[ -n "${KUBEBUILDER_ASSETS:-}" ]] || return 1
+  local bin
+  for bin in "$@"; do [[ -x "$KUBEBUILDER_ASSETS/$bin" ]] || return 1; done
+  echo "$KUBEBUILDER_ASSETS"
+}
+
+k8s_dir=$(from_assets kube-apiserver kube-controller-manager kubectl ||
+  build_component kubernetes "$KUBERNETES_VERSION" build_kubernetes kube-apiserver kube-controller-manager kubectl)
+etcd_dir=$(from_assets etcd || build_component etcd "$ETCD_VERSION" build_etcd etcd)
+helm_dir=$(from_assets helm || build_component helm "$HELM_VERSION" build_helm helm)
+
+# One folder with all five, keyed by the versions, for PATH and KUBEBUILDER_ASSETS users.
+key="kubernetes-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
+[[ -n "${KUBEBUILDER_ASSETS:-}" ]] && key="assets-$(echo "$KUBEBUILDER_ASSETS" | cksum | cut -d' ' -f1)"
+out="$cache/$key/bin"
+mkdir -p "$out"
+for bin in kube-apiserver kube-controller-manager kubectl; do ln -sfn "$k8s_dir/$bin" "$out/$bin"; done
+ln -sfn "$etcd_dir/etcd" "$out/etcd"
+ln -sfn "$helm_dir/helm" "$out/helm"
+echo "$out"

@@ -1,0 +1,56 @@
+"""Session-wide real control plane, started by the test run itself, and per-test namespaces."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from controlplane import ControlPlane, ControlPlaneError, find_binaries
+from harness import Cluster
+from kubernetes import client
+
+ROOT = Path(__file__).resolve().parent.parent
+CRD = ROOT / "crds" / "destinations.destinations.io.yaml"
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """etcd, kube-apiserver and kube-controller-manager for this test session only."""
+    try:
+        bin_dir = find_binaries()
+    except ControlPlaneError as err:
+        pytest.exit(f"control plane unavailable: {err}", returncode=3)
+    plane = ControlPlane(tmp_path_factory.mktemp("controlplane"), bin_dir, attached=True)
+    try:
+        plane.start()
+    except ControlPlaneError as err:
+        plane.stop()
+        pytest.exit(f"control plane did not start: {err}", returncode=3)
+    try:
+        yield Cluster(plane)
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def destination_crd(cluster: Cluster) -> str:
+    """The committed Destination CRD, installed and Established."""
+    return cluster.apply_crd(CRD)
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace named after the test; deleted afterwards."""
+    base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{base}-{secrets.token_hex(3)}"
+    core = client.CoreV1Api(cluster.api_client())
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    try:
+        core.delete_namespace(name)
+    except client.ApiException as err:
+        if err.status != 404:
+            raise

@@ -183,7 +183,15 @@ def kubeconfig_yaml(server: str, ca_pem: bytes, user: dict[str, str], name: str)
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority-data": base64.b64encode(ca_pem).decode()}}],
+        "clusters": [
+            {
+                "name": "local",
+                "cluster": {
+                    "server": server,
+                    "certificate-authority-data": base64.b64encode(ca_pem).decode(),
+                },
+            }
+        ],
         "users": [{"name": name, "user": user}],
         "contexts": [{"name": name, "context": {"cluster": "local", "user": name}}],
         "current-context": name,
@@ -345,7 +353,7 @@ class ControlPlane:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if self.attached else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if self.attached else None,
             start_new_session=not self.attached,
         )
         log.close()
@@ -360,8 +368,9 @@ class ControlPlane:
                 tail = self._log_tail(name)
                 if "address already in use" in tail:
                     raise PortTaken(f"{name}: a port was taken while starting; retrying")
+                last = tail.splitlines()[-1] if tail else "no output"
                 raise ControlPlaneError(
-                    f"{name} exited with code {proc.returncode}: {tail.splitlines()[-1] if tail else 'no output'}"
+                    f"{name} exited with code {proc.returncode}: {last}"
                     f" (full log: {self.state_dir / (name + '.log')})"
                 )
             if ready():

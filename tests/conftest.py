@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 from controlplane import ControlPlane, ControlPlaneError, find_binaries
-from harness import Cluster
 from kubernetes import client
+
+from harness import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 CRD = ROOT / "crds" / "destinations.destinations.io.yaml"

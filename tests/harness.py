@@ -74,7 +74,11 @@ class Cluster:
                 namespace,
                 {
                     "metadata": {"name": name},
-                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "Role",
+                        "name": name,
+                    },
                     "subjects": subject,
                 },
             )

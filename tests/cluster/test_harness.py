@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from harness import Cluster
 from kubernetes import client
+
+from harness import Cluster
 
 pytestmark = pytest.mark.cluster
 
@@ -79,7 +80,9 @@ def test_service_account_token_is_denied_until_bound(
     cluster: Cluster, namespace: str, tmp_path: Path
 ) -> None:
     unbound = cluster.service_account_kubeconfig(namespace, "nobody", out_dir=tmp_path)
-    denied = cluster.kubectl("get", "configmaps", "-n", namespace, kubeconfig=str(unbound), check=False)
+    denied = cluster.kubectl(
+        "get", "configmaps", "-n", namespace, kubeconfig=str(unbound), check=False
+    )
     assert denied.returncode != 0
     assert "forbidden" in denied.stderr.lower()
     assert f"system:serviceaccount:{namespace}:nobody" in denied.stderr
@@ -97,7 +100,9 @@ def test_service_account_token_is_denied_until_bound(
 def test_deleting_a_namespace_completes(cluster: Cluster) -> None:
     core = client.CoreV1Api(cluster.api_client())
     core.create_namespace({"metadata": {"name": "harness-delete-me"}})
-    core.create_namespaced_config_map("harness-delete-me", {"metadata": {"name": "cm"}, "data": {"a": "b"}})
+    core.create_namespaced_config_map(
+        "harness-delete-me", {"metadata": {"name": "cm"}, "data": {"a": "b"}}
+    )
     core.delete_namespace("harness-delete-me")
     cluster.wait_namespace_gone("harness-delete-me")
 
@@ -105,5 +110,7 @@ def test_deleting_a_namespace_completes(cluster: Cluster) -> None:
 def test_service_account_tokens_controller_runs(cluster: Cluster, namespace: str) -> None:
     """The default ServiceAccount appears in a new namespace: the controllers run."""
     core = client.CoreV1Api(cluster.api_client())
-    cluster.kubectl("wait", "--for=create", "serviceaccount/default", "-n", namespace, "--timeout=30s")
+    cluster.kubectl(
+        "wait", "--for=create", "serviceaccount/default", "-n", namespace, "--timeout=30s"
+    )
     assert core.read_namespaced_service_account("default", namespace).metadata.name == "default"

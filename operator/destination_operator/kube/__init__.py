@@ -1,0 +1,1 @@
+"""Kubernetes I/O: the API client, Secrets, status patches, events."""

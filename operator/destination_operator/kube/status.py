@@ -1,0 +1,29 @@
+"""Writing a Destination's status: one merge patch to the status subresource."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes import client
+
+from .client import GROUP, PLURAL, VERSION, api_client
+
+
+class StatusWriteFailed(Exception):
+    """The status patch was refused; the message carries the HTTP status only."""
+
+
+def patch_status(namespace: str, name: str, status: dict[str, Any]) -> bool:
+    """Merge-patch the status; False when the object is gone (nothing to report on)."""
+    api = client.CustomObjectsApi(api_client())
+    try:
+        api.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+        )
+    except client.ApiException as err:
+        if err.status == 404:
+            return False
+        raise StatusWriteFailed(
+            f"status patch of {namespace}/{name} failed: HTTP {err.status}"
+        ) from None
+    return True

@@ -1,0 +1,77 @@
+"""Operator settings: environment variables prefixed DESTINATION_OPERATOR_, or flags.
+
+One place for every knob; `apply_to_kopf` hands the relevant ones to kopf at
+startup (persistence, posting, watching, peering).
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class OperatorSettings(BaseSettings):
+    """What the operator can be told; every field is also a flag of `destination-operator run`."""
+
+    model_config = SettingsConfigDict(env_prefix="DESTINATION_OPERATOR_", extra="ignore")
+
+    namespaces: list[str] = Field(
+        default_factory=list, description="namespaces to watch; empty watches every namespace"
+    )
+    probe_concurrency: int = Field(default=8, ge=1, le=256, description="probes run at once")
+    default_interval_seconds: float = Field(
+        default=3600.0, ge=0, description="re-probe interval when a Destination sets none"
+    )
+    timeout_seconds: float = Field(
+        default=30.0, gt=0, le=600, description="bound on one probe when a Destination sets none"
+    )
+    allow_private_endpoints: bool = Field(
+        default=False, description="allow loopback and private endpoints (tests, demos)"
+    )
+    log_format: LogFormat = Field(default=LogFormat.TEXT, description="text or json")
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR")
+    backoff_base_seconds: float = Field(
+        default=5.0, gt=0, description="first retry after a failure"
+    )
+    backoff_cap_seconds: float = Field(default=300.0, gt=0, description="longest retry delay")
+    interval_jitter: float = Field(
+        default=0.1, ge=0, le=0.5, description="fraction of the interval added at random"
+    )
+    health_port: int = Field(default=8080, ge=0, le=65535, description="liveness endpoint; 0 = off")
+    metrics_port: int = Field(
+        default=9090, ge=0, le=65535, description="Prometheus metrics; 0 = off"
+    )
+
+    def apply_to_kopf(self, kopf_settings: Any) -> None:
+        """Tune kopf so that a verification costs one API write: the status patch.
+
+        - Only daemons and event handlers are used, so kopf keeps no progress or
+          diff-base state; both storages stay on annotations should that change.
+        - Kopf's own log records are not posted as Events: only the four events
+          of the API contract are, and only on transitions.
+        - Standalone: no peering objects to write (one replica, Recreate strategy).
+        """
+        import kopf
+
+        kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+            prefix="destinations.io"
+        )
+        kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix="destinations.io", key="last-handled-configuration"
+        )
+        kopf_settings.persistence.finalizer = "destinations.io/operator"
+        kopf_settings.posting.loggers = False
+        kopf_settings.posting.level = logging.WARNING
+        kopf_settings.peering.standalone = True
+        kopf_settings.watching.server_timeout = 300
+        kopf_settings.watching.client_timeout = 330
+        kopf_settings.batching.worker_limit = max(64, self.probe_concurrency * 4)

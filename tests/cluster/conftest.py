@@ -1,0 +1,100 @@
+"""The operator under test: a real process, running with exactly the RBAC of manifests/rbac."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from s3server import S3Server
+
+from harness import Cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+OPERATOR_NAMESPACE = "destination-operator-system"
+OPERATOR_SA = "destination-operator"
+
+# Distinctive values put in every credential; no status, event, log line or
+# exception may ever contain them (see test_zz_canary.py).
+CANARY_SECRET_KEY = "canary-SECRET-7f3a9c1e-never-show-me"
+CANARY_TOKEN = "canary-TOKEN-b41d0e77-never-show-me"
+
+
+def operator_rules() -> list[dict[str, Any]]:
+    role = yaml.safe_load((ROOT / "manifests" / "rbac" / "role.yaml").read_text())
+    rules: list[dict[str, Any]] = role["rules"]
+    return rules
+
+
+class OperatorProcess:
+    """`destination-operator run` as a child process, logging to a file."""
+
+    def __init__(self, kubeconfig: Path, log: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "DESTINATION_OPERATOR_ALLOW_PRIVATE_ENDPOINTS": "true",
+            "DESTINATION_OPERATOR_BACKOFF_BASE_SECONDS": "1",
+            "DESTINATION_OPERATOR_BACKOFF_CAP_SECONDS": "4",
+            "DESTINATION_OPERATOR_HEALTH_PORT": "0",
+            "DESTINATION_OPERATOR_METRICS_PORT": "0",
+            "DESTINATION_OPERATOR_LOG_LEVEL": "DEBUG",
+        }
+        binary = Path(sys.executable).parent / "destination-operator"
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [str(binary), "run"], stdout=out, stderr=subprocess.STDOUT, env=env
+            )
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """The real S3 server on loopback: signatures and IAM policies enforced."""
+    with S3Server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: Cluster, destination_crd: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """The operator, running under a ServiceAccount bound to exactly the chart's rules."""
+    cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE)
+    folder = tmp_path_factory.mktemp("operator")
+    kubeconfig = cluster.service_account_kubeconfig(
+        OPERATOR_NAMESPACE, OPERATOR_SA, cluster_rules=operator_rules(), out_dir=folder
+    )
+    process = OperatorProcess(kubeconfig, folder / "operator.log")
+    process.start()
+    time.sleep(1.0)
+    assert process.alive(), process.text()[-3000:]
+    try:
+        yield process
+    finally:
+        process.stop()

@@ -1,0 +1,119 @@
+"""Small helpers for the operator's end-to-end tests: apply, wait, read."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import yaml
+from s3server import S3Server
+
+from harness import Cluster
+
+
+def s3_destination(
+    name: str,
+    s3: S3Server,
+    *,
+    secret: str,
+    bucket: str | None = None,
+    endpoint: str | None = None,
+    prefix: str | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "destinations.io/v1alpha1",
+        "kind": "Destination",
+        "metadata": {"name": name},
+        "spec": {
+            "type": "S3Compatible",
+            "environment": "Development",
+            "s3Compatible": {
+                "endpoint": endpoint or s3.endpoint,
+                "bucket": bucket or s3.buckets[0],
+                "forcePathStyle": True,
+            },
+            "pathPrefix": prefix or f"{name}/",
+            "credentials": {"secretRef": {"name": secret}},
+            "verification": {"interval": "1h", "timeout": "5s"},
+        },
+    }
+    body["spec"].update(spec)
+    return body
+
+
+def secret(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data}
+
+
+def apply(cluster: Cluster, namespace: str, *objects: dict[str, Any]) -> None:
+    documents = yaml.safe_dump_all(list(objects))
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=documents)
+
+
+def get(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    out = cluster.kubectl("get", "-n", namespace, "dst", name, "-o", "json").stdout
+    body: dict[str, Any] = json.loads(out)
+    return body
+
+
+def condition(body: dict[str, Any], kind: str) -> dict[str, Any]:
+    for item in (body.get("status") or {}).get("conditions") or []:
+        if item.get("type") == kind:
+            return dict(item)
+    return {}
+
+
+def wait_for(
+    cluster: Cluster,
+    namespace: str,
+    name: str,
+    kind: str,
+    status: str,
+    *,
+    reason: str | None = None,
+    timeout: float = 60,
+    after: str | None = None,
+) -> dict[str, Any]:
+    """Poll until condition `kind` has `status` (and `reason`) for the current generation."""
+    deadline = time.monotonic() + timeout
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        body = get(cluster, namespace, name)
+        found = condition(body, kind)
+        if (
+            found.get("status") == status
+            and (reason is None or found.get("reason") == reason)
+            and found.get("observedGeneration") == body["metadata"]["generation"]
+            and (
+                after is None
+                or (body.get("status") or {}).get("lastProbe", {}).get("time", "") > after
+            )
+        ):
+            return body
+        time.sleep(0.25)
+    raise AssertionError(
+        f"{namespace}/{name}: {kind} never became {status}/{reason}; last status: "
+        f"{json.dumps(body.get('status'), indent=1)}"
+    )
+
+
+def events(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
+    out = cluster.kubectl(
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        f"involvedObject.name={name}",
+        "-o",
+        "json",
+    ).stdout
+    items: list[dict[str, Any]] = json.loads(out)["items"]
+    return items
+
+
+def probe_requests(s3: S3Server, prefix: str) -> list[str]:
+    """Lines of the S3 server's request log that touched objects under `prefix`."""
+    return [line for line in s3.requests() if f"/{prefix}" in line]

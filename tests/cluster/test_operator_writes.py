@@ -1,0 +1,74 @@
+"""API writes: one status patch per verification, nothing at all when nothing changes.
+
+Counted from the API server's audit log, which records every write (see
+hack/controlplane.py's audit policy).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from dst import apply, s3_destination, secret, wait_for
+from s3server import S3Server
+
+from conftest import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
+from harness import Cluster
+
+pytestmark = pytest.mark.cluster
+
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SA}"
+WRITES = {"create", "update", "patch", "delete"}
+
+
+def operator_writes(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
+    found = []
+    for line in cluster.plane.audit_log.read_text().splitlines():
+        entry = json.loads(line)
+        ref = entry.get("objectRef") or {}
+        if (
+            entry.get("user", {}).get("username") == OPERATOR_USER
+            and entry.get("verb") in WRITES
+            and ref.get("namespace") == namespace
+            and ref.get("resource") == "destinations"
+            and ref.get("name") == name
+        ):
+            found.append(entry)
+    return found
+
+
+def test_one_status_patch_per_verification_and_none_at_rest(
+    cluster: Cluster, namespace: str, s3: S3Server, operator: OperatorProcess
+) -> None:
+    pair = s3.users["admin"]
+    apply(
+        cluster,
+        namespace,
+        secret(
+            "s3", {"accessKeyId": pair.access_key_id, "secretAccessKey": pair.secret_access_key}
+        ),
+        s3_destination("quiet", s3, secret="s3"),
+    )
+    wait_for(cluster, namespace, "quiet", "Verified", "True")
+    time.sleep(2)
+    first = operator_writes(cluster, namespace, "quiet")
+    kinds = sorted((e["verb"], e["objectRef"].get("subresource", "")) for e in first)
+    # the daemon's finalizer, and the one status patch of the first verification
+    assert kinds == [("patch", ""), ("patch", "status")], kinds
+
+    cluster.kubectl(
+        "annotate", "-n", namespace, "dst", "quiet", "destinations.io/verify-requested-at=1"
+    )
+    deadline = time.monotonic() + 20
+    while len(operator_writes(cluster, namespace, "quiet")) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)
+    second = operator_writes(cluster, namespace, "quiet")[len(first) :]
+    assert [(e["verb"], e["objectRef"].get("subresource")) for e in second] == [("patch", "status")]
+
+    # steady state: events keep arriving (our own patches), nothing is written
+    settled = len(operator_writes(cluster, namespace, "quiet"))
+    time.sleep(5)
+    assert len(operator_writes(cluster, namespace, "quiet")) == settled

@@ -1,0 +1,211 @@
+"""The endpoint guard: user-supplied URLs are checked before any connection is made.
+
+A Destination lets its author choose where the operator connects (an
+S3-compatible endpoint, an Azure or OSS override, a webhook). Without a guard
+that is a server-side request forgery: the operator's network position could
+be used to reach the cloud's instance metadata service or internal services.
+So, for every address the endpoint's host resolves to:
+
+- cloud-metadata addresses (169.254.169.254, fd00:ec2::254, Alibaba's
+  100.100.100.200, ...) and metadata host names (metadata.google.internal,
+  ...) are always refused;
+- link-local (169.254.0.0/16, fe80::/10), multicast and reserved addresses
+  are always refused;
+- loopback, unspecified (0.0.0.0 reaches the local host) and private ranges
+  (RFC 1918, fc00::/7, 100.64.0.0/10, ...) are refused unless the operator
+  was started with `allow_private` (the tests and the demo use it).
+
+A host that is refused raises `EndpointBlockedError` (reason
+`EndpointBlocked`); a host that does not resolve raises
+`EndpointUnreachableError`. If a name resolves to several addresses, every
+one must pass, so one bad record is enough to refuse.
+
+Known limit: the SDK resolves the name again when it connects, so a DNS
+server that answers differently the second time (rebinding) is not stopped
+by this check alone; a network policy on the operator's egress is the
+complete answer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from destination_operator.errors import (
+    EndpointBlockedError,
+    EndpointUnreachableError,
+    InvalidSpecError,
+)
+
+__all__ = [
+    "METADATA_ADDRESSES",
+    "METADATA_HOSTNAMES",
+    "CheckedEndpoint",
+    "Resolver",
+    "check_endpoint",
+    "check_endpoints",
+    "classify_address",
+]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Sequence[str]]
+"""(host, port) -> the addresses it resolves to; raises OSError when it does not resolve."""
+
+METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
+    ipaddress.ip_address(a)
+    for a in (
+        "169.254.169.254",  # AWS, GCP, Azure, OCI, DigitalOcean, OpenStack
+        "169.254.170.2",  # AWS ECS task metadata and credentials
+        "169.254.169.253",  # AWS VPC DNS
+        "169.254.169.123",  # AWS time sync
+        "100.100.100.200",  # Alibaba Cloud
+        "192.0.0.192",  # Oracle Cloud (legacy)
+        "fd00:ec2::254",  # AWS IMDS over IPv6
+        "fd00:ec2::253",  # AWS VPC DNS over IPv6
+        "fd00:ec2::23",  # AWS ECS task metadata over IPv6
+    )
+)
+"""Cloud instance-metadata addresses: always refused."""
+
+METADATA_HOSTNAMES: frozenset[str] = frozenset(
+    {
+        "metadata",
+        "metadata.google.internal",
+        "metadata.goog",
+        "instance-data",
+        "instance-data.ec2.internal",
+        "metadata.tencentyun.com",
+        "metadata.platformequinix.com",
+    }
+)
+"""Host names of metadata services: refused before they are even resolved."""
+
+_ALWAYS_BLOCKED_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "169.254.0.0/16",  # IPv4 link-local
+        "fe80::/10",  # IPv6 link-local
+    )
+)
+_PRIVATE_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",  # carrier-grade NAT, also used inside clouds
+        "fc00::/7",  # IPv6 unique local
+    )
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+@dataclass(frozen=True)
+class CheckedEndpoint:
+    """An endpoint that passed the guard: its host and the addresses it resolved to."""
+
+    url: str
+    host: str
+    port: int
+    addresses: tuple[str, ...]
+
+
+def _resolve(host: str, port: int) -> Sequence[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def _embedded_ipv4(address: IPAddress) -> IPAddress:
+    """The IPv4 address inside an IPv4-mapped or NAT64 IPv6 address, else `address`."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address in _NAT64:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address
+
+
+def classify_address(address: str) -> tuple[bool, str]:
+    """(always refused?, kind) for one address; kind is "" for an ordinary public address.
+
+    Kinds: `cloud metadata`, `link-local`, `multicast`, `reserved`, `loopback`,
+    `unspecified`, `private`.
+    """
+    ip = _embedded_ipv4(ipaddress.ip_address(address.split("%", 1)[0]))
+    if ip in METADATA_ADDRESSES:
+        return True, "cloud metadata"
+    if ip.is_link_local or any(ip in net for net in _ALWAYS_BLOCKED_NETWORKS):
+        return True, "link-local"
+    # Before `is_reserved`: Python counts ::/8, and so ::1 and ::, as reserved.
+    if ip.is_loopback:
+        return False, "loopback"
+    if ip.is_unspecified:
+        return False, "unspecified"
+    if ip.is_multicast:
+        return True, "multicast"
+    if ip.is_reserved:
+        return True, "reserved"
+    if ip.is_private or any(ip in net for net in _PRIVATE_NETWORKS):
+        return False, "private"
+    return False, ""
+
+
+def check_endpoint(
+    url: str, *, allow_private: bool, resolve: Resolver | None = None
+) -> CheckedEndpoint:
+    """Refuse `url` unless every address its host resolves to is allowed; see the module doc.
+
+    Raises `InvalidSpecError` for a URL that is not http(s) with a host,
+    `EndpointBlockedError` for a refused address, `EndpointUnreachableError`
+    when the host does not resolve.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise InvalidSpecError(f"endpoint {url!r} is not a valid URL: {exc}") from None
+    host = (parts.hostname or "").rstrip(".").lower()
+    if parts.scheme not in ("http", "https") or not host:
+        raise InvalidSpecError(f"endpoint {url!r} must be an http:// or https:// URL with a host")
+    if host in METADATA_HOSTNAMES:
+        raise EndpointBlockedError(
+            f"endpoint host {host!r} is a cloud metadata service and is always refused"
+        )
+
+    try:
+        literal: IPAddress | None = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        literal = None
+    if literal is not None:
+        addresses: Sequence[str] = [host]
+    else:
+        try:
+            addresses = (resolve or _resolve)(host, port)
+        except (OSError, UnicodeError) as exc:
+            raise EndpointUnreachableError(
+                f"endpoint host {host!r} does not resolve: {exc}"
+            ) from None
+        if not addresses:
+            raise EndpointUnreachableError(f"endpoint host {host!r} resolves to no address")
+
+    for address in addresses:
+        always, kind = classify_address(address)
+        shown = host if address == host else f"{host!r} ({address})"
+        if always:
+            raise EndpointBlockedError(f"endpoint {shown} is {kind} and is always refused")
+        if kind and not allow_private:
+            raise EndpointBlockedError(
+                f"endpoint {shown} is a {kind} address; the operator refuses those "
+                "unless it is started with private endpoints allowed"
+            )
+    return CheckedEndpoint(url=url, host=host, port=port, addresses=tuple(addresses))
+
+
+def check_endpoints(
+    urls: Iterable[str], *, allow_private: bool, resolve: Resolver | None = None
+) -> list[CheckedEndpoint]:
+    """`check_endpoint` for each URL, in order; the first refusal raises."""
+    return [check_endpoint(u, allow_private=allow_private, resolve=resolve) for u in urls]

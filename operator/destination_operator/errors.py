@@ -1,0 +1,393 @@
+"""Errors of a Destination's verification, each carrying the condition reason it reports.
+
+The tree (class, then the `Reason` it sets on `Verified=False`)::
+
+    DestinationError                 ProbeFailed           base; `.reason`, `.message`
+    ├── InvalidSpecError             InvalidSpec           the spec breaks a rule (won't fix itself)
+    ├── SecretNotFoundError          SecretNotFound        the referenced Secret does not exist
+    ├── SecretKeyMissingError        SecretKeyMissing      `.key` names the key, never a value
+    ├── EndpointBlockedError         EndpointBlocked       the endpoint guard refused the address
+    ├── AuthenticationFailedError    AuthenticationFailed  unknown key id, bad signature, expired
+    ├── AccessDeniedError            AccessDenied          authenticated, but the policy refuses
+    ├── BucketNotFoundError          BucketNotFound        no such bucket (or container)
+    ├── EndpointUnreachableError     EndpointUnreachable   no DNS answer, refused or dropped
+    ├── TLSError                     TLSError              handshake or certificate check failed
+    ├── ProbeTimeoutError            Timeout               no answer within the probe's timeout
+    └── ProbeFailedError             ProbeFailed           anything else the provider reported
+        └── ProviderUnavailableError ProbeFailed           the provider's SDK extra is not installed
+
+Lower layers (SDKs, sockets, ssl) raise their own exceptions; they become
+these in exactly one place, `translate()` (or the `map_exceptions()` context
+manager around it). Every message is scrubbed when the error is built: each
+credential value handed in is removed, so is anything shaped like a
+signature, an Authorization header or a token, and the result is one short
+line, fit for a condition message, an Event and a log line.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+import socket
+import ssl
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+from urllib.parse import quote, quote_plus
+
+from destination_operator.api.status import Reason
+
+__all__ = [
+    "MAX_MESSAGE_LENGTH",
+    "AccessDeniedError",
+    "AuthenticationFailedError",
+    "BucketNotFoundError",
+    "DestinationError",
+    "EndpointBlockedError",
+    "EndpointUnreachableError",
+    "InvalidSpecError",
+    "ProbeFailedError",
+    "ProbeTimeoutError",
+    "ProviderUnavailableError",
+    "SecretKeyMissingError",
+    "SecretNotFoundError",
+    "TLSError",
+    "map_exceptions",
+    "scrub",
+    "translate",
+]
+
+MAX_MESSAGE_LENGTH = 240
+"""Longest message an error carries (condition messages should be short)."""
+
+# A credential shorter than this cannot be masked safely in place: the text
+# around the mask would give it away. A message containing one is withheld.
+_SHORT_SECRET = 8
+_WITHHELD = "(details withheld: the provider's message contained a credential)"
+_MASK = "***"
+
+# Things that look like credentials whatever the provider: (pattern, replacement).
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # An Authorization header, in any quoting: keep the header name only.
+    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)[^'\"}\n]+"), rf"\1{_MASK}"),
+    # SigV4 parts, in headers and presigned query strings.
+    (
+        re.compile(
+            r"(?i)\b(x-amz-signature|x-amz-credential|x-amz-security-token|signature)=[^&\s,'\"]+"
+        ),
+        rf"\1={_MASK}",
+    ),
+    (re.compile(r"(?i)\b(credential)=[^,\s'\"]+"), rf"\1={_MASK}"),
+    # Azure connection strings and SAS tokens, OSS/Webhook style tokens.
+    (
+        re.compile(
+            r"(?i)\b(accountkey|sharedaccesssignature|sig|token|access_token|password)=[^&;\s,'\"]+"
+        ),
+        rf"\1={_MASK}",
+    ),
+    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9+/=._~\-]{8,}"), rf"\1 {_MASK}"),
+    (re.compile(r"\b(SharedKey|OSS|AWS)\s+[\w.\-]+:[A-Za-z0-9+/=]+"), rf"\1 {_MASK}"),
+    # PEM private keys (a service-account JSON pasted into an error).
+    (
+        re.compile(
+            r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S
+        ),
+        f"{_MASK}private key{_MASK}",
+    ),
+)
+
+
+def _as_text(value: str | bytes) -> str:
+    return value.decode("utf-8", "ignore") if isinstance(value, bytes) else value
+
+
+def scrub(text: str, secrets: Iterable[str | bytes] = ()) -> str:
+    """`text` without any of `secrets` nor anything credential-shaped, as one short line.
+
+    Each secret is also removed in its URL-encoded forms. If a secret too
+    short to mask safely occurs in the text, the whole text is withheld.
+    """
+    values = {_as_text(s) for s in secrets}
+    variants: set[str] = set()
+    for value in values:
+        if not value:
+            continue
+        variants.update({value, quote(value, safe=""), quote_plus(value), quote(value)})
+    for value in sorted(variants, key=len, reverse=True):
+        if value not in text:
+            continue
+        if len(value) < _SHORT_SECRET:
+            return _WITHHELD
+        text = text.replace(value, _MASK)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    text = " ".join(text.split())
+    if len(text) > MAX_MESSAGE_LENGTH:
+        text = text[: MAX_MESSAGE_LENGTH - 1].rstrip() + "…"
+    return text
+
+
+class DestinationError(Exception):
+    """Base of the tree: a verification failed for `reason`, explained by `message`."""
+
+    reason: ClassVar[Reason] = Reason.ProbeFailed
+
+    def __init__(self, message: str, *, secrets: Iterable[str | bytes] = ()) -> None:
+        self.message = scrub(message, secrets) or self.reason.value
+        super().__init__(self.message)
+
+    def add_detail(self, detail: str) -> DestinationError:
+        """Append `detail` to the message (scrubbed and shortened again); returns `self`."""
+        self.message = scrub(f"{self.message}; {detail}")
+        self.args = (self.message,)
+        return self
+
+
+class InvalidSpecError(DestinationError):
+    """The spec breaks a rule; only an edit of the Destination fixes it."""
+
+    reason = Reason.InvalidSpec
+
+
+class SecretNotFoundError(DestinationError):
+    """The Secret named by `spec.credentials.secretRef.name` does not exist."""
+
+    reason = Reason.SecretNotFound
+
+
+class SecretKeyMissingError(DestinationError):
+    """A required key is absent from the Secret (or empty). Names the key, never a value."""
+
+    reason = Reason.SecretKeyMissing
+
+    def __init__(self, key: str, *, secret_name: str | None = None, hint: str = "") -> None:
+        self.key = key
+        where = f"Secret {secret_name!r}" if secret_name else "the Secret"
+        message = f"{where} has no key {key!r}"
+        super().__init__(f"{message}; {hint}" if hint else message)
+
+
+class EndpointBlockedError(DestinationError):
+    """The endpoint guard refused the address (metadata, link-local, or not allowed private)."""
+
+    reason = Reason.EndpointBlocked
+
+
+class AuthenticationFailedError(DestinationError):
+    """The storage service did not accept the credentials."""
+
+    reason = Reason.AuthenticationFailed
+
+
+class AccessDeniedError(DestinationError):
+    """The credentials are valid, but their policy refuses the operation."""
+
+    reason = Reason.AccessDenied
+
+
+class BucketNotFoundError(DestinationError):
+    """The bucket (or container) does not exist."""
+
+    reason = Reason.BucketNotFound
+
+
+class EndpointUnreachableError(DestinationError):
+    """The endpoint could not be reached: name resolution, refused or dropped connection."""
+
+    reason = Reason.EndpointUnreachable
+
+
+class TLSError(DestinationError):
+    """The TLS handshake or the certificate verification failed."""
+
+    reason = Reason.TLSError
+
+
+class ProbeTimeoutError(DestinationError):
+    """The endpoint did not answer within the probe's timeout."""
+
+    reason = Reason.Timeout
+
+
+class ProbeFailedError(DestinationError):
+    """Any other failure the provider reported."""
+
+    reason = Reason.ProbeFailed
+
+
+class ProviderUnavailableError(ProbeFailedError):
+    """The SDK a provider needs is not installed; the message names the extra."""
+
+    def __init__(self, sdk: str, extra: str) -> None:
+        self.sdk = sdk
+        self.extra = extra
+        super().__init__(
+            f"the {sdk} SDK is not installed: pip install 'destination-operator[{extra}]'"
+        )
+
+
+# --- translation of lower-layer exceptions: the one place --------------------------------------
+
+_AUTH_CODES = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "InvalidToken",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+        "AuthFailure",
+        "AuthenticationFailed",
+        "InvalidSecurity",
+        "NotAuthenticated",
+        "InvalidAuthenticationInfo",
+    }
+)
+_DENIED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "AllAccessDisabled",
+        "AccountProblem",
+        "AuthorizationFailure",
+        "AuthorizationPermissionMismatch",
+        "Forbidden",
+        "403",
+    }
+)
+_BUCKET_CODES = frozenset({"NoSuchBucket", "BucketNotFound", "ContainerNotFound"})
+_TIMEOUT_CODES = frozenset({"RequestTimeout"})
+
+_UNREACHABLE_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.EHOSTDOWN,
+        errno.ENETDOWN,
+        errno.EPIPE,
+    }
+)
+
+
+def _client_error(exc: Any) -> tuple[type[DestinationError], str]:
+    """botocore's ClientError: the service answered with an error code."""
+    response = getattr(exc, "response", None) or {}
+    error = response.get("Error") or {}
+    code = str(error.get("Code") or "")
+    text = str(error.get("Message") or "")
+    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    operation = getattr(exc, "operation_name", "") or "request"
+    detail = f"{operation}: {code or status}" + (f" ({text})" if text and text != code else "")
+    if code in _AUTH_CODES:
+        return AuthenticationFailedError, detail
+    if code in _DENIED_CODES:
+        return AccessDeniedError, detail
+    if code in _BUCKET_CODES:
+        return BucketNotFoundError, detail
+    if code in _TIMEOUT_CODES:
+        return ProbeTimeoutError, detail
+    if not code and status == 403:
+        return AccessDeniedError, detail
+    return ProbeFailedError, detail
+
+
+def _botocore(exc: BaseException) -> tuple[type[DestinationError], str] | None:
+    # Only look when botocore is already loaded: an SDK error implies it is.
+    module = sys.modules.get("botocore.exceptions")
+    if module is None:
+        return None
+    if isinstance(exc, module.ClientError):
+        return _client_error(exc)
+    if isinstance(exc, module.ConnectTimeoutError | module.ReadTimeoutError):
+        return ProbeTimeoutError, str(exc)
+    if isinstance(exc, module.SSLError):
+        return TLSError, str(exc)
+    if isinstance(
+        exc,
+        module.EndpointConnectionError | module.ConnectionClosedError | module.ProxyConnectionError,
+    ):
+        return EndpointUnreachableError, str(exc)
+    if isinstance(exc, module.NoCredentialsError | module.PartialCredentialsError):
+        return AuthenticationFailedError, str(exc)
+    if isinstance(exc, module.ParamValidationError | module.InvalidRegionError):
+        return InvalidSpecError, str(exc)
+    return None
+
+
+def _stdlib(exc: BaseException) -> tuple[type[DestinationError], str] | None:
+    # Order matters: SSLError and timeouts are OSErrors too.
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return TLSError, str(exc)
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return ProbeTimeoutError, str(exc) or "timed out"
+    if isinstance(exc, socket.gaierror):
+        return EndpointUnreachableError, f"cannot resolve the endpoint's host: {exc}"
+    if isinstance(exc, ConnectionError):
+        return EndpointUnreachableError, str(exc)
+    if isinstance(exc, OSError) and exc.errno in _UNREACHABLE_ERRNOS:
+        return EndpointUnreachableError, str(exc)
+    return None
+
+
+def _by_text(exc: BaseException) -> tuple[type[DestinationError], str] | None:
+    text = str(exc)
+    lower = text.lower()
+    if "certificate verify failed" in lower or "ssl:" in lower or "tlsv1" in lower:
+        return TLSError, text
+    if "timed out" in lower or "timeout" in lower:
+        return ProbeTimeoutError, text
+    if "connection refused" in lower or "name or service not known" in lower:
+        return EndpointUnreachableError, text
+    return None
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then its causes and contexts (what a wrapper wrapped), at most 8 deep."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(seen) < 8:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def translate(exc: BaseException, *, secrets: Iterable[str | bytes] = ()) -> DestinationError:
+    """The `DestinationError` for a lower-layer exception, its message scrubbed of `secrets`.
+
+    SDK errors are recognised first (botocore's error codes and connection
+    errors), then socket and ssl errors anywhere in the exception's chain,
+    then tell-tale words; anything else is `ProbeFailedError`.
+    """
+    secrets = tuple(secrets)
+    if isinstance(exc, DestinationError):
+        # Already ours: scrub once more with what this caller knows.
+        exc.message = scrub(exc.message, secrets)
+        exc.args = (exc.message,)
+        return exc
+    for classify in (_botocore, _stdlib):
+        for link in _chain(exc):
+            found = classify(link)
+            if found is not None:
+                kind, message = found
+                return kind(message or type(link).__name__, secrets=secrets)
+    found = _by_text(exc)
+    if found is not None:
+        kind, message = found
+        return kind(message, secrets=secrets)
+    return ProbeFailedError(f"{type(exc).__name__}: {exc}", secrets=secrets)
+
+
+@contextmanager
+def map_exceptions(secrets: Iterable[str | bytes] = ()) -> Iterator[None]:
+    """Re-raise any exception from the block as the `DestinationError` `translate()` picks."""
+    secrets = tuple(secrets)
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - translating every exception is the point
+        # `from None`: the SDK's exception (and its unscrubbed text) stays out of tracebacks.
+        raise translate(exc, secrets=secrets) from None

@@ -1,0 +1,143 @@
+"""The endpoint guard: metadata and link-local always refused, private only when allowed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from destination_operator.api.status import Reason
+from destination_operator.endpoints import check_endpoint, check_endpoints, classify_address
+from destination_operator.errors import (
+    EndpointBlockedError,
+    EndpointUnreachableError,
+    InvalidSpecError,
+)
+
+
+def resolver(*addresses: str):  # type: ignore[no-untyped-def]
+    """A resolver answering `addresses` for any name (DNS cannot be made to lie on demand)."""
+
+    def resolve(host: str, port: int) -> Sequence[str]:
+        return list(addresses)
+
+    return resolve
+
+
+def unresolvable(host: str, port: int) -> Sequence[str]:
+    raise OSError(-2, "Name or service not known")
+
+
+ALWAYS = [
+    "http://169.254.169.254",
+    "http://169.254.169.254:80/latest/meta-data/",
+    "https://169.254.170.2",
+    "http://169.254.10.20",
+    "http://[fe80::1]",
+    "http://[fd00:ec2::254]",
+    "http://[::ffff:169.254.169.254]",
+    "http://[64:ff9b::a9fe:a9fe]",  # NAT64 of 169.254.169.254
+    "http://100.100.100.200",
+    "http://metadata.google.internal",
+    "http://METADATA.google.internal.",
+    "http://224.0.0.1",
+]
+
+PRIVATE = [
+    "http://127.0.0.1:9000",
+    "http://127.1.2.3",
+    "http://[::1]:9000",
+    "http://0.0.0.0",
+    "http://10.1.2.3",
+    "http://172.16.0.1",
+    "http://192.168.1.1",
+    "http://100.64.0.1",
+    "http://[fd12:3456::1]",
+    "http://[::ffff:127.0.0.1]",
+    "http://localhost:9000",
+]
+
+
+@pytest.mark.parametrize("url", ALWAYS)
+@pytest.mark.parametrize("allow_private", [False, True])
+def test_metadata_and_link_local_are_always_refused(url: str, allow_private: bool) -> None:
+    with pytest.raises(EndpointBlockedError) as info:
+        check_endpoint(url, allow_private=allow_private)
+    assert info.value.reason == Reason.EndpointBlocked
+    assert "always refused" in info.value.message
+
+
+@pytest.mark.parametrize("url", PRIVATE)
+def test_loopback_and_private_are_refused_unless_allowed(url: str) -> None:
+    with pytest.raises(EndpointBlockedError) as info:
+        check_endpoint(url, allow_private=False)
+    assert "unless" in info.value.message
+    checked = check_endpoint(url, allow_private=True)
+    assert checked.addresses
+
+
+def test_public_address_passes() -> None:
+    checked = check_endpoint("https://93.184.215.14/bucket", allow_private=False)
+    assert checked.addresses == ("93.184.215.14",)
+    assert checked.port == 443
+
+
+def test_every_resolved_address_must_pass() -> None:
+    two = resolver("93.184.215.14", "169.254.169.254")
+    with pytest.raises(EndpointBlockedError) as info:
+        check_endpoint("https://storage.example.com", allow_private=True, resolve=two)
+    assert "169.254.169.254" in info.value.message
+    private = resolver("93.184.215.14", "10.0.0.7")
+    with pytest.raises(EndpointBlockedError):
+        check_endpoint("https://storage.example.com", allow_private=False, resolve=private)
+    ok = check_endpoint("https://storage.example.com", allow_private=True, resolve=private)
+    assert ok.host == "storage.example.com"
+
+
+def test_a_name_resolving_to_metadata_is_refused() -> None:
+    with pytest.raises(EndpointBlockedError):
+        check_endpoint(
+            "http://rebind.example.com",
+            allow_private=True,
+            resolve=resolver("169.254.169.254"),
+        )
+
+
+def test_unresolvable_host_is_endpoint_unreachable() -> None:
+    with pytest.raises(EndpointUnreachableError) as info:
+        check_endpoint("https://nowhere.invalid", allow_private=False, resolve=unresolvable)
+    assert info.value.reason == Reason.EndpointUnreachable
+    with pytest.raises(EndpointUnreachableError):
+        check_endpoint("https://nowhere.invalid", allow_private=False, resolve=resolver())
+
+
+def test_real_resolver_on_localhost() -> None:
+    with pytest.raises(EndpointBlockedError):
+        check_endpoint("http://localhost:1", allow_private=False)
+    assert check_endpoint("http://localhost:1", allow_private=True).port == 1
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com", "example.com", "http://", "http://[::1"])
+def test_malformed_urls_are_invalid_spec(url: str) -> None:
+    with pytest.raises(InvalidSpecError):
+        check_endpoint(url, allow_private=True)
+
+
+def test_check_endpoints_stops_at_the_first_refusal() -> None:
+    assert check_endpoints([], allow_private=False) == []
+    with pytest.raises(EndpointBlockedError):
+        check_endpoints(["http://127.0.0.1:9000", "http://169.254.169.254"], allow_private=False)
+
+
+@given(st.ip_addresses(v=4, network="169.254.0.0/16"))
+def test_all_of_ipv4_link_local_is_always_refused(address: object) -> None:
+    always, _ = classify_address(str(address))
+    assert always
+
+
+@given(st.ip_addresses(v=4, network="10.0.0.0/8") | st.ip_addresses(v=4, network="127.0.0.0/8"))
+def test_private_and_loopback_are_refusable(address: object) -> None:
+    always, kind = classify_address(str(address))
+    assert not always and kind in {"private", "loopback"}

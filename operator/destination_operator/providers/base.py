@@ -1,0 +1,176 @@
+"""The narrow interface every storage backend implements, and what a probe reports.
+
+A provider knows one `DestinationType`. It
+
+1. documents the Secret keys it reads (`secret_keys`);
+2. turns the Secret's data into credentials (`load_credentials`), raising
+   `SecretKeyMissingError` that names the missing key, never a value;
+3. lists the URLs the Destination's author chose (`endpoints`), so that the
+   endpoint guard can check them before any connection is made;
+4. probes (`probe`): builds its SDK client with the probe's timeout, writes a
+   small object and, in `WriteDelete` mode, deletes it again, and reports
+   each step. It is synchronous (the operator runs it in a worker thread)
+   and reports failures as `ProbeResult.error`, already translated by
+   `errors.translate` and scrubbed of the credentials.
+
+The reconciler never imports an SDK: providers import theirs lazily, so an
+operator built without an extra still starts and reports which extra is
+missing.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from destination_operator.api.spec import DestinationSpec, DestinationType, VerificationMode
+from destination_operator.api.status import StepOutcome
+from destination_operator.errors import DestinationError
+
+__all__ = [
+    "PROBE_BODY",
+    "PROBE_DIRECTORY",
+    "ProbeResult",
+    "Provider",
+    "SecretKeys",
+    "StepName",
+    "StepOutcome",
+    "StepResult",
+    "Stopwatch",
+    "probe_object_key",
+]
+
+PROBE_DIRECTORY = ".destination-operator-probe"
+"""The folder, under the Destination's prefix, that holds probe objects."""
+
+PROBE_BODY = (
+    b"destination-operator verification probe.\n"
+    b"This object is not data: it proves that the credentials can write here.\n"
+    b"It is safe to delete.\n"
+)
+"""What a probe object contains (small, and says what it is)."""
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def probe_object_key(rendered_prefix: str, token: str) -> str:
+    """The probe object's key: `<prefix>.destination-operator-probe/<token>.txt`.
+
+    `rendered_prefix` is `spec.pathPrefix` with its tokens rendered (it may be
+    empty, end in `/`, or be a file-name prefix); `token` is usually the
+    Destination's uid, so that repeated probes overwrite one object rather
+    than leave many. Characters outside `[A-Za-z0-9._-]` in the token become
+    `-`; an empty token becomes `probe`.
+    """
+    name = _UNSAFE.sub("-", token).strip("-.") or "probe"
+    return f"{rendered_prefix}{PROBE_DIRECTORY}/{name}.txt"
+
+
+class StepName(StrEnum):
+    """The steps of a probe, in order."""
+
+    Write = "Write"
+    Delete = "Delete"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One step of a probe: what, how it ended, how long it took, and a short message."""
+
+    name: StepName
+    outcome: StepOutcome
+    duration_ms: int
+    message: str = ""
+
+    def as_status(self) -> dict[str, Any]:
+        """The step as it appears in `status.lastProbe.steps`."""
+        item: dict[str, Any] = {
+            "name": self.name.value,
+            "outcome": self.outcome.value,
+            "durationMilliseconds": self.duration_ms,
+        }
+        if self.message:
+            item["message"] = self.message
+        return item
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What a probe did: its steps and, when one failed, the translated error."""
+
+    steps: tuple[StepResult, ...]
+    error: DestinationError | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        """No step failed and there is no error."""
+        return self.error is None and all(s.outcome is not StepOutcome.Failed for s in self.steps)
+
+    @property
+    def duration_ms(self) -> int:
+        """The time the steps took, together."""
+        return sum(s.duration_ms for s in self.steps)
+
+
+@dataclass(frozen=True)
+class SecretKeys:
+    """The Secret keys a provider reads: `required` all of them, `optional` if present.
+
+    `alternatives` lists sets of keys of which one complete set is needed
+    (Azure: `accountKey` or `sasToken` or `connectionString`); it is for
+    documentation and for providers that need it.
+    """
+
+    required: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+    alternatives: tuple[tuple[str, ...], ...] = ()
+    description: str = ""
+
+
+@dataclass
+class Stopwatch:
+    """Milliseconds since it was made; for step durations."""
+
+    started: float = field(default_factory=time.monotonic)
+
+    def ms(self) -> int:
+        """Elapsed whole milliseconds."""
+        return int((time.monotonic() - self.started) * 1000)
+
+    def remaining(self, budget_seconds: float) -> float:
+        """Seconds left of `budget_seconds` counted from the start (never negative)."""
+        return max(0.0, budget_seconds - (time.monotonic() - self.started))
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A storage backend. `Credentials` are whatever `load_credentials` returns."""
+
+    type: ClassVar[DestinationType]
+    secret_keys: ClassVar[SecretKeys]
+
+    def load_credentials(self, data: Mapping[str, str]) -> Any:
+        """Credentials from the Secret's data (values decoded to text).
+
+        Raises `SecretKeyMissingError` naming the first missing key.
+        """
+        ...
+
+    def endpoints(self, spec: DestinationSpec) -> list[str]:
+        """The URLs in `spec` that its author chose (for the endpoint guard); [] if none."""
+        ...
+
+    def probe(
+        self,
+        spec: DestinationSpec,
+        credentials: Any,
+        object_key: str,
+        mode: VerificationMode,
+        timeout_seconds: float,
+    ) -> ProbeResult:
+        """Write (and in `WriteDelete` mode delete) `object_key`; never raises for a failed step."""
+        ...

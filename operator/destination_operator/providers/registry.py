@@ -1,0 +1,88 @@
+"""Which provider serves which `DestinationType`.
+
+A registry maps each type to exactly one provider and refuses a second
+registration for the same type (two backends silently competing for one type
+would be a packaging bug, found at start-up rather than at probe time).
+`default_registry()` holds the providers that ship with the operator; none of
+them imports its SDK until it probes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+from destination_operator.api.spec import DestinationType
+from destination_operator.errors import ProbeFailedError
+from destination_operator.providers.base import Provider
+
+__all__ = [
+    "DuplicateProviderError",
+    "ProviderNotFoundError",
+    "Registry",
+    "default_registry",
+]
+
+
+class DuplicateProviderError(ValueError):
+    """A provider is already registered for this type."""
+
+
+class ProviderNotFoundError(ProbeFailedError):
+    """No provider for this type in this operator build (reason ProbeFailed)."""
+
+
+class Registry:
+    """DestinationType -> provider; one provider per type."""
+
+    def __init__(self) -> None:
+        self._providers: dict[DestinationType, Provider] = {}
+
+    def register(self, provider: Provider) -> Provider:
+        """Add `provider` for `provider.type`; raises `DuplicateProviderError` if taken."""
+        kind = DestinationType(provider.type)
+        existing = self._providers.get(kind)
+        if existing is not None:
+            raise DuplicateProviderError(
+                f"a provider for {kind.value} is already registered: {type(existing).__name__}"
+            )
+        self._providers[kind] = provider
+        return provider
+
+    def get(self, kind: DestinationType | str) -> Provider:
+        """The provider for `kind`; raises `ProviderNotFoundError` when there is none."""
+        try:
+            return self._providers[DestinationType(kind)]
+        except (KeyError, ValueError):
+            raise ProviderNotFoundError(
+                f"this operator has no provider for type {str(kind)!r} yet"
+            ) from None
+
+    def types(self) -> list[DestinationType]:
+        """The registered types, in registration order."""
+        return list(self._providers)
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self._providers
+
+    def __iter__(self) -> Iterator[Provider]:
+        return iter(list(self._providers.values()))
+
+
+_default: Registry | None = None
+_lock = threading.Lock()
+
+
+def default_registry() -> Registry:
+    """The registry of the providers that ship with the operator (built once)."""
+    global _default
+    with _lock:
+        if _default is None:
+            from destination_operator.providers import s3
+
+            registry = Registry()
+            registry.register(s3.S3CompatibleProvider())
+            registry.register(s3.AmazonS3Provider())
+            registry.register(s3.OracleCloudStorageProvider())
+            _default = registry
+        return _default

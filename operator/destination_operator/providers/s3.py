@@ -1,0 +1,347 @@
+"""Backends that speak the S3 API: S3-compatible services, Amazon S3, Oracle Cloud.
+
+One prober (`S3ApiProvider`) serves every S3-API backend; each backend only
+says where its bucket is (`target()`): S3-compatible takes the endpoint from
+the spec (and so has it checked by the endpoint guard), Amazon S3 lets the SDK
+derive AWS's endpoint from the region (and sends the spec's server-side
+encryption header), Oracle Cloud derives
+`https://<namespace>.compat.objectstorage.<region>.oraclecloud.com` and uses
+path-style addressing.
+
+Secret keys: `accessKeyId`, `secretAccessKey`, optional `sessionToken`.
+
+boto3 is imported only when a probe runs; without it the probe fails with
+`ProviderUnavailableError`, which names the extra:
+`pip install 'destination-operator[s3]'`.
+
+The client fails fast (one attempt: the operator retries with backoff),
+bounds connect and read by what is left of the probe's timeout, and computes
+checksums only when an operation requires them (boto3 1.36 and later would
+otherwise send CRC headers that S3-compatible services reject).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from destination_operator.api.spec import DestinationSpec, DestinationType, VerificationMode
+from destination_operator.errors import (
+    DestinationError,
+    InvalidSpecError,
+    ProbeTimeoutError,
+    ProviderUnavailableError,
+    SecretKeyMissingError,
+    map_exceptions,
+)
+from destination_operator.providers.base import (
+    PROBE_BODY,
+    ProbeResult,
+    SecretKeys,
+    StepName,
+    StepOutcome,
+    StepResult,
+    Stopwatch,
+)
+
+__all__ = [
+    "DEFAULT_REGION",
+    "AmazonS3Provider",
+    "OracleCloudStorageProvider",
+    "S3ApiProvider",
+    "S3CompatibleProvider",
+    "S3Credentials",
+    "S3Target",
+    "client_config",
+    "use_path_style",
+]
+
+DEFAULT_REGION = "us-east-1"
+"""The signing region when an S3-compatible Destination names none."""
+
+S3_SECRET_KEYS = SecretKeys(
+    required=("accessKeyId", "secretAccessKey"),
+    optional=("sessionToken",),
+    description="an access key pair; sessionToken only for temporary (STS) credentials",
+)
+
+_REGION = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_MIN_TIMEOUT = 0.1
+
+
+@dataclass(frozen=True)
+class S3Credentials:
+    """An access key pair (and session token); `repr` shows no value."""
+
+    access_key_id: str = field(repr=False)
+    secret_access_key: str = field(repr=False)
+    session_token: str | None = field(default=None, repr=False)
+
+    def values(self) -> tuple[str, ...]:
+        """Every credential value, for scrubbing messages."""
+        items = (self.access_key_id, self.secret_access_key, self.session_token or "")
+        return tuple(v for v in items if v)
+
+
+@dataclass(frozen=True)
+class S3Target:
+    """Where an S3-API probe goes."""
+
+    bucket: str
+    region: str
+    endpoint_url: str | None  # None: the SDK derives AWS's endpoint from the region
+    path_style: bool
+    user_endpoint: bool  # the URL came from the Destination's author: guard it
+    put_arguments: tuple[tuple[str, str], ...] = ()  # extra PutObject arguments (encryption)
+
+    def connect_urls(self) -> list[str]:
+        """The URLs the client connects to: the endpoint, and for virtual-hosted
+        addressing the endpoint with the bucket in front of its host (a bucket
+        name can make a host resolve anywhere, so that one is guarded too)."""
+        if not self.endpoint_url:
+            return []
+        if self.path_style:
+            return [self.endpoint_url]
+        parts = urlsplit(self.endpoint_url)
+        virtual = parts._replace(netloc=f"{self.bucket}.{parts.netloc.rsplit('@', 1)[-1]}")
+        return [self.endpoint_url, virtual.geturl()]
+
+
+def use_path_style(endpoint_url: str | None, force_path_style: bool) -> bool:
+    """Path-style addressing when asked, or when the endpoint's host is an IP or `localhost`.
+
+    Virtual-hosted style puts the bucket in the host name, which an IP
+    address or `localhost` cannot carry.
+    """
+    if force_path_style:
+        return True
+    if not endpoint_url:
+        return False
+    host = (urlsplit(endpoint_url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def client_config(timeout_seconds: float, *, path_style: bool) -> dict[str, Any]:
+    """The keyword arguments of `botocore.config.Config` for a probe client."""
+    timeout = max(_MIN_TIMEOUT, timeout_seconds)
+    return {
+        "connect_timeout": timeout,
+        "read_timeout": timeout,
+        # One attempt in total: fail fast, the operator retries with backoff.
+        "retries": {"total_max_attempts": 1, "mode": "standard"},
+        # Never "auto": the guard must know which host the client will connect to.
+        "s3": {"addressing_style": "path" if path_style else "virtual"},
+        "request_checksum_calculation": "when_required",
+        "response_checksum_validation": "when_required",
+        "user_agent_extra": "destination-operator",
+    }
+
+
+class _Sdk:
+    """boto3, imported on first use; one shared session (clients are made under a lock)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._config: Any = None
+
+    def client(self, target: S3Target, credentials: S3Credentials, timeout_seconds: float) -> Any:
+        with self._lock:
+            if self._session is None:
+                try:
+                    import boto3
+                    from botocore.config import Config
+                except ImportError:
+                    raise ProviderUnavailableError("AWS (boto3)", "s3") from None
+                self._session, self._config = boto3.session.Session(), Config
+            config = self._config(**client_config(timeout_seconds, path_style=target.path_style))
+            return self._session.client(
+                "s3",
+                endpoint_url=target.endpoint_url,
+                region_name=target.region,
+                aws_access_key_id=credentials.access_key_id,
+                aws_secret_access_key=credentials.secret_access_key,
+                aws_session_token=credentials.session_token,
+                config=config,
+            )
+
+
+_sdk = _Sdk()
+
+
+class S3ApiProvider:
+    """The S3-API prober; subclasses say where the bucket is (`target`)."""
+
+    type: ClassVar[DestinationType]
+    secret_keys: ClassVar[SecretKeys] = S3_SECRET_KEYS
+
+    def target(self, spec: DestinationSpec) -> S3Target:
+        """Bucket, region, endpoint and addressing for `spec`."""
+        raise NotImplementedError
+
+    def load_credentials(self, data: Mapping[str, str]) -> S3Credentials:
+        """The key pair from the Secret; surrounding whitespace (a trailing newline) is ignored."""
+        values = {key: (data.get(key) or "").strip() for key in S3_SECRET_KEYS.required}
+        for key, value in values.items():
+            if not value:
+                raise SecretKeyMissingError(key)
+        return S3Credentials(
+            access_key_id=values["accessKeyId"],
+            secret_access_key=values["secretAccessKey"],
+            session_token=(data.get("sessionToken") or "").strip() or None,
+        )
+
+    def endpoints(self, spec: DestinationSpec) -> list[str]:
+        """The URLs the probe connects to when the Destination's author chose the endpoint."""
+        target = self.target(spec)
+        return target.connect_urls() if target.user_endpoint else []
+
+    def probe(
+        self,
+        spec: DestinationSpec,
+        credentials: S3Credentials,
+        object_key: str,
+        mode: VerificationMode,
+        timeout_seconds: float,
+    ) -> ProbeResult:
+        """PUT a small object at `object_key`; in `WriteDelete` mode DELETE it again."""
+        target = self.target(spec)
+        secrets = credentials.values()
+        watch = Stopwatch()
+
+        def run(name: StepName, call: Callable[[Any], object]) -> StepResult | DestinationError:
+            step = Stopwatch()
+            try:
+                with map_exceptions(secrets):
+                    remaining = watch.remaining(timeout_seconds)
+                    if remaining <= 0:
+                        raise ProbeTimeoutError(
+                            f"the probe's {timeout_seconds:g}s were used up before {name.value}"
+                        )
+                    call(_sdk.client(target, credentials, remaining))
+            except DestinationError as err:
+                return err
+            return StepResult(name, StepOutcome.Succeeded, step.ms())
+
+        write = run(
+            StepName.Write,
+            lambda s3: s3.put_object(
+                Bucket=target.bucket,
+                Key=object_key,
+                Body=PROBE_BODY,
+                ContentType="text/plain",
+                Metadata={"purpose": "destination-operator-probe"},
+                **dict(target.put_arguments),
+            ),
+        )
+        if isinstance(write, DestinationError):
+            failed = StepResult(StepName.Write, StepOutcome.Failed, watch.ms(), write.message)
+            skipped = StepResult(StepName.Delete, StepOutcome.Skipped, 0, "the write failed")
+            return ProbeResult((failed, skipped), write)
+
+        if mode != VerificationMode.WriteDelete:
+            skipped = StepResult(
+                StepName.Delete,
+                StepOutcome.Skipped,
+                0,
+                "mode Write: the probe object is left in place",
+            )
+            return ProbeResult((write, skipped))
+
+        started = watch.ms()
+        delete = run(
+            StepName.Delete,
+            lambda s3: s3.delete_object(Bucket=target.bucket, Key=object_key),
+        )
+        if isinstance(delete, DestinationError):
+            delete.add_detail(
+                "the probe object was written but could not be deleted "
+                "(for write-only credentials, use verification mode Write)"
+            )
+            failed = StepResult(
+                StepName.Delete, StepOutcome.Failed, watch.ms() - started, delete.message
+            )
+            return ProbeResult((write, failed), delete)
+        return ProbeResult((write, delete))
+
+
+def _region(value: str | None, *, default: str | None) -> str:
+    region = (value or "").strip() or default
+    if not region or not _REGION.match(region):
+        raise InvalidSpecError(f"region {value!r} is not a valid region name")
+    return region
+
+
+class S3CompatibleProvider(S3ApiProvider):
+    """`type: S3Compatible`: any service that speaks the S3 API at the spec's endpoint."""
+
+    type = DestinationType.S3Compatible
+
+    def target(self, spec: DestinationSpec) -> S3Target:
+        member = spec.s3_compatible
+        if member is None:
+            raise InvalidSpecError("type S3Compatible needs the s3Compatible block")
+        endpoint = str(member.endpoint).rstrip("/")
+        return S3Target(
+            bucket=member.bucket,
+            region=_region(member.region, default=DEFAULT_REGION),
+            endpoint_url=endpoint,
+            path_style=use_path_style(endpoint, bool(member.force_path_style)),
+            user_endpoint=True,
+        )
+
+
+class AmazonS3Provider(S3ApiProvider):
+    """`type: AmazonS3`: the SDK derives AWS's endpoint (and partition) from the region."""
+
+    type = DestinationType.AmazonS3
+
+    def target(self, spec: DestinationSpec) -> S3Target:
+        member = spec.amazon_s3
+        if member is None:
+            raise InvalidSpecError("type AmazonS3 needs the amazonS3 block")
+        encryption = member.server_side_encryption
+        return S3Target(
+            bucket=member.bucket,
+            region=_region(member.region, default=None),
+            endpoint_url=None,
+            path_style=False,
+            user_endpoint=False,
+            put_arguments=(("ServerSideEncryption", str(encryption)),) if encryption else (),
+        )
+
+
+class OracleCloudStorageProvider(S3ApiProvider):
+    """`type: OracleCloudStorage`: OCI's S3-compatibility API, path-style, Customer Secret Keys.
+
+    The endpoint is `https://<namespace>.compat.objectstorage.<region>.oraclecloud.com`,
+    derived from the spec (always under oraclecloud.com, so not guarded).
+    """
+
+    type = DestinationType.OracleCloudStorage
+
+    def target(self, spec: DestinationSpec) -> S3Target:
+        member = spec.oracle_cloud_storage
+        if member is None:
+            raise InvalidSpecError("type OracleCloudStorage needs the oracleCloudStorage block")
+        if not _REGION.match(member.namespace):
+            raise InvalidSpecError("spec.oracleCloudStorage.namespace must be a DNS label")
+        region = _region(member.region, default=None)
+        return S3Target(
+            bucket=member.bucket,
+            region=region,
+            endpoint_url=f"https://{member.namespace}.compat.objectstorage.{region}.oraclecloud.com",
+            path_style=True,
+            user_endpoint=False,
+        )

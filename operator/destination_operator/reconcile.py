@@ -1,0 +1,243 @@
+"""One verification, without Kubernetes: spec + Secret data + provider -> `Outcome`.
+
+`verify()` runs the checks in the order that costs least and leaks least:
+
+1. a provider for the spec's type;
+2. the Secret exists (`SecretNotFound`) and has the provider's keys
+   (`SecretKeyMissing`, naming the key, never a value);
+3. the endpoint guard, on every URL the Destination's author chose, before
+   any connection (`EndpointBlocked`);
+4. the provider's probe (write, then delete in `WriteDelete` mode).
+
+Every failure becomes an `Outcome` with the `Reason` of its
+`DestinationError`, its message scrubbed of every value in the Secret. The
+Kubernetes side (reading the Secret, writing status, events) lives in
+`lifecycle` and `kube`; this module only computes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from destination_operator.api.spec import DestinationSpec, VerificationMode, render_prefix
+from destination_operator.api.status import Reason
+from destination_operator.endpoints import Resolver, check_endpoints
+from destination_operator.errors import (
+    DestinationError,
+    InvalidSpecError,
+    SecretKeyMissingError,
+    SecretNotFoundError,
+    scrub,
+    translate,
+)
+from destination_operator.providers.base import StepResult, Stopwatch
+from destination_operator.providers.base import probe_object_key as _key_under
+from destination_operator.providers.registry import Registry, default_registry
+
+__all__ = [
+    "FINGERPRINT_LABEL",
+    "Outcome",
+    "failure",
+    "fingerprint",
+    "invalid_spec",
+    "probe_object_key",
+    "secret_unreadable",
+    "verify",
+]
+
+FINGERPRINT_LABEL = b"destinations.io/credentials-fingerprint/v1"
+"""Fixed label hashed in front of the Secret's data, so the digest means only this."""
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one verification (or of deciding not to start one)."""
+
+    verified: bool
+    reason: Reason
+    message: str
+    steps: tuple[StepResult, ...] = ()
+    duration_ms: int = 0
+    object_key: str = ""
+    mode: VerificationMode | None = None
+    fingerprint: str = ""
+    time: datetime.datetime | None = None
+    probed: bool = field(default=False)  # a connection to the storage was attempted
+
+    def last_probe(self) -> dict[str, Any] | None:
+        """`status.lastProbe` for this outcome; None when no probe was attempted."""
+        if not self.probed:
+            return None
+        probe: dict[str, Any] = {
+            "durationMilliseconds": self.duration_ms,
+            "objectKey": self.object_key,
+            "steps": [step.as_status() for step in self.steps],
+        }
+        if self.time is not None:
+            probe["time"] = self.time.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if self.mode is not None:
+            probe["mode"] = self.mode.value
+        return probe
+
+
+def fingerprint(secret_data: Mapping[str, bytes] | None) -> str:
+    """A short one-way digest of the Secret's data ("" when there is no Secret).
+
+    sha256 over a fixed label and the sorted, length-prefixed key/value
+    pairs; the first 16 hex digits. It changes when any value changes, so a
+    rotation is seen, and shows nothing of the values.
+    """
+    if secret_data is None:
+        return ""
+    digest = hashlib.sha256(FINGERPRINT_LABEL)
+    for key in sorted(secret_data):
+        value = secret_data[key]
+        raw = value if isinstance(value, bytes) else str(value).encode()
+        name = key.encode()
+        digest.update(len(name).to_bytes(4, "big") + name)
+        digest.update(len(raw).to_bytes(8, "big") + raw)
+    return digest.hexdigest()[:16]
+
+
+def probe_object_key(spec: DestinationSpec, uid: str, now: datetime.datetime) -> str:
+    """The probe object's key for this Destination: under its rendered `pathPrefix`."""
+    prefix = render_prefix(spec.path_prefix or "", now)
+    return _key_under(prefix, uid)
+
+
+def failure(
+    error: DestinationError,
+    *,
+    time: datetime.datetime | None = None,
+    fingerprint: str = "",
+    object_key: str = "",
+    mode: VerificationMode | None = None,
+) -> Outcome:
+    """The outcome of a verification that failed with `error` before any probe."""
+    return Outcome(
+        verified=False,
+        reason=error.reason,
+        message=error.message,
+        time=time,
+        fingerprint=fingerprint,
+        object_key=object_key,
+        mode=mode,
+    )
+
+
+def invalid_spec(field_path: str, message: str) -> Outcome:
+    """The outcome for a spec that breaks a rule (reason InvalidSpec)."""
+    where = f"spec.{field_path}" if field_path and not field_path.startswith("spec") else field_path
+    text = f"{where}: {message}" if where else message
+    return failure(InvalidSpecError(text))
+
+
+def secret_unreadable(message: str) -> Outcome:
+    """The outcome when the Secret could not be read (forbidden or an API error).
+
+    Reported as `SecretNotFound`: as far as the operator can tell, there is no
+    Secret it may use; the message says why.
+    """
+    return failure(SecretNotFoundError(message))
+
+
+def _decode(secret_data: Mapping[str, bytes]) -> tuple[dict[str, str], set[str]]:
+    text: dict[str, str] = {}
+    undecodable: set[str] = set()
+    for key, value in secret_data.items():
+        if isinstance(value, str):
+            text[key] = value
+            continue
+        try:
+            text[key] = value.decode("utf-8")
+        except UnicodeDecodeError:
+            undecodable.add(key)
+    return text, undecodable
+
+
+def verify(
+    spec: DestinationSpec,
+    secret_data: Mapping[str, bytes] | None,
+    *,
+    object_key: str,
+    allow_private: bool,
+    now: datetime.datetime,
+    default_timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    registry: Registry | None = None,
+    resolve: Resolver | None = None,
+) -> Outcome:
+    """Verify `spec` with `secret_data` (None: the Secret does not exist); never raises
+    for a verification failure, which is reported in the `Outcome`.
+
+    `allow_private` lets the endpoint guard pass loopback and private
+    addresses; `default_timeout` bounds the probe when the spec sets none.
+    """
+    mode = VerificationMode(spec.verification.mode)
+    print_ = fingerprint(secret_data)
+    secrets: tuple[bytes, ...] = tuple(secret_data.values()) if secret_data else ()
+    context: dict[str, Any] = {
+        "time": now,
+        "fingerprint": print_,
+        "object_key": object_key,
+        "mode": mode,
+    }
+    secret_name = spec.credentials.secret_ref.name
+    try:
+        provider = (registry or default_registry()).get(spec.type)
+        if secret_data is None:
+            raise SecretNotFoundError(
+                f"Secret {secret_name!r} not found in the Destination's namespace"
+            )
+        data, undecodable = _decode(secret_data)
+        try:
+            credentials = provider.load_credentials(data)
+        except SecretKeyMissingError as err:
+            hint = "its value is not UTF-8 text" if err.key in undecodable else ""
+            raise SecretKeyMissingError(err.key, secret_name=secret_name, hint=hint) from None
+        check_endpoints(provider.endpoints(spec), allow_private=allow_private, resolve=resolve)
+    except DestinationError as err:
+        return failure(translate(err, secrets=secrets), **context)
+    except Exception as err:  # noqa: BLE001 - a provider bug must not take the operator down
+        return failure(translate(err, secrets=secrets), **context)
+
+    timeout = spec.verification.timeout_seconds or default_timeout
+    watch = Stopwatch()
+    try:
+        result = provider.probe(spec, credentials, object_key, mode, timeout)
+    except Exception as err:  # noqa: BLE001 - steps fail in the result; anything else here
+        error = translate(err, secrets=secrets)
+        return Outcome(
+            verified=False,
+            reason=error.reason,
+            message=error.message,
+            duration_ms=watch.ms(),
+            probed=True,
+            **context,
+        )
+    if result.error is not None:
+        error = translate(result.error, secrets=secrets)
+        return Outcome(
+            verified=False,
+            reason=error.reason,
+            message=error.message,
+            steps=result.steps,
+            duration_ms=watch.ms(),
+            probed=True,
+            **context,
+        )
+    done = "wrote and deleted" if mode == VerificationMode.WriteDelete else "wrote"
+    return Outcome(
+        verified=True,
+        reason=Reason.ProbeSucceeded,
+        message=scrub(f"{done} probe object {object_key!r}", secrets),
+        steps=result.steps,
+        duration_ms=watch.ms(),
+        probed=True,
+        **context,
+    )

@@ -177,10 +177,12 @@ def _drop_nulls(value: Any) -> Any:
     """What the API server does before validating: null fields are removed.
 
     (A structural schema prunes `null` from every non-nullable field, then
-    applies defaults; so `amazonS3: null` is the same as leaving it out.)
+    applies defaults; so `amazonS3: null` is the same as leaving it out.) Only
+    this level: each nested model prunes its own input, and nothing walks
+    into values that validation refuses anyway.
     """
     if isinstance(value, dict):
-        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+        return {k: v for k, v in value.items() if v is not None}
     return value
 
 

@@ -62,7 +62,8 @@ MAX_MESSAGE_LENGTH = 240
 """Longest message an error carries (condition messages should be short)."""
 
 # A credential shorter than this cannot be masked safely in place: the text
-# around the mask would give it away. A message containing one is withheld.
+# around the mask would give it away. A message containing one as a word of its
+# own is withheld (inside a longer word, as "a" in "has", it reveals nothing).
 _SHORT_SECRET = 8
 _WITHHELD = "(details withheld: the provider's message contained a credential)"
 _MASK = "***"
@@ -106,7 +107,8 @@ def scrub(text: str, secrets: Iterable[str | bytes] = ()) -> str:
     """`text` without any of `secrets` nor anything credential-shaped, as one short line.
 
     Each secret is also removed in its URL-encoded forms. If a secret too
-    short to mask safely occurs in the text, the whole text is withheld.
+    short to mask safely (under 8 characters) occurs in the text as a word of
+    its own, the whole text is withheld.
     """
     values = {_as_text(s) for s in secrets}
     variants: set[str] = set()
@@ -116,10 +118,10 @@ def scrub(text: str, secrets: Iterable[str | bytes] = ()) -> str:
         variants.update({value, quote(value, safe=""), quote_plus(value), quote(value)})
     ordered = sorted(variants, key=len, reverse=True)
     for value in ordered:
-        if value not in text:
-            continue
         if len(value) < _SHORT_SECRET:
-            return _WITHHELD
+            if _as_token(value, text):
+                return _WITHHELD
+            continue
         while value in text:  # a mask next to look-alike text could form the value again
             text = text.replace(value, _MASK)
     for pattern, replacement in _PATTERNS:
@@ -129,9 +131,22 @@ def scrub(text: str, secrets: Iterable[str | bytes] = ()) -> str:
         text = text[: MAX_MESSAGE_LENGTH - 1].rstrip() + "…"
     # Last line of defence: whatever the rewriting did, no value (nor its one-line form) survives.
     for value in ordered:
-        if value in text or " ".join(value.split()) in text:
+        one_line = " ".join(value.split())
+        if len(value) < _SHORT_SECRET:
+            if _as_token(value, text) or _as_token(one_line, text):
+                return _WITHHELD
+        elif value in text or one_line in text:
             return _WITHHELD
     return text
+
+
+def _as_token(value: str, text: str) -> bool:
+    """`value` occurs in `text` not as part of a longer word (for values too short to mask).
+
+    A one-letter value inside "has" says nothing about it; "key abc" says everything.
+    """
+    pattern = rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])"
+    return re.search(pattern, text) is not None
 
 
 class DestinationError(Exception):

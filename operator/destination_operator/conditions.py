@@ -1,0 +1,424 @@
+"""Pure status computation: conditions, the whole status, events, and retry timing.
+
+Nothing here talks to Kubernetes. Every call computes the *whole* conditions
+list from the old one, the object's generation, the spec's `enabled` and
+`archived` flags, and the latest verification outcome (or none yet): a merge
+patch replaces lists whole, and computing everything every time leaves no
+stale condition behind.
+
+Condition types and how they read (polarity: which status is the good one);
+the reasons each may carry are `api.status.REASONS`:
+
+============  ========  ==========================================================
+type          good      meaning
+============  ========  ==========================================================
+Ready         True      summary for kstatus, Flux, Argo CD and `kubectl wait`:
+                        True (reason Ready) only when enabled, not archived and
+                        verified; otherwise the Verified reason, or Pending
+Verified      True      True after a successful probe of the current spec and
+                        credentials; False with the failure's reason; Unknown
+                        while pending, disabled or archived
+Archived      (info)    True while `spec.archived`; its lastTransitionTime is the
+                        moment the Destination was archived (or unarchived)
+Reconciling   absent    kstatus: True while a probe of the current generation is
+                        pending (Verifying) or a failure is retried with backoff
+                        (Retrying); absent otherwise
+Stalled       absent    kstatus: True when retrying alone cannot help: InvalidSpec,
+                        SecretNotFound, SecretKeyMissing; absent otherwise
+============  ========  ==========================================================
+
+Each condition carries the generation it describes (`observedGeneration`);
+its `lastTransitionTime` changes only when its `status` flips, never when
+only the reason or the message changes.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
+
+from destination_operator.api.status import (
+    REASONS,
+    ConditionStatus,
+    ConditionType,
+    EventReason,
+    Reason,
+)
+
+if TYPE_CHECKING:
+    from destination_operator.api.spec import DestinationSpec
+    from destination_operator.reconcile import Outcome
+
+__all__ = [
+    "CONDITION_ORDER",
+    "FAILURE_REASONS",
+    "STALLED_REASONS",
+    "Event",
+    "Phase",
+    "backoff_delay",
+    "build_status",
+    "compute_conditions",
+    "jittered_interval",
+    "next_delay",
+    "rfc3339",
+    "status_changed",
+    "transition_events",
+]
+
+TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
+
+CONDITION_ORDER: tuple[ConditionType, ...] = (
+    ConditionType.Ready,
+    ConditionType.Verified,
+    ConditionType.Archived,
+    ConditionType.Reconciling,
+    ConditionType.Stalled,
+)
+"""The order conditions are written in (stable, so equal statuses compare equal)."""
+
+FAILURE_REASONS: frozenset[Reason] = frozenset(
+    {
+        Reason.InvalidSpec,
+        Reason.SecretNotFound,
+        Reason.SecretKeyMissing,
+        Reason.AuthenticationFailed,
+        Reason.AccessDenied,
+        Reason.BucketNotFound,
+        Reason.EndpointUnreachable,
+        Reason.TLSError,
+        Reason.Timeout,
+        Reason.EndpointBlocked,
+        Reason.ProbeFailed,
+    }
+)
+"""Reasons of `Verified=False`."""
+
+STALLED_REASONS: frozenset[Reason] = REASONS[ConditionType.Stalled][ConditionStatus.TRUE]
+"""Failures a person must act on before a retry can pass (kstatus Stalled): InvalidSpec,
+SecretNotFound, SecretKeyMissing. Every other failure is retried (Reconciling=True, Retrying)."""
+
+
+class Phase(StrEnum):
+    """Where a Destination is, as far as the conditions are concerned."""
+
+    Pending = "Pending"  # enabled, not archived, the current generation not probed yet
+    Disabled = "Disabled"
+    Archived = "Archived"
+    Verified = "Verified"
+    Failed = "Failed"
+
+
+def rfc3339(moment: datetime.datetime) -> str:
+    """`moment` in UTC as `YYYY-MM-DDTHH:MM:SSZ` (the metav1.Time format)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _condition(
+    kind: ConditionType,
+    status: str,
+    reason: Reason | str,
+    message: str,
+    generation: int,
+    old: Mapping[str, Mapping[str, Any]],
+    now: str,
+) -> dict[str, Any]:
+    previous = old.get(kind.value)
+    since = now
+    if previous is not None and previous.get("status") == status:
+        since = str(previous.get("lastTransitionTime") or now)
+    return {
+        "type": kind.value,
+        "status": status,
+        "observedGeneration": generation,
+        "lastTransitionTime": since,
+        "reason": str(reason),
+        "message": message,
+    }
+
+
+def compute_conditions(
+    old: Sequence[Mapping[str, Any]] | None,
+    *,
+    generation: int,
+    enabled: bool,
+    archived: bool,
+    outcome: Outcome | None,
+    now: datetime.datetime,
+) -> list[dict[str, Any]]:
+    """The whole conditions list for this generation.
+
+    `outcome` is the latest verification of the current generation, or None
+    while one is pending (or not wanted: disabled, archived). An outcome with
+    reason `InvalidSpec` wins over the flags, since a spec that does not parse
+    has none to trust.
+    """
+    stamp = rfc3339(now)
+    previous = {str(c.get("type")): c for c in old or () if isinstance(c, Mapping)}
+
+    def make(kind: ConditionType, status: str, reason: Reason | str, msg: str) -> dict[str, Any]:
+        return _condition(kind, status, reason, msg, generation, previous, stamp)
+
+    invalid = outcome is not None and outcome.reason == Reason.InvalidSpec
+    if archived:
+        archived_condition = make(
+            ConditionType.Archived,
+            TRUE,
+            Reason.Archived,
+            "archived: not probed and not Ready; set spec.archived to false to unarchive",
+        )
+    else:
+        before = previous.get(ConditionType.Archived.value) or {}
+        was_archived = before.get("status") == TRUE or before.get("reason") == Reason.Unarchived
+        archived_condition = (
+            make(ConditionType.Archived, FALSE, Reason.Unarchived, "unarchived")
+            if was_archived
+            else make(ConditionType.Archived, FALSE, Reason.NotArchived, "not archived")
+        )
+
+    extra: list[dict[str, Any]] = []
+    if invalid:
+        assert outcome is not None
+        verified = make(ConditionType.Verified, FALSE, outcome.reason, outcome.message)
+        ready = make(ConditionType.Ready, FALSE, outcome.reason, outcome.message)
+        extra.append(make(ConditionType.Stalled, TRUE, outcome.reason, outcome.message))
+    elif archived:
+        message = "archived: not probed"
+        verified = make(ConditionType.Verified, UNKNOWN, Reason.Archived, message)
+        ready = make(ConditionType.Ready, FALSE, Reason.Archived, message)
+    elif not enabled:
+        message = "disabled (spec.enabled is false): not probed"
+        verified = make(ConditionType.Verified, UNKNOWN, Reason.Disabled, message)
+        ready = make(ConditionType.Ready, FALSE, Reason.Disabled, message)
+    elif outcome is None:
+        message = f"a probe of generation {generation} is pending"
+        verified = make(ConditionType.Verified, UNKNOWN, Reason.Pending, message)
+        ready = make(ConditionType.Ready, UNKNOWN, Reason.Pending, message)
+        extra.append(make(ConditionType.Reconciling, TRUE, Reason.Verifying, message))
+    elif outcome.verified:
+        verified = make(ConditionType.Verified, TRUE, Reason.ProbeSucceeded, outcome.message)
+        ready = make(ConditionType.Ready, TRUE, Reason.Ready, outcome.message)
+    else:
+        verified = make(ConditionType.Verified, FALSE, outcome.reason, outcome.message)
+        ready = make(ConditionType.Ready, FALSE, outcome.reason, outcome.message)
+        if outcome.reason in STALLED_REASONS:
+            extra.append(make(ConditionType.Stalled, TRUE, outcome.reason, outcome.message))
+        else:
+            retry = f"retrying with backoff after {outcome.reason}"
+            extra.append(make(ConditionType.Reconciling, TRUE, Reason.Retrying, retry))
+
+    found = {c["type"]: c for c in (ready, verified, archived_condition, *extra)}
+    return [found[kind.value] for kind in CONDITION_ORDER if kind.value in found]
+
+
+def phase_of(conditions: Iterable[Mapping[str, Any]]) -> Phase | None:
+    """The phase a conditions list shows (None when it has no Verified condition)."""
+    verified = _find(conditions, ConditionType.Verified)
+    if verified is None:
+        return None
+    status, reason = verified.get("status"), verified.get("reason")
+    if status == TRUE:
+        return Phase.Verified
+    if status == FALSE:
+        return Phase.Failed
+    if reason == Reason.Archived:
+        return Phase.Archived
+    if reason == Reason.Disabled:
+        return Phase.Disabled
+    return Phase.Pending
+
+
+def _find(
+    conditions: Iterable[Mapping[str, Any]] | None, kind: ConditionType
+) -> Mapping[str, Any] | None:
+    for item in conditions or ():
+        if isinstance(item, Mapping) and item.get("type") == kind.value:
+            return item
+    return None
+
+
+# --- the whole status --------------------------------------------------------------------------
+
+
+def _flag(raw: Mapping[str, Any] | None, key: str, default: bool) -> bool:
+    value = (raw or {}).get(key, default)
+    return value if isinstance(value, bool) else default
+
+
+def build_status(
+    *,
+    old: Mapping[str, Any] | None,
+    generation: int,
+    spec: DestinationSpec | None,
+    raw_spec: Mapping[str, Any] | None = None,
+    outcome: Outcome | None,
+    now: datetime.datetime,
+    next_verification: datetime.datetime | None = None,
+    verify_request: str | None = None,
+) -> dict[str, Any]:
+    """The whole status to write (the fields of `api.status.DestinationStatus`, camelCase).
+
+    `spec` is None when the spec did not parse; then `enabled` and `archived`
+    are read from `raw_spec` (booleans only, defaults otherwise). Fields the
+    outcome does not speak to (`lastVerifiedTime`, the fingerprint, the last
+    probe, the target) keep their old values. `nextVerificationTime` and
+    `archivedTime` are None (a merge patch deletes them) when they do not
+    apply. `archivedTime` is the Archived condition's transition time.
+    """
+    old = old or {}
+    if spec is not None:
+        enabled, archived = bool(spec.enabled), bool(spec.archived)
+    else:
+        enabled, archived = _flag(raw_spec, "enabled", True), _flag(raw_spec, "archived", False)
+    conditions = compute_conditions(
+        old.get("conditions"),
+        generation=generation,
+        enabled=enabled,
+        archived=archived,
+        outcome=outcome,
+        now=now,
+    )
+    status: dict[str, Any] = {"observedGeneration": generation, "conditions": conditions}
+    for key in ("target", "lastVerifiedTime", "credentialsFingerprint", "lastProbe"):
+        if old.get(key) is not None:
+            status[key] = old[key]
+    if spec is not None:
+        status["target"] = spec.target
+    if outcome is not None:
+        if outcome.verified:
+            status["lastVerifiedTime"] = rfc3339(outcome.time or now)
+        if outcome.fingerprint:
+            status["credentialsFingerprint"] = outcome.fingerprint
+        last_probe = outcome.last_probe()
+        if last_probe is not None:
+            status["lastProbe"] = last_probe
+    invalid = outcome is not None and outcome.reason == Reason.InvalidSpec
+    probing = enabled and not archived and not invalid
+    status["nextVerificationTime"] = (
+        rfc3339(next_verification) if probing and next_verification is not None else None
+    )
+    archived_condition = _find(conditions, ConditionType.Archived)
+    status["archivedTime"] = (
+        archived_condition["lastTransitionTime"]
+        if archived and archived_condition is not None
+        else None
+    )
+    if verify_request:
+        status["lastHandledVerifyRequest"] = verify_request
+    return status
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _normalise(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        items = [_normalise(v) for v in value]
+        if all(isinstance(i, dict) and "type" in i for i in items):
+            items.sort(key=lambda i: str(i["type"]))
+        return items
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def status_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """Would merge-patching `new` onto `old` change anything that matters?
+
+    Compares key by key what the patch sets: a key `new` leaves out is not
+    touched by a merge patch, a None in `new` deletes. Condition order and
+    None-valued fields do not count.
+    """
+    old = old or {}
+    for key, value in new.items():
+        if value is None:
+            if old.get(key) is not None:
+                return True
+            continue
+        if _normalise(value) != _normalise(old.get(key)):
+            return True
+    return False
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Event:
+    """A Kubernetes Event to post about the Destination (message already scrubbed)."""
+
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+def transition_events(
+    old_status: Mapping[str, Any] | None, new_status: Mapping[str, Any]
+) -> list[Event]:
+    """The Events a status change deserves, in order.
+
+    - `Normal Verified` when Verified becomes True;
+    - `Warning VerificationFailed` when Verified becomes False, or stays False
+      with another reason; not again when the same failure repeats;
+    - `Normal Archived` when Archived becomes True (also for a Destination
+      created archived), `Normal Unarchived` when it goes from True to False.
+    """
+    old_conditions = (old_status or {}).get("conditions")
+    new_conditions = new_status.get("conditions")
+    events: list[Event] = []
+
+    old_archived = _find(old_conditions, ConditionType.Archived)
+    new_archived = _find(new_conditions, ConditionType.Archived)
+    was = old_archived.get("status") if old_archived else None
+    now_ = new_archived.get("status") if new_archived else None
+    if now_ == TRUE and was != TRUE:
+        events.append(Event("Normal", EventReason.Archived.value, "archived: no longer probed"))
+    elif was == TRUE and now_ == FALSE:
+        events.append(Event("Normal", EventReason.Unarchived.value, "unarchived: verifying again"))
+
+    old_verified = _find(old_conditions, ConditionType.Verified) or {}
+    new_verified = _find(new_conditions, ConditionType.Verified) or {}
+    status, reason = new_verified.get("status"), new_verified.get("reason")
+    message = str(new_verified.get("message") or "")
+    if status == TRUE and old_verified.get("status") != TRUE:
+        events.append(Event("Normal", EventReason.Verified.value, message or "verified"))
+    elif status == FALSE and (
+        old_verified.get("status") != FALSE or old_verified.get("reason") != reason
+    ):
+        text = f"{reason}: {message}" if message else str(reason)
+        events.append(Event("Warning", EventReason.VerificationFailed.value, text))
+    return events
+
+
+# --- timing ------------------------------------------------------------------------------------
+
+
+class RandomLike(Protocol):
+    """What the timing functions need of a random source (`random.Random` has it)."""
+
+    def uniform(self, a: float, b: float) -> float: ...
+
+
+def next_delay(failures: int, base: float, cap: float, rng: RandomLike) -> float:
+    """Seconds to wait after `failures` consecutive failures: exponential, jittered, capped.
+
+    The n-th failure waits between half and all of `min(cap, base * 2**(n-1))`
+    ("equal jitter": spread out, yet never a hot loop).
+    """
+    exponent = min(max(failures, 1) - 1, 62)
+    ceiling = min(cap, base * (2.0**exponent))
+    return rng.uniform(ceiling / 2, ceiling)
+
+
+backoff_delay = next_delay
+"""Another name for `next_delay`."""
+
+
+def jittered_interval(interval: float, jitter: float, rng: RandomLike) -> float:
+    """`interval` plus up to `jitter` (a fraction) of it at random, so probes spread out."""
+    if interval <= 0:
+        return 0.0
+    return interval + rng.uniform(0.0, max(0.0, jitter) * interval)

@@ -1,0 +1,336 @@
+"""reconcile's pure parts: fingerprint, probe key, early failures; the S3 providers' targets."""
+
+from __future__ import annotations
+
+import datetime
+import sys
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from destination_operator.api.spec import (
+    DestinationSpec,
+    DestinationType,
+    VerificationMode,
+    parse_spec,
+)
+from destination_operator.api.status import Reason, StepOutcome
+from destination_operator.errors import ProviderUnavailableError
+from destination_operator.providers import s3 as s3_module
+from destination_operator.providers.base import (
+    PROBE_DIRECTORY,
+    ProbeResult,
+    Provider,
+    SecretKeys,
+    StepName,
+    StepResult,
+    probe_object_key,
+)
+from destination_operator.providers.registry import (
+    DuplicateProviderError,
+    ProviderNotFoundError,
+    Registry,
+    default_registry,
+)
+from destination_operator.providers.s3 import (
+    AmazonS3Provider,
+    OracleCloudStorageProvider,
+    S3CompatibleProvider,
+    S3Credentials,
+    client_config,
+    use_path_style,
+)
+from destination_operator.reconcile import fingerprint, invalid_spec, secret_unreadable, verify
+from destination_operator.reconcile import probe_object_key as key_for_spec
+
+NOW = datetime.datetime(2026, 11, 22, 7, 0, tzinfo=datetime.UTC)
+
+
+def spec(**fields: Any) -> DestinationSpec:
+    raw: dict[str, Any] = {
+        "type": "S3Compatible",
+        "environment": "Development",
+        "s3Compatible": {"endpoint": "http://127.0.0.1:9", "bucket": "reports"},
+        "credentials": {"secretRef": {"name": "creds"}},
+    }
+    raw.update(fields)
+    return parse_spec(raw)
+
+
+# --- fingerprint -------------------------------------------------------------------------------
+
+
+def test_fingerprint_is_short_stable_and_order_free() -> None:
+    a = fingerprint({"accessKeyId": b"AKIA1", "secretAccessKey": b"s3cr3t-value"})
+    b = fingerprint({"secretAccessKey": b"s3cr3t-value", "accessKeyId": b"AKIA1"})
+    assert a == b and len(a) == 16 and int(a, 16) >= 0
+    assert fingerprint(None) == ""
+
+
+def test_fingerprint_sees_every_change() -> None:
+    base = {"accessKeyId": b"AKIA1", "secretAccessKey": b"one"}
+    assert fingerprint(base) != fingerprint({**base, "secretAccessKey": b"two"})
+    assert fingerprint(base) != fingerprint({**base, "sessionToken": b""})
+    # length-prefixed: moving bytes between key and value changes the digest
+    assert fingerprint({"ab": b"c"}) != fingerprint({"a": b"bc"})
+    assert fingerprint({}) != fingerprint(None)
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=20), st.binary(min_size=6, max_size=40)))
+def test_fingerprint_never_contains_a_value(data: dict[str, bytes]) -> None:
+    digest = fingerprint(data)
+    for value in data.values():
+        assert value.hex() not in digest or len(value.hex()) > len(digest)
+
+
+# --- probe object key --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("prefix", "token", "expected"),
+    [
+        ("", "uid-1", f"{PROBE_DIRECTORY}/uid-1.txt"),
+        ("exports/", "uid-1", f"exports/{PROBE_DIRECTORY}/uid-1.txt"),
+        ("exports/run-", "uid-1", f"exports/run-{PROBE_DIRECTORY}/uid-1.txt"),
+        ("a/", "../../etc passwd", f"a/{PROBE_DIRECTORY}/etc-passwd.txt"),
+        ("a/", "", f"a/{PROBE_DIRECTORY}/probe.txt"),
+    ],
+)
+def test_probe_object_key(prefix: str, token: str, expected: str) -> None:
+    assert probe_object_key(prefix, token) == expected
+
+
+def test_probe_object_key_renders_the_prefix() -> None:
+    found = key_for_spec(spec(pathPrefix="exports/%DATE%/"), "8d1e-uid", NOW)
+    assert found == f"exports/2026_11_22/{PROBE_DIRECTORY}/8d1e-uid.txt"
+    assert key_for_spec(spec(), "u", NOW) == f"{PROBE_DIRECTORY}/u.txt"
+
+
+# --- early outcomes ----------------------------------------------------------------------------
+
+
+def test_invalid_spec_outcome() -> None:
+    outcome = invalid_spec("spec.s3Compatible.bucket", "Required value")
+    assert not outcome.verified and outcome.reason == Reason.InvalidSpec
+    assert outcome.message == "spec.s3Compatible.bucket: Required value"
+    assert invalid_spec("type", "x").message == "spec.type: x"
+
+
+def test_secret_unreadable_outcome() -> None:
+    outcome = secret_unreadable("the operator may not read Secret 'creds' (forbidden)")
+    assert outcome.reason == Reason.SecretNotFound and "forbidden" in outcome.message
+
+
+def test_verify_reports_a_type_without_provider() -> None:
+    registry = Registry()  # empty: no provider at all
+    outcome = verify(
+        spec(),
+        {"accessKeyId": b"a"},
+        object_key="k",
+        allow_private=True,
+        now=NOW,
+        registry=registry,
+    )
+    assert outcome.reason == Reason.ProbeFailed and "S3Compatible" in outcome.message
+
+
+def test_undecodable_secret_value_is_reported_by_key() -> None:
+    data = {"accessKeyId": b"AKIA1", "secretAccessKey": b"\xff\xfe\xfd-not-utf8"}
+    outcome = verify(spec(), data, object_key="k", allow_private=True, now=NOW)
+    assert outcome.reason == Reason.SecretKeyMissing
+    assert "secretAccessKey" in outcome.message and "UTF-8" in outcome.message
+
+
+class Exploding:
+    """A provider whose probe raises what a buggy SDK wrapper might: translated, scrubbed."""
+
+    type: ClassVar[DestinationType] = DestinationType.S3Compatible
+    secret_keys: ClassVar[SecretKeys] = SecretKeys(required=("token",))
+
+    def load_credentials(self, data: Mapping[str, str]) -> str:
+        return data["token"]
+
+    def endpoints(self, spec: DestinationSpec) -> list[str]:
+        return []
+
+    def probe(
+        self,
+        spec: DestinationSpec,
+        credentials: Any,
+        object_key: str,
+        mode: VerificationMode,
+        timeout_seconds: float,
+    ) -> ProbeResult:
+        raise RuntimeError(f"boom with {credentials}")
+
+
+def test_a_raising_provider_becomes_probe_failed_without_the_secret() -> None:
+    registry = Registry()
+    registry.register(Exploding())
+    outcome = verify(
+        spec(),
+        {"token": b"distinctive-token-value"},
+        object_key="k",
+        allow_private=False,
+        now=NOW,
+        registry=registry,
+    )
+    assert outcome.reason == Reason.ProbeFailed
+    assert "distinctive-token-value" not in outcome.message
+    assert outcome.last_probe() is not None
+
+
+# --- registry ----------------------------------------------------------------------------------
+
+
+def test_registry_refuses_a_duplicate() -> None:
+    registry = Registry()
+    registry.register(S3CompatibleProvider())
+    with pytest.raises(DuplicateProviderError, match="S3Compatible"):
+        registry.register(S3CompatibleProvider())
+    assert registry.types() == [DestinationType.S3Compatible]
+
+
+def test_registry_lookup() -> None:
+    registry = default_registry()
+    assert registry is default_registry()
+    assert isinstance(registry.get(DestinationType.AmazonS3), AmazonS3Provider)
+    assert isinstance(registry.get("OracleCloudStorage"), OracleCloudStorageProvider)
+    with pytest.raises(ProviderNotFoundError):
+        registry.get(DestinationType.Webhook)
+    with pytest.raises(ProviderNotFoundError):
+        registry.get("NoSuchType")
+    assert all(isinstance(p, Provider) for p in registry)
+
+
+# --- S3 targets and client settings ------------------------------------------------------------
+
+
+def test_s3_compatible_target() -> None:
+    target = S3CompatibleProvider().target(
+        spec(
+            s3Compatible={
+                "endpoint": "https://minio.example.com/",
+                "bucket": "bk1",
+                "region": "auto",
+            }
+        )
+    )
+    assert target.endpoint_url == "https://minio.example.com"
+    assert target.region == "auto" and target.bucket == "bk1"
+    assert not target.path_style
+    assert target.connect_urls() == ["https://minio.example.com", "https://bk1.minio.example.com"]
+    default = S3CompatibleProvider().target(spec())
+    assert default.region == "us-east-1" and default.path_style  # an IP endpoint
+
+
+def test_amazon_s3_target_is_derived_from_the_region() -> None:
+    amazon = parse_spec(
+        {
+            "type": "AmazonS3",
+            "amazonS3": {
+                "bucket": "reports",
+                "region": "eu-central-1",
+                "serverSideEncryption": "aws:kms",
+            },
+            "credentials": {"secretRef": {"name": "creds"}},
+        }
+    )
+    provider = AmazonS3Provider()
+    target = provider.target(amazon)
+    assert target.endpoint_url is None and target.region == "eu-central-1"
+    assert not target.user_endpoint and provider.endpoints(amazon) == []
+    assert dict(target.put_arguments) == {"ServerSideEncryption": "aws:kms"}
+
+
+def test_oracle_target() -> None:
+    oracle = parse_spec(
+        {
+            "type": "OracleCloudStorage",
+            "oracleCloudStorage": {
+                "bucket": "Reports_1",
+                "namespace": "acme",
+                "region": "us-ashburn-1",
+            },
+            "credentials": {"secretRef": {"name": "creds"}},
+        }
+    )
+    target = OracleCloudStorageProvider().target(oracle)
+    assert target.endpoint_url == "https://acme.compat.objectstorage.us-ashburn-1.oraclecloud.com"
+    assert target.path_style and not target.user_endpoint
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "force", "path"),
+    [
+        ("http://127.0.0.1:9000", False, True),
+        ("http://localhost:9000", False, True),
+        ("https://minio.example.com", False, False),
+        ("https://minio.example.com", True, True),
+        (None, False, False),
+    ],
+)
+def test_path_style(endpoint: str | None, force: bool, path: bool) -> None:
+    assert use_path_style(endpoint, force) is path
+
+
+def test_client_config_fails_fast_and_skips_checksums() -> None:
+    config = client_config(7.5, path_style=True)
+    assert config["connect_timeout"] == config["read_timeout"] == 7.5
+    assert config["retries"] == {"total_max_attempts": 1, "mode": "standard"}
+    assert config["s3"] == {"addressing_style": "path"}
+    assert config["request_checksum_calculation"] == "when_required"
+    assert config["response_checksum_validation"] == "when_required"
+    assert client_config(0, path_style=False)["connect_timeout"] > 0
+    from botocore.config import Config
+
+    assert Config(**config).retries == {"total_max_attempts": 1, "mode": "standard"}  # type: ignore[attr-defined]
+
+
+def test_load_credentials() -> None:
+    creds = S3CompatibleProvider().load_credentials(
+        {"accessKeyId": " AKIA1\n", "secretAccessKey": "s3cr3t-value\n", "sessionToken": ""}
+    )
+    assert creds == S3Credentials("AKIA1", "s3cr3t-value", None)
+    assert "s3cr3t" not in repr(creds) and "AKIA1" not in repr(creds)
+    assert creds.values() == ("AKIA1", "s3cr3t-value")
+
+
+def test_missing_boto3_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "boto3", None)  # what an install without the extra looks like
+    sdk = s3_module._Sdk()
+    target = S3CompatibleProvider().target(spec())
+    with pytest.raises(ProviderUnavailableError) as info:
+        sdk.client(target, S3Credentials("a", "b"), 1.0)
+    assert "pip install 'destination-operator[s3]'" in info.value.message
+
+
+def test_missing_boto3_fails_the_write_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(s3_module, "_sdk", s3_module._Sdk())
+    monkeypatch.setitem(sys.modules, "boto3", None)
+    outcome = verify(
+        spec(),
+        {"accessKeyId": b"AKIA1", "secretAccessKey": b"s3cr3t-value"},
+        object_key="k",
+        allow_private=True,
+        now=NOW,
+    )
+    assert outcome.reason == Reason.ProbeFailed
+    assert "destination-operator[s3]" in outcome.message
+    assert [(s.name, s.outcome) for s in outcome.steps] == [
+        (StepName.Write, StepOutcome.Failed),
+        (StepName.Delete, StepOutcome.Skipped),
+    ]
+
+
+def test_step_result_as_status() -> None:
+    step = StepResult(StepName.Delete, StepOutcome.Failed, 12, "DeleteObject: AccessDenied")
+    assert step.as_status() == {
+        "name": "Delete",
+        "outcome": "Failed",
+        "durationMilliseconds": 12,
+        "message": "DeleteObject: AccessDenied",
+    }

@@ -21,6 +21,9 @@ runs in the foreground until SIGINT or SIGTERM and writes, in the state folder:
   from the Authorization header (or `-`), and the response status. Never the
   signature, the query string or any secret.
 
+Once set up, unsigned requests get S3's `AccessDenied` (403), and moto's own
+admin API (`/moto-api/`, which could switch authentication off) is refused.
+
 The tests import `S3Server` to run it as a child process on a free port,
 attached to the test process so that it never outlives it.
 """
@@ -84,6 +87,18 @@ def access_key_id_of(environ: dict[str, Any]) -> str:
     return match.group(1) if match else "-"
 
 
+def _refuse(start_response: Callable[..., Any], message: str) -> list[bytes]:
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>AccessDenied</Code><Message>{message}</Message></Error>\n"
+    ).encode()
+    start_response(
+        "403 Forbidden",
+        [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
 class RequestLog:
     """WSGI middleware: one line per request, and no moto admin API once auth is on."""
 
@@ -105,9 +120,12 @@ class RequestLog:
 
         if self.locked and path.startswith("/moto-api"):
             # /moto-api/reset-auth would switch authentication off again.
-            body = b"moto's admin API is disabled on this server\n"
-            recording_start_response("403 Forbidden", [("Content-Length", str(len(body)))])
-            result: Iterable[bytes] = [body]
+            result: Iterable[bytes] = _refuse(
+                recording_start_response, "moto's admin API is disabled on this server"
+            )
+        elif self.locked and key_id == "-":
+            # Anonymous: S3 says AccessDenied (moto itself fails on a missing Authorization).
+            result = _refuse(recording_start_response, "Anonymous access is not allowed")
         else:
             result = self.app(environ, recording_start_response)
         self._write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {method} {path} {key_id} {status[0]}")

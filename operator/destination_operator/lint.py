@@ -34,7 +34,7 @@ from .api import API_VERSION, GROUP, KIND
 from .api.rules import matches
 from .api.spec import CREDENTIAL_KEYS, spec_problems
 
-__all__ = ["Problem", "Report", "lint_text", "main"]
+__all__ = ["Problem", "Report", "check_destination", "lint_text", "main"]
 
 STDIN = "<stdin>"
 _TOP_LEVEL = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
@@ -210,6 +210,11 @@ def _check_destination(doc: Mapping[Any, Any], prefix: str) -> Iterator[tuple[st
         yield prefix + where, message
     for problem in spec_problems(doc.get("spec"), root=f"{prefix}spec"):
         yield problem.field, problem.message
+
+
+def check_destination(doc: Mapping[Any, Any]) -> list[tuple[str, str]]:
+    """(field, message) for every problem of one Destination object (metadata and spec)."""
+    return list(_check_destination(doc, ""))
 
 
 def _secret_warning(doc: Mapping[Any, Any]) -> Iterator[tuple[str, str]]:

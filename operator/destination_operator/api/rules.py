@@ -130,9 +130,20 @@ class TransitionRule:
 AnyRule = Rule | TransitionRule
 
 
-def _fail(rule: AnyRule) -> PydanticCustomError:
+def _fail(failed: list[Rule]) -> PydanticCustomError:
+    """One pydantic error for every rule that failed on a node (as CEL reports them all).
+
+    ctx: `rule_message` and `field_path` of the first, `failures` of all as
+    (field_path, message) pairs.
+    """
     return PydanticCustomError(
-        RULE_ERROR, "{rule_message}", {"rule_message": rule.message, "field_path": rule.field_path}
+        RULE_ERROR,
+        "{rule_message}",
+        {
+            "rule_message": failed[0].message,
+            "field_path": failed[0].field_path,
+            "failures": tuple((r.field_path, r.message) for r in failed),
+        },
     )
 
 
@@ -155,9 +166,9 @@ class Checks:
         return tuple(r for r in self.rules if isinstance(r, TransitionRule))
 
     def _validate(self, value: Any) -> Any:
-        for rule in self.value_rules:
-            if not rule.check(value):
-                raise _fail(rule)
+        failed = [rule for rule in self.value_rules if not rule.check(value)]
+        if failed:
+            raise _fail(failed)
         return value
 
     def __get_pydantic_core_schema__(
@@ -217,9 +228,9 @@ class RuleModel(BaseModel):
 
     @model_validator(mode="after")
     def _check_rules(self) -> Self:
-        for rule in type(self).cel_rules:
-            if isinstance(rule, Rule) and not rule.check(self):
-                raise _fail(rule)
+        failed = [r for r in type(self).cel_rules if isinstance(r, Rule) and not r.check(self)]
+        if failed:
+            raise _fail(failed)
         return self
 
     @classmethod

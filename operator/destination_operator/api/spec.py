@@ -1135,12 +1135,19 @@ def _supported(expected: str) -> str:
     return expected.replace("'", '"').replace('" or "', '", "')
 
 
+def _problems(err: ErrorDetails, root: str) -> list[SpecError]:
+    """SpecErrors for one pydantic error (a rule error may stand for several rules)."""
+    if err["type"] == RULE_ERROR:
+        path = _path(tuple(err["loc"]), root)
+        ctx = err.get("ctx") or {}
+        return [SpecError(path + str(where), str(message)) for where, message in ctx["failures"]]
+    return [_problem(err, root)]
+
+
 def _problem(err: ErrorDetails, root: str) -> SpecError:
     kind = err["type"]
     ctx = err.get("ctx") or {}
     path = _path(tuple(err["loc"]), root)
-    if kind == RULE_ERROR:
-        return SpecError(path + str(ctx.get("field_path", "")), str(ctx["rule_message"]))
     if kind == "missing":
         return SpecError(path, "Required value")
     if kind == "extra_forbidden":
@@ -1173,7 +1180,8 @@ def spec_problems(raw: Any, root: str = "spec") -> list[SpecError]:
     try:
         DestinationSpec.model_validate(dict(raw), by_alias=True, by_name=False)
     except ValidationError as err:
-        return [_problem(e, root) for e in err.errors(include_url=False, include_input=False)]
+        details = err.errors(include_url=False, include_input=False)
+        return [problem for e in details for problem in _problems(e, root)]
     return []
 
 
@@ -1185,7 +1193,7 @@ def parse_spec(raw: Mapping[str, Any] | None) -> DestinationSpec:
         return DestinationSpec.model_validate(dict(raw), by_alias=True, by_name=False)
     except ValidationError as err:
         first = err.errors(include_url=False, include_input=False)[0]
-        raise _problem(first, "spec") from None
+        raise _problems(first, "spec")[0] from None
 
 
 def _walk_update(old: RuleModel, new: RuleModel, path: str) -> None:

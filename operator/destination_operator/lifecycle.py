@@ -19,7 +19,7 @@ from typing import Any
 
 import kopf
 
-from . import conditions, reconcile
+from . import conditions, metrics, reconcile
 from .api.spec import DestinationSpec, SpecError, parse_spec
 from .api.status import ConditionType
 from .kube import events
@@ -76,7 +76,7 @@ def inputs_recorded_in(status: dict[str, Any]) -> Inputs | None:
     """The inputs of the verification the stored status reports, if it reports one."""
     generation = status.get("observedGeneration")
     verified = next(
-        (c for c in status.get("conditions") or [] if c.get("type") == ConditionType.VERIFIED),
+        (c for c in status.get("conditions") or [] if c.get("type") == ConditionType.Verified),
         None,
     )
     if not isinstance(generation, int) or verified is None or verified.get("status") == "Unknown":
@@ -130,7 +130,7 @@ class DestinationLoop:
             await self.report(spec=spec, raw_spec=raw_spec, status=status, outcome=None, now=now)
             return IDLE_SECONDS
 
-        secret_name = spec.credentials.secretRef.name
+        secret_name = spec.credentials.secret_ref.name
         try:
             secret_data = await asyncio.to_thread(read_secret_data, self.namespace, secret_name)
             unreadable = None
@@ -153,21 +153,25 @@ class DestinationLoop:
         if inputs == self.last_inputs and not due:
             return self.seconds_until_due(now)
 
-        async with self.context.probes:
-            outcome = await asyncio.to_thread(
-                reconcile.verify,
-                spec,
-                secret_data,
-                object_key=reconcile.probe_object_key(spec, self.uid, now),
-                allow_private=self.context.settings.allow_private_endpoints,
-                now=now,
-                default_timeout=self.context.settings.timeout_seconds,
-            )
-        if unreadable is not None and secret_data is None:
+        if unreadable is not None:
             outcome = reconcile.secret_unreadable(unreadable)
+        else:
+            async with self.context.probes:
+                outcome = await asyncio.to_thread(
+                    reconcile.verify,
+                    spec,
+                    secret_data,
+                    object_key=reconcile.probe_object_key(spec, self.uid, now),
+                    allow_private=self.context.settings.allow_private_endpoints,
+                    now=now,
+                    default_timeout=self.context.settings.timeout_seconds,
+                )
         self.last_inputs = inputs
         self.failures = 0 if outcome.verified else self.failures + 1
         self.next_due = now + datetime.timedelta(seconds=self.delay_after(spec, outcome.verified))
+        metrics.PROBES.labels(spec.type.value, outcome.reason.value).inc()
+        if outcome.probed:
+            metrics.PROBE_SECONDS.labels(spec.type.value).observe(outcome.duration_ms / 1000)
         await self.report(
             spec=spec,
             raw_spec=raw_spec,
@@ -181,7 +185,7 @@ class DestinationLoop:
     def delay_after(self, spec: DestinationSpec, verified: bool) -> float:
         settings, rng = self.context.settings, self.context.rng
         if not verified:
-            return conditions.backoff_delay(
+            return conditions.next_delay(
                 self.failures, settings.backoff_base_seconds, settings.backoff_cap_seconds, rng
             )
         interval = spec.verification.interval_seconds
@@ -219,7 +223,9 @@ class DestinationLoop:
             else status.get("lastHandledVerifyRequest"),
         )
         if not conditions.status_changed(status, new_status):
+            metrics.STATUS_UNCHANGED.inc()
             return
+        metrics.STATUS_WRITES.inc()
         try:
             written = await asyncio.to_thread(patch_status, self.namespace, self.name, new_status)
         except StatusWriteFailed as err:

@@ -16,6 +16,7 @@ from typing import Any
 
 import kopf
 
+from . import metrics
 from .kube.client import GROUP, PLURAL, VERSION
 from .lifecycle import DestinationLoop, OperatorContext
 from .settings import OperatorSettings
@@ -28,6 +29,7 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     operator_settings: OperatorSettings = memo.get("operator_settings") or OperatorSettings()
     operator_settings.apply_to_kopf(settings)
     memo["context"] = OperatorContext.create(operator_settings)
+    metrics.serve(operator_settings.metrics_port)
     logger.info(
         "destination operator started: namespaces=%s allow_private_endpoints=%s concurrency=%d",
         operator_settings.namespaces or "all",
@@ -36,7 +38,7 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     )
 
 
-@kopf.index(GROUP, VERSION, PLURAL)
+@kopf.index(GROUP, VERSION, PLURAL)  # type: ignore[arg-type]
 async def secret_users(namespace: str, spec: kopf.Spec, uid: str, **_: Any) -> Any:
     """(namespace, Secret name) -> uids of the Destinations that name it."""
     credentials = spec.get("credentials") or {}
@@ -45,7 +47,7 @@ async def secret_users(namespace: str, spec: kopf.Spec, uid: str, **_: Any) -> A
     return {(namespace, name): uid} if isinstance(name, str) else None
 
 
-@kopf.on.event("", "v1", "secrets")
+@kopf.on.event("", "v1", "secrets")  # type: ignore[arg-type]
 async def on_secret_event(
     namespace: str, name: str, secret_users: kopf.Index[Any, str], memo: kopf.Memo, **_: Any
 ) -> None:

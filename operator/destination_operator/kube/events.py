@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 import kopf
 
@@ -13,6 +13,6 @@ class EventLike(Protocol):
     message: str
 
 
-def post(body: kopf.Body | dict[str, Any], event: EventLike) -> None:
+def post(body: kopf.Body, event: EventLike) -> None:
     """Queue one Event about the Destination; messages are already scrubbed."""
     kopf.event(body, type=event.type, reason=event.reason, message=event.message)

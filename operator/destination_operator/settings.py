@@ -7,6 +7,7 @@ startup (persistence, posting, watching, peering).
 from __future__ import annotations
 
 import logging
+import socket
 from enum import StrEnum
 from typing import Any
 
@@ -70,6 +71,8 @@ class OperatorSettings(BaseSettings):
         )
         kopf_settings.persistence.finalizer = "destinations.io/operator"
         kopf_settings.posting.loggers = False
+        kopf_settings.posting.reporting_component = "destination-operator"
+        kopf_settings.posting.reporting_instance = socket.gethostname()
         kopf_settings.posting.level = logging.WARNING
         kopf_settings.peering.standalone = True
         kopf_settings.watching.server_timeout = 300

@@ -168,7 +168,9 @@ class DestinationLoop:
                 )
         self.last_inputs = inputs
         self.failures = 0 if outcome.verified else self.failures + 1
-        self.next_due = now + datetime.timedelta(seconds=self.delay_after(spec, outcome.verified))
+        self.next_due = now + datetime.timedelta(
+            seconds=self.delay_after(spec, raw_spec, outcome.verified)
+        )
         metrics.PROBES.labels(spec.type.value, outcome.reason.value).inc()
         if outcome.probed:
             metrics.PROBE_SECONDS.labels(spec.type.value).observe(outcome.duration_ms / 1000)
@@ -182,13 +184,17 @@ class DestinationLoop:
         )
         return self.seconds_until_due(utcnow())
 
-    def delay_after(self, spec: DestinationSpec, verified: bool) -> float:
+    def delay_after(self, spec: DestinationSpec, raw_spec: dict[str, Any], verified: bool) -> float:
         settings, rng = self.context.settings, self.context.rng
         if not verified:
             return conditions.next_delay(
                 self.failures, settings.backoff_base_seconds, settings.backoff_cap_seconds, rng
             )
-        interval = spec.verification.interval_seconds
+        # The CRD defaults the interval; an object stored without one gets the operator's.
+        stored = (raw_spec.get("verification") or {}).get("interval")
+        interval = (
+            spec.verification.interval_seconds if stored else settings.default_interval_seconds
+        )
         if interval <= 0:
             return IDLE_SECONDS * 365
         return conditions.jittered_interval(interval, settings.interval_jitter, rng)

@@ -1,0 +1,367 @@
+"""The committed CRD in a real API server: samples, refusals, updates, kubectl's view.
+
+Every case of invalid_cases.py is sent to the API server (server-side dry-run,
+strict field validation as kubectl does it) and must be refused with its
+message; the unit tests check the same table against the models.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from invalid_cases import CASES, VALID, Case
+from kubernetes import client
+
+from destination_operator.api.status import (
+    Condition,
+    ConditionStatus,
+    ConditionType,
+    DestinationStatus,
+    LastProbe,
+    ProbeStep,
+    Reason,
+    StepOutcome,
+)
+from harness import Cluster
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = sorted(
+    (ROOT / "manifests" / "samples").glob("destinations.io_v1alpha1_destination_*.yaml")
+)
+GROUP, VERSION, PLURAL = "destinations.io", "v1alpha1", "destinations"
+
+
+def objects(cluster: Cluster) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(cluster.api_client())
+
+
+def refusal(call: Callable[[], Any]) -> str | None:
+    """None if the API server accepted; else its message."""
+    try:
+        call()
+    except client.ApiException as err:
+        try:
+            return str(json.loads(err.body)["message"])
+        except (TypeError, ValueError, KeyError):
+            return f"HTTP {err.status}: {err.body}"
+    return None
+
+
+def create(cluster: Cluster, namespace: str, body: dict[str, Any], *, dry_run: bool) -> str | None:
+    api = objects(cluster)
+    extra = {"dry_run": "All"} if dry_run else {}
+    return refusal(
+        lambda: api.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, body, field_validation="Strict", **extra
+        )
+    )
+
+
+def destination(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Destination",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def test_every_sample_is_accepted(cluster: Cluster, destination_crd: str, namespace: str) -> None:
+    assert len(SAMPLES) == 7
+    for sample in SAMPLES:
+        cluster.kubectl("apply", "--server-side", "-n", namespace, "-f", str(sample))
+    names = cluster.kubectl("get", "dst", "-n", namespace, "-o", "name").stdout.split()
+    assert len(names) == 7
+    stored = objects(cluster).list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+    for item in stored["items"]:
+        spec = item["spec"]
+        assert spec["enabled"] is True and spec["archived"] is False  # defaults applied
+        assert spec["verification"]["mode"] in ("WriteDelete", "Write")
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_invalid_destination_is_refused(
+    case: Case, cluster: Cluster, destination_crd: str, namespace: str
+) -> None:
+    message = create(cluster, namespace, case.manifest(), dry_run=True)
+    assert message is not None, f"{case.id}: the API server accepted it"
+    assert case.expect in message, message[:2000]
+
+
+def test_kubectl_apply_reports_the_rule_message(
+    cluster: Cluster, destination_crd: str, namespace: str
+) -> None:
+    bad = destination("http-webhook", VALID["Webhook"] | {"webhook": {"url": "http://h.example"}})
+    done = cluster.kubectl(
+        "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(bad), check=False
+    )
+    assert done.returncode != 0
+    assert "spec.webhook.url must start with https://" in done.stderr
+    unknown = destination("typo", VALID["Webhook"] | {"pathPrefx": "a/"})
+    done = cluster.kubectl(
+        "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(unknown), check=False
+    )
+    assert done.returncode != 0
+    assert 'unknown field "spec.pathPrefx"' in done.stderr
+
+
+LOCATION_CHANGES: list[tuple[str, dict[str, Any], str]] = [
+    ("AmazonS3", {"amazonS3": {"bucket": "other-bucket"}}, "spec.amazonS3.bucket is immutable"),
+    ("AmazonS3", {"amazonS3": {"region": "eu-west-1"}}, "spec.amazonS3.region is immutable"),
+    (
+        "S3Compatible",
+        {"s3Compatible": {"endpoint": "https://other.example.com"}},
+        "spec.s3Compatible.endpoint is immutable",
+    ),
+    ("S3Compatible", {"s3Compatible": {"region": "auto"}}, "spec.s3Compatible.region is immutable"),
+    (
+        "GoogleCloudStorage",
+        {"googleCloudStorage": {"bucket": "other"}},
+        "spec.googleCloudStorage.bucket is immutable",
+    ),
+    (
+        "AzureBlobStorage",
+        {"azureBlobStorage": {"storageAccountName": "other"}},
+        "spec.azureBlobStorage.storageAccountName is immutable",
+    ),
+    (
+        "AzureBlobStorage",
+        {"azureBlobStorage": {"containerName": "other"}},
+        "spec.azureBlobStorage.containerName is immutable",
+    ),
+    (
+        "AzureBlobStorage",
+        {"azureBlobStorage": {"endpoint": "https://acct.blob.core.chinacloudapi.cn"}},
+        "spec.azureBlobStorage.endpoint is immutable",
+    ),
+    ("AlibabaOSS", {"alibabaOSS": {"bucket": "other"}}, "spec.alibabaOSS.bucket is immutable"),
+    (
+        "AlibabaOSS",
+        {"alibabaOSS": {"region": "oss-cn-beijing"}},
+        "spec.alibabaOSS.region is immutable",
+    ),
+    (
+        "AlibabaOSS",
+        {"alibabaOSS": {"endpoint": "https://oss-cn-hangzhou-internal.aliyuncs.com"}},
+        "spec.alibabaOSS.endpoint is immutable",
+    ),
+    (
+        "OracleCloudStorage",
+        {"oracleCloudStorage": {"namespace": "otherns"}},
+        "spec.oracleCloudStorage.namespace is immutable",
+    ),
+    (
+        "OracleCloudStorage",
+        {"oracleCloudStorage": {"bucket": "other"}},
+        "spec.oracleCloudStorage.bucket is immutable",
+    ),
+    (
+        "OracleCloudStorage",
+        {"oracleCloudStorage": {"region": "us-phoenix-1"}},
+        "spec.oracleCloudStorage.region is immutable",
+    ),
+    (
+        "AmazonS3",
+        {"type": "Webhook", "amazonS3": None, "webhook": {"url": "https://h.example.com"}},
+        "spec.type is immutable",
+    ),
+]
+
+ALLOWED_CHANGES: list[tuple[str, dict[str, Any]]] = [
+    ("AmazonS3", {"credentials": {"secretRef": {"name": "rotated-credentials"}}}),
+    ("AmazonS3", {"enabled": False}),
+    ("AmazonS3", {"archived": True}),
+    ("AmazonS3", {"pathPrefix": "moved/%DATE%/"}),
+    ("AmazonS3", {"displayName": "Renamed destination"}),
+    ("AmazonS3", {"verification": {"interval": "5m", "timeout": "5s", "mode": "Write"}}),
+    ("AmazonS3", {"amazonS3": {"serverSideEncryption": "aws:kms"}}),
+    ("S3Compatible", {"s3Compatible": {"forcePathStyle": False}}),
+    ("AzureBlobStorage", {"azureBlobStorage": {"product": "Databricks"}}),
+    ("Webhook", {"webhook": {"url": "https://moved.example.com/hook"}}),
+    ("Webhook", {"environment": "Staging"}),
+]
+
+
+def _patch(cluster: Cluster, namespace: str, name: str, patch: Any) -> str | None:
+    api = objects(cluster)
+    return refusal(
+        lambda: api.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, patch, field_validation="Strict"
+        )
+    )
+
+
+def test_location_changes_are_refused_and_others_accepted(
+    cluster: Cluster, destination_crd: str, namespace: str
+) -> None:
+    for kind, spec in VALID.items():
+        name = kind.lower()
+        assert create(cluster, namespace, destination(name, spec), dry_run=False) is None
+    for kind, change, expect in LOCATION_CHANGES:
+        message = _patch(cluster, namespace, kind.lower(), {"spec": change})
+        assert message is not None, (kind, change)
+        assert expect in message, message
+    # an optional location field may not be added either
+    assert _patch(cluster, namespace, "s3compatible", {"spec": {"s3Compatible": {"region": "x"}}})
+    for kind, change in ALLOWED_CHANGES:
+        assert _patch(cluster, namespace, kind.lower(), {"spec": change}) is None, (kind, change)
+
+
+def test_removing_an_optional_location_field_is_refused(
+    cluster: Cluster, destination_crd: str, namespace: str
+) -> None:
+    spec = VALID["S3Compatible"] | {
+        "s3Compatible": {**VALID["S3Compatible"]["s3Compatible"], "region": "auto"}
+    }
+    assert create(cluster, namespace, destination("with-region", spec), dry_run=False) is None
+    remove = '[{"op": "remove", "path": "/spec/s3Compatible/region"}]'
+    done = cluster.kubectl(
+        "patch", "dst", "with-region", "-n", namespace, "--type=json", "-p", remove, check=False
+    )
+    assert done.returncode != 0
+    assert "spec.s3Compatible.region is immutable" in done.stderr
+
+
+def full_status(target: str) -> dict[str, Any]:
+    stamp = "2024-05-01T12:00:00Z"
+    conditions = [
+        Condition(
+            type=ConditionType.Ready,
+            status=ConditionStatus.TRUE,
+            reason=Reason.Ready,
+            message="verified",
+            last_transition_time=stamp,
+            observed_generation=1,
+        ),
+        Condition(
+            type=ConditionType.Verified,
+            status=ConditionStatus.TRUE,
+            reason=Reason.ProbeSucceeded,
+            message="wrote and deleted the probe object",
+            last_transition_time=stamp,
+            observed_generation=1,
+        ),
+    ]
+    status = DestinationStatus(
+        observed_generation=1,
+        conditions=conditions,
+        target=target,
+        last_verified_time=stamp,
+        next_verification_time="2024-05-01T13:00:00Z",
+        last_probe=LastProbe(
+            time=stamp,
+            duration_milliseconds=42,
+            object_key="reports/.destination-operator-probe/x.txt",
+            steps=[
+                ProbeStep(name="Write", outcome=StepOutcome.Succeeded, duration_milliseconds=30),
+                ProbeStep(name="Delete", outcome=StepOutcome.Succeeded, duration_milliseconds=12),
+            ],
+        ),
+        credentials_fingerprint="sha256:0123456789abcdef",
+        last_handled_verify_request="2024-05-01T11:59:00Z",
+        archived_time=None,
+    )
+    return status.model_dump(mode="json", exclude_none=True)
+
+
+def test_status_schema_keeps_every_field(
+    cluster: Cluster, destination_crd: str, namespace: str
+) -> None:
+    assert (
+        create(cluster, namespace, destination("status", VALID["AmazonS3"]), dry_run=False) is None
+    )
+    status = full_status("s3://example-bucket") | {"archivedTime": "2024-04-01T00:00:00Z"}
+    api = objects(cluster)
+    api.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PLURAL, "status", {"status": status}
+    )
+    stored = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "status")
+    assert stored["status"] == status
+    assert (
+        DestinationStatus.model_validate(stored["status"]).model_dump(
+            mode="json", exclude_none=True
+        )
+        == status
+    )
+
+
+def test_kubectl_get_shows_the_columns(
+    cluster: Cluster, destination_crd: str, namespace: str
+) -> None:
+    assert (
+        create(cluster, namespace, destination("shown", VALID["AmazonS3"]), dry_run=False) is None
+    )
+    objects(cluster).patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PLURAL, "shown", {"status": full_status("s3://example-bucket")}
+    )
+    lines = cluster.kubectl("get", "dst", "-n", namespace).stdout.splitlines()
+    header = lines[0].split()
+    assert header == [
+        "NAME", "TYPE", "TARGET", "VERIFIED", "REASON", "ARCHIVED", "LAST", "VERIFIED", "AGE"
+    ]  # fmt: skip
+    row = lines[1].split()
+    assert row[:6] == [
+        "shown",
+        "AmazonS3",
+        "s3://example-bucket",
+        "True",
+        "ProbeSucceeded",
+        "false",
+    ]
+    # the short name and the category work too
+    assert "shown" in cluster.kubectl("get", "destinations", "-n", namespace, "-o", "name").stdout
+    assert "shown" in cluster.kubectl("get", "destinations.destinations.io", "-n", namespace).stdout
+
+
+def test_field_selectors_filter(cluster: Cluster, destination_crd: str, namespace: str) -> None:
+    specs = {
+        "live": VALID["AmazonS3"],
+        "archived": VALID["AmazonS3"] | {"archived": True},
+        "disabled": VALID["Webhook"] | {"enabled": False},
+    }
+    for name, spec in specs.items():
+        assert create(cluster, namespace, destination(name, spec), dry_run=False) is None
+
+    def selected(selector: str) -> set[str]:
+        out = cluster.kubectl(
+            "get", "dst", "-n", namespace, "--field-selector", selector, "-o", "name"
+        ).stdout
+        return {line.rsplit("/", 1)[-1] for line in out.split()}
+
+    assert selected("spec.archived=true") == {"archived"}
+    assert selected("spec.archived=false") == {"live", "disabled"}
+    assert selected("spec.enabled=false") == {"disabled"}
+    assert selected("spec.type=AmazonS3") == {"live", "archived"}
+    assert selected("spec.type=AmazonS3,spec.archived=false") == {"live"}
+
+
+def test_kubectl_explain_teaches_the_api(cluster: Cluster, destination_crd: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:  # the OpenAPI document catches up with a new CRD after a moment
+        done = cluster.kubectl("explain", "destination.spec.s3Compatible", check=False)
+        if done.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    for fragment in (
+        "accessKeyId and secretAccessKey",
+        "forcePathStyle",
+        "https:// is required unless spec.environment is Development",
+        "bucket <string> -required-",
+        "Immutable.",
+    ):
+        assert fragment in text, fragment
+    spec = " ".join(cluster.kubectl("explain", "destination.spec").stdout.split())
+    for fragment in ("discriminated union", "pathPrefix", "%COLLECTION_ID%", "verification"):
+        assert fragment in spec
+    secret = cluster.kubectl("explain", "destination.spec.credentials.secretRef.name").stdout
+    assert "connectionString" in " ".join(secret.split())

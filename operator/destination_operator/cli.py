@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 
 from .settings import LogFormat, OperatorSettings
@@ -35,9 +36,11 @@ def _run(args: argparse.Namespace) -> int:
         log_prefix=True,
         log_refkey="object",
     )
-    import logging
-
-    logging.getLogger().setLevel(settings.log_level.upper())
+    level = logging.getLevelName(settings.log_level.upper())
+    logging.getLogger().setLevel(level)
+    # These libraries log whole request and response bodies at DEBUG, Secrets included.
+    for noisy in ("kubernetes", "urllib3", "botocore", "boto3", "s3transfer", "aiohttp"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, level if isinstance(level, int) else 0))
     from . import main as handlers  # registers the handlers
 
     memo = kopf.Memo(operator_settings=settings)

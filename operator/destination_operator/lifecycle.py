@@ -88,6 +88,14 @@ def inputs_recorded_in(status: dict[str, Any]) -> Inputs | None:
     )
 
 
+def _version(value: Any) -> int:
+    """A resourceVersion as a number: etcd's are, and only ordering within one object matters."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
+
+
 class DestinationLoop:
     """Runs for as long as kopf's daemon for one Destination runs."""
 
@@ -102,6 +110,24 @@ class DestinationLoop:
         self.next_due: datetime.datetime | None = None
         self.failures = 0
         self.restored = False
+        # The status as last written: the watch event of a patch arrives later,
+        # and a wake in between must not see (and act on) the older status.
+        self.written_status: dict[str, Any] | None = None
+        self.written_version = -1
+
+    def current_status(self) -> dict[str, Any]:
+        """The freshest status known: the watched body's, or the one just written."""
+        body_status = dict(self.body.get("status") or {})
+        if self.written_status is None:
+            return body_status
+        if _version(self.body.metadata.get("resourceVersion")) >= self.written_version:
+            self.written_status = None  # the watch has caught up
+            return body_status
+        return dict(self.written_status)
+
+    def remember(self, stored: dict[str, Any]) -> None:
+        self.written_status = dict(stored.get("status") or {})
+        self.written_version = _version((stored.get("metadata") or {}).get("resourceVersion"))
 
     async def run(self, stopped: Any) -> None:
         self.context.wakeups.register(self.uid)
@@ -116,7 +142,7 @@ class DestinationLoop:
         """Bring the status up to date; return how long to sleep unless woken."""
         now = utcnow()
         raw_spec = dict(self.body.get("spec") or {})
-        status = dict(self.body.get("status") or {})
+        status = self.current_status()
         generation = int(self.body.metadata.get("generation") or 0)
         try:
             spec = parse_spec(raw_spec)
@@ -237,8 +263,9 @@ class DestinationLoop:
         except StatusWriteFailed as err:
             self.logger.warning("%s", err)
             return
-        if not written:
+        if written is None:
             return
+        self.remember(written)
         for event in conditions.transition_events(status, new_status):
             events.post(self.body, event)
         if outcome is not None:

@@ -13,17 +13,17 @@ class StatusWriteFailed(Exception):
     """The status patch was refused; the message carries the HTTP status only."""
 
 
-def patch_status(namespace: str, name: str, status: dict[str, Any]) -> bool:
-    """Merge-patch the status; False when the object is gone (nothing to report on)."""
+def patch_status(namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
+    """Merge-patch the status and return the object as stored; None when it is gone."""
     api = client.CustomObjectsApi(api_client())
     try:
-        api.patch_namespaced_custom_object_status(
+        stored: dict[str, Any] = api.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PLURAL, name, {"status": status}
         )
     except client.ApiException as err:
         if err.status == 404:
-            return False
+            return None
         raise StatusWriteFailed(
             f"status patch of {namespace}/{name} failed: HTTP {err.status}"
         ) from None
-    return True
+    return stored

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,23 @@ def test_service_account_tokens_controller_runs(cluster: Cluster, namespace: str
         "wait", "--for=create", "serviceaccount/default", "-n", namespace, "--timeout=30s"
     )
     assert core.read_namespaced_service_account("default", namespace).metadata.name == "default"
+
+
+def test_helm_assumes_the_real_kubernetes_release(cluster: Cluster, tmp_path: Path) -> None:
+    """Built with the ldflags of helm's Makefile, `helm template` assumes v1.34, not v1.20."""
+    chart = tmp_path / "probe"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: probe\nversion: 0.1.0\n")
+    (chart / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: probe}\n"
+        "data: {kube: '{{ .Capabilities.KubeVersion.Version }}'}\n"
+    )
+    helm = subprocess.run(
+        [str(cluster.bin_dir / "helm"), "template", str(chart)], capture_output=True, text=True
+    )
+    assert helm.returncode == 0, helm.stderr
+    assert "kube: 'v1.34.0'" in helm.stdout
+    version = subprocess.run(
+        [str(cluster.bin_dir / "helm"), "version", "--short"], capture_output=True, text=True
+    )
+    assert version.stdout.startswith("v3.19.")

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "tests")]
 
 import yaml  # noqa: E402
-from controlplane import ControlPlane, find_binaries  # noqa: E402
+from controlplane import ControlPlane, die_with_parent, find_binaries  # noqa: E402
 from kubernetes import client  # noqa: E402
 from s3server import S3Server  # noqa: E402
 
@@ -177,6 +177,7 @@ def main() -> int:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env=env,
+                    preexec_fn=die_with_parent,
                 )
                 api = client.CustomObjectsApi(cluster.api_client())
                 admin = s3.users["admin"]

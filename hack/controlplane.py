@@ -202,14 +202,18 @@ def kubeconfig_yaml(server: str, ca_pem: bytes, user: dict[str, str], name: str)
 # --- processes -----------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """Ask the kernel to stop this child when the test process goes, however it goes."""
+def die_with_parent() -> None:
+    """Ask the kernel to kill this child when the test process goes, however it goes.
+
+    SIGKILL, not SIGTERM: a kube-apiserver whose etcd is gone takes its time
+    over a graceful shutdown, and attached state is thrown away anyway.
+    """
     PR_SET_PDEATHSIG = 1
     with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -223,15 +227,15 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _stop_pid(pid: int, timeout: float = 10.0) -> None:
+def stop_pid(pid: int, timeout: float = 10.0) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
         time.sleep(0.05)
-    if _alive(pid):
+    if alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):
@@ -284,7 +288,7 @@ class ControlPlane:
 
     def running(self) -> bool:
         state = self.load()
-        return bool(state and state.pids and all(_alive(p) for p in state.pids.values()))
+        return bool(state and state.pids and all(alive(p) for p in state.pids.values()))
 
     def start(self, timeout: float = 90.0) -> None:
         """Start all three; on a taken port, try fresh ports before giving up."""
@@ -339,7 +343,7 @@ class ControlPlane:
         pids.update({name: proc.pid for name, proc in self._procs.items()})
         for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
             if name in pids:
-                _stop_pid(pids[name])
+                stop_pid(pids[name])
         self._procs.clear()
         if state:
             state.pids.clear()
@@ -353,7 +357,7 @@ class ControlPlane:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if self.attached else None,
+            preexec_fn=die_with_parent if self.attached else None,
             start_new_session=not self.attached,
         )
         log.close()

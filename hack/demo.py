@@ -23,10 +23,10 @@ from pathlib import Path
 from controlplane import (
     ControlPlane,
     ControlPlaneError,
-    _alive,
-    _stop_pid,
+    alive,
     find_binaries,
     free_port,
+    stop_pid,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ def say(message: str) -> None:
 def start_detached(name: str, args: list[str], env: dict[str, str] | None = None) -> int:
     """Start a process that outlives this script; its pid goes to .demo/NAME.pid."""
     pid_file = DEMO / f"{name}.pid"
-    if pid_file.exists() and _alive(int(pid_file.read_text())):
+    if pid_file.exists() and alive(int(pid_file.read_text())):
         say(f"{name} already running (pid {pid_file.read_text().strip()})")
         return int(pid_file.read_text())
     with (DEMO / f"{name}.log").open("ab") as log:
@@ -62,7 +62,7 @@ def start_s3() -> dict[str, object]:
     state = DEMO / "s3"
     credentials = state / "credentials.json"
     pid_file = DEMO / "s3server.pid"
-    if not (pid_file.exists() and _alive(int(pid_file.read_text()))):
+    if not (pid_file.exists() and alive(int(pid_file.read_text()))):
         credentials.unlink(missing_ok=True)
         state.mkdir(parents=True, exist_ok=True)
         args = [sys.executable, str(ROOT / "hack" / "s3server.py"), "--port", str(free_port())]
@@ -70,7 +70,7 @@ def start_s3() -> dict[str, object]:
         start_detached("s3server", args)
     deadline = time.monotonic() + 60
     while not credentials.exists():
-        if time.monotonic() > deadline or not _alive(int(pid_file.read_text())):
+        if time.monotonic() > deadline or not alive(int(pid_file.read_text())):
             raise SystemExit(f"demo: error: the S3 server did not start; see {DEMO}/s3server.log")
         time.sleep(0.1)
     document: dict[str, object] = json.loads(credentials.read_text())
@@ -194,7 +194,7 @@ def down() -> int:
     for name in ("operator", "s3server"):
         pid_file = DEMO / f"{name}.pid"
         if pid_file.exists():
-            _stop_pid(int(pid_file.read_text()))
+            stop_pid(int(pid_file.read_text()))
             say(f"{name} stopped")
     shutil.rmtree(DEMO, ignore_errors=True)
     plane = ControlPlane(CLUSTER, Path("."), attached=False)

@@ -32,12 +32,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -46,6 +44,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from controlplane import die_with_parent, free_port
 
 REGION = "us-east-1"
 DEFAULT_BUCKETS = ("destinations", "destinations-other")
@@ -216,20 +216,6 @@ def serve(
 # --- for the tests ---------------------------------------------------------------------------
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    """Ask the kernel to stop this child when the test process goes, however it goes."""
-    pr_set_pdeathsig = 1
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 @dataclass(frozen=True)
 class KeyPair:
     """One user's access key."""
@@ -275,7 +261,7 @@ class S3Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         deadline = time.monotonic() + timeout
         credentials = self.state / CREDENTIALS_FILE

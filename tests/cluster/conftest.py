@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from controlplane import die_with_parent
 from s3server import S3Server
 
 from harness import Cluster
@@ -54,7 +55,11 @@ class OperatorProcess:
         binary = Path(sys.executable).parent / "destination-operator"
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [str(binary), "run"], stdout=out, stderr=subprocess.STDOUT, env=env
+                [str(binary), "run"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=die_with_parent,
             )
 
     def stop(self) -> None:

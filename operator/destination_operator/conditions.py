@@ -41,6 +41,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from destination_operator.api.status import (
+    FAILURE_REASONS,
     REASONS,
     ConditionStatus,
     ConditionType,
@@ -78,23 +79,6 @@ CONDITION_ORDER: tuple[ConditionType, ...] = (
     ConditionType.Stalled,
 )
 """The order conditions are written in (stable, so equal statuses compare equal)."""
-
-FAILURE_REASONS: frozenset[Reason] = frozenset(
-    {
-        Reason.InvalidSpec,
-        Reason.SecretNotFound,
-        Reason.SecretKeyMissing,
-        Reason.AuthenticationFailed,
-        Reason.AccessDenied,
-        Reason.BucketNotFound,
-        Reason.EndpointUnreachable,
-        Reason.TLSError,
-        Reason.Timeout,
-        Reason.EndpointBlocked,
-        Reason.ProbeFailed,
-    }
-)
-"""Reasons of `Verified=False`."""
 
 STALLED_REASONS: frozenset[Reason] = REASONS[ConditionType.Stalled][ConditionStatus.TRUE]
 """Failures a person must act on before a retry can pass (kstatus Stalled): InvalidSpec,

@@ -142,7 +142,7 @@ class Reason(StrEnum):
     """The last probe failed with a condition that may pass by itself; retried with backoff."""
 
 
-_FAILURES = frozenset(
+FAILURE_REASONS: frozenset[Reason] = frozenset(
     {
         Reason.InvalidSpec,
         Reason.SecretNotFound,
@@ -157,11 +157,12 @@ _FAILURES = frozenset(
         Reason.ProbeFailed,
     }
 )
+"""The reasons of Verified=False: the probe, or what it needs, failed."""
 
 REASONS: dict[ConditionType, dict[ConditionStatus, frozenset[Reason]]] = {
     ConditionType.Verified: {
         ConditionStatus.TRUE: frozenset({Reason.ProbeSucceeded}),
-        ConditionStatus.FALSE: _FAILURES,
+        ConditionStatus.FALSE: FAILURE_REASONS,
         ConditionStatus.UNKNOWN: frozenset({Reason.Disabled, Reason.Archived, Reason.Pending}),
     },
     ConditionType.Archived: {
@@ -170,7 +171,7 @@ REASONS: dict[ConditionType, dict[ConditionStatus, frozenset[Reason]]] = {
     },
     ConditionType.Ready: {
         ConditionStatus.TRUE: frozenset({Reason.Ready}),
-        ConditionStatus.FALSE: _FAILURES | {Reason.Disabled, Reason.Archived},
+        ConditionStatus.FALSE: FAILURE_REASONS | {Reason.Disabled, Reason.Archived},
         ConditionStatus.UNKNOWN: frozenset({Reason.Pending, Reason.Verifying}),
     },
     ConditionType.Reconciling: {

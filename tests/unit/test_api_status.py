@@ -39,7 +39,6 @@ def test_fixed_names_from_api_md() -> None:
         "Reconciling",
         "Stalled",
     }
-    assert ConditionType.VERIFIED is ConditionType.Verified
     verified = REASONS[ConditionType.Verified]
     assert {r.value for r in verified[ConditionStatus.TRUE]} == {"ProbeSucceeded"}
     assert {r.value for r in verified[ConditionStatus.FALSE]} >= FIXED_FALSE

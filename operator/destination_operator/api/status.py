@@ -69,13 +69,6 @@ class ConditionType(StrEnum):
     Stalled = "Stalled"
     """kstatus: no progress is possible without a change by a person."""
 
-    # Upper-case aliases of the same members.
-    VERIFIED = "Verified"
-    ARCHIVED = "Archived"
-    READY = "Ready"
-    RECONCILING = "Reconciling"
-    STALLED = "Stalled"
-
 
 class ConditionStatus(StrEnum):
     """metav1.ConditionStatus."""

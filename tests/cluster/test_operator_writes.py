@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import pytest
-from dst import apply, s3_destination, secret, wait_for
+from dst import apply, probe_requests, s3_destination, secret, wait_for
 from s3server import S3Server
 
 from conftest import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
@@ -72,3 +72,35 @@ def test_one_status_patch_per_verification_and_none_at_rest(
     settled = len(operator_writes(cluster, namespace, "quiet"))
     time.sleep(5)
     assert len(operator_writes(cluster, namespace, "quiet")) == settled
+
+
+def test_a_restart_neither_probes_nor_writes_verified_destinations(
+    cluster: Cluster, namespace: str, s3: S3Server, operator: OperatorProcess
+) -> None:
+    pair = s3.users["admin"]
+    apply(
+        cluster,
+        namespace,
+        secret(
+            "s3", {"accessKeyId": pair.access_key_id, "secretAccessKey": pair.secret_access_key}
+        ),
+        s3_destination("calm", s3, secret="s3"),
+    )
+    wait_for(cluster, namespace, "calm", "Verified", "True")
+    time.sleep(1)
+    writes = len(operator_writes(cluster, namespace, "calm"))
+    probes = len(probe_requests(s3, "calm/"))
+    operator.stop()
+    operator.start()
+    time.sleep(6)  # long enough for the new process to list everything and settle
+    assert operator.alive()
+    assert len(probe_requests(s3, "calm/")) == probes
+    assert len(operator_writes(cluster, namespace, "calm")) == writes
+    # and it still reacts: the restarted operator owns the loop
+    cluster.kubectl(
+        "annotate", "-n", namespace, "dst", "calm", "destinations.io/verify-requested-at=r"
+    )
+    deadline = time.monotonic() + 20
+    while len(probe_requests(s3, "calm/")) == probes:
+        assert time.monotonic() < deadline, "the restarted operator never probed"
+        time.sleep(0.2)

@@ -4,62 +4,68 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 
+from pydantic import ValidationError
+
 from .settings import LogFormat, OperatorSettings
 
+# These libraries log whole request and response bodies at DEBUG, Secrets included.
+NOISY_LOGGERS = ("kubernetes", "urllib3", "botocore", "boto3", "s3transfer", "aiohttp")
 
-def _run(args: argparse.Namespace) -> int:
+
+def _settings_from(args: argparse.Namespace) -> OperatorSettings:
+    """Flags win over DESTINATION_OPERATOR_* variables, which win over defaults."""
+    flags = {
+        "namespaces": args.namespace,
+        "allow_private_endpoints": args.allow_private_endpoints,
+        "probe_concurrency": args.probe_concurrency,
+        "timeout_seconds": args.timeout,
+        "log_format": args.log_format,
+        "log_level": args.log_level,
+        "health_port": args.health_port,
+        "metrics_port": args.metrics_port,
+    }
+    return OperatorSettings(**{key: value for key, value in flags.items() if value is not None})
+
+
+def _configure_logging(settings: OperatorSettings) -> None:
     import kopf
 
-    overrides = {
-        key: value
-        for key, value in {
-            "namespaces": args.namespace or None,
-            "allow_private_endpoints": True if args.allow_private_endpoints else None,
-            "probe_concurrency": args.probe_concurrency,
-            "timeout_seconds": args.timeout,
-            "log_format": args.log_format,
-            "log_level": args.log_level,
-            "health_port": args.health_port,
-            "metrics_port": args.metrics_port,
-        }.items()
-        if value is not None
-    }
-    settings = OperatorSettings(**overrides)
+    debug = settings.log_level.upper() == "DEBUG"
+    json_logs = settings.log_format == LogFormat.JSON
     kopf.configure(
-        verbose=settings.log_level.upper() == "DEBUG",
-        log_format=kopf.LogFormat.JSON
-        if settings.log_format == LogFormat.JSON
-        else kopf.LogFormat.FULL,
+        verbose=debug,
+        log_format=kopf.LogFormat.JSON if json_logs else kopf.LogFormat.FULL,
         log_prefix=True,
         log_refkey="object",
     )
-    level = logging.getLevelName(settings.log_level.upper())
+    level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
     logging.getLogger().setLevel(level)
-    # These libraries log whole request and response bodies at DEBUG, Secrets included.
-    for noisy in ("kubernetes", "urllib3", "botocore", "boto3", "s3transfer", "aiohttp"):
-        logging.getLogger(noisy).setLevel(max(logging.INFO, level if isinstance(level, int) else 0))
-    from . import main as handlers  # registers the handlers
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, level))
 
-    memo = kopf.Memo(operator_settings=settings)
+
+def _start(settings: OperatorSettings) -> None:
+    """Run kopf with the handlers of `main` until interrupted."""
+    import kopf
+
+    _configure_logging(settings)
+    from . import main  # noqa: F401  (registers the handlers)
+
     liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
-    try:
-        asyncio.run(
-            kopf.operator(
-                registry=kopf.get_default_registry(),
-                standalone=True,
-                clusterwide=not settings.namespaces,
-                namespaces=settings.namespaces,
-                memo=memo,
-                liveness_endpoint=liveness,
-            )
+    asyncio.run(
+        kopf.operator(
+            registry=kopf.get_default_registry(),
+            standalone=True,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            memo=kopf.Memo(operator_settings=settings),
+            liveness_endpoint=liveness,
         )
-    except KeyboardInterrupt:
-        return 0
-    del handlers
-    return 0
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +89,17 @@ def main(argv: list[str] | None = None) -> int:
         return lint_main([*args.paths, *rest])
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return _run(args)
+    try:
+        settings = _settings_from(args)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in err.errors()
+        )
+        print(f"destination-operator: invalid settings: {problems}", file=sys.stderr)
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        _start(settings)
+    return 0
 
 
 if __name__ == "__main__":

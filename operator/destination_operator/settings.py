@@ -77,4 +77,4 @@ class OperatorSettings(BaseSettings):
         kopf_settings.peering.standalone = True
         kopf_settings.watching.server_timeout = 300
         kopf_settings.watching.client_timeout = 330
-        kopf_settings.batching.worker_limit = max(64, self.probe_concurrency * 4)
+        kopf_settings.queueing.worker_limit = max(64, self.probe_concurrency * 4)

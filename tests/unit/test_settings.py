@@ -1,0 +1,67 @@
+"""Operator settings: environment, flags, and what they tell kopf."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import kopf
+import pytest
+
+from destination_operator import cli
+from destination_operator.settings import LogFormat, OperatorSettings
+
+
+def test_defaults_are_safe(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("DESTINATION_OPERATOR_"):
+            monkeypatch.delenv(key)
+    settings = OperatorSettings()
+    assert settings.namespaces == []  # every namespace
+    assert settings.allow_private_endpoints is False
+    assert settings.log_format == LogFormat.TEXT
+    assert settings.default_interval_seconds == 3600
+    assert settings.timeout_seconds == 30
+
+
+def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DESTINATION_OPERATOR_ALLOW_PRIVATE_ENDPOINTS", "true")
+    monkeypatch.setenv("DESTINATION_OPERATOR_NAMESPACES", '["team-a", "team-b"]')
+    monkeypatch.setenv("DESTINATION_OPERATOR_PROBE_CONCURRENCY", "3")
+    monkeypatch.setenv("DESTINATION_OPERATOR_LOG_FORMAT", "json")
+    settings = OperatorSettings()
+    assert settings.allow_private_endpoints is True
+    assert settings.namespaces == ["team-a", "team-b"]
+    assert settings.probe_concurrency == 3
+    assert settings.log_format == LogFormat.JSON
+
+
+def test_bad_settings_get_one_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DESTINATION_OPERATOR_PROBE_CONCURRENCY", "0")
+    assert cli.main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("destination-operator: invalid settings: probe_concurrency:")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_flags_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DESTINATION_OPERATOR_PROBE_CONCURRENCY", "3")
+    seen: list[OperatorSettings] = []
+    monkeypatch.setattr(cli, "_start", seen.append)
+    assert (
+        cli.main(["run", "--probe-concurrency", "5", "--namespace", "a", "--namespace", "b"]) == 0
+    )
+    assert seen[0].probe_concurrency == 5
+    assert seen[0].namespaces == ["a", "b"]
+
+
+def test_kopf_is_told_to_write_as_little_as_possible() -> None:
+    kopf_settings = kopf.OperatorSettings()
+    OperatorSettings().apply_to_kopf(kopf_settings)
+    assert kopf_settings.peering.standalone is True
+    assert kopf_settings.posting.loggers is False  # log lines never become Events
+    assert kopf_settings.posting.level >= logging.WARNING
+    assert kopf_settings.persistence.finalizer == "destinations.io/operator"
+    assert kopf_settings.posting.reporting_component == "destination-operator"

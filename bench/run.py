@@ -35,11 +35,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "tests")]
 
 import yaml  # noqa: E402
-from controlplane import ControlPlane, die_with_parent, find_binaries  # noqa: E402
 from kubernetes import client  # noqa: E402
-from s3server import S3Server  # noqa: E402
 
+from controlplane import ControlPlane, die_with_parent, find_binaries  # noqa: E402
 from harness import Cluster  # noqa: E402
+from s3server import S3Server  # noqa: E402
 
 OPERATOR_NS, OPERATOR_SA = "destination-operator-system", "destination-operator"
 OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NS}:{OPERATOR_SA}"

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from controlplane import ControlPlane, ControlPlaneError, find_binaries
 from kubernetes import client
 
+from controlplane import ControlPlane, ControlPlaneError, find_binaries
 from harness import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from controlplane import ControlPlane, kubeconfig_yaml
 from kubernetes import client, config
+
+from controlplane import ControlPlane, kubeconfig_yaml
 
 
 class Cluster:

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 import yaml
-from controlplane import die_with_parent
-from s3server import S3Server
 
+from controlplane import die_with_parent
 from harness import Cluster
+from s3server import S3Server
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_NAMESPACE = "destination-operator-system"

@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 import yaml
-from s3server import S3Server
 
 from harness import Cluster
+from s3server import S3Server
 
 
 def s3_destination(

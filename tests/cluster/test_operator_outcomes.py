@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 from dst import apply, condition, events, probe_requests, s3_destination, secret, wait_for
-from s3server import S3Server
 
 from conftest import CANARY_SECRET_KEY, OperatorProcess
 from harness import Cluster
+from s3server import S3Server
 
 pytestmark = pytest.mark.cluster
 
@@ -60,8 +60,12 @@ def test_wrong_secret_key_is_authentication_failed(
     body = wait_for(cluster, namespace, "bad", "Verified", "False", reason="AuthenticationFailed")
     assert condition(body, "Ready")["status"] == "False"
     assert CANARY_SECRET_KEY not in str(body["status"])
+    # retries (backoff 1-4 s here) repeat the failure without a new event each time
+    first_probe = body["status"]["lastProbe"]["time"]
+    wait_for(cluster, namespace, "bad", "Verified", "False", after=first_probe, timeout=30)
     failed = [e for e in events(cluster, namespace, "bad") if e["reason"] == "VerificationFailed"]
     assert len(failed) == 1 and failed[0]["type"] == "Warning"
+    assert failed[0].get("count", 1) == 1
     assert "AuthenticationFailed" in failed[0]["message"]
 
 

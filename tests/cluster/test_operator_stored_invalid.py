@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 from dst import apply, condition, s3_destination, secret, wait_for
-from s3server import S3Server
 from test_operator_writes import operator_writes
 
 from conftest import OperatorProcess
 from harness import Cluster
+from s3server import S3Server
 
 pytestmark = pytest.mark.cluster
 

@@ -7,10 +7,10 @@ import time
 
 import pytest
 from dst import apply, condition, events, get, probe_requests, s3_destination, secret, wait_for
-from s3server import S3Server
 
 from conftest import OperatorProcess
 from harness import Cluster
+from s3server import S3Server
 
 pytestmark = pytest.mark.cluster
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 from dst import apply, probe_requests, s3_destination, secret, wait_for
-from s3server import S3Server
 
 from conftest import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
 from harness import Cluster
+from s3server import S3Server
 
 pytestmark = pytest.mark.cluster
 

@@ -14,13 +14,13 @@ import uuid
 
 import pytest
 from s3cases import SilentServer, as_secret, s3_spec
-from s3server import S3Server
 
 from destination_operator.api.spec import VerificationMode
 from destination_operator.api.status import Reason, StepOutcome
 from destination_operator.providers.base import PROBE_DIRECTORY
 from destination_operator.providers.s3 import S3CompatibleProvider
 from destination_operator.reconcile import Outcome, fingerprint, verify
+from s3server import S3Server
 
 NOW = datetime.datetime(2026, 11, 22, 7, 0, tzinfo=datetime.UTC)
 CANARY = "canary-SECRET-never-show-me-9c1e7f3a"

@@ -20,6 +20,7 @@ from typing import Any
 import kopf
 
 from . import conditions, metrics, reconcile
+from .api import VERIFY_REQUESTED_AT
 from .api.spec import DestinationSpec, SpecError, parse_spec
 from .api.status import ConditionType
 from .kube import events
@@ -28,7 +29,6 @@ from .kube.status import StatusWriteFailed, patch_status
 from .settings import OperatorSettings
 from .triggers import Wakeups
 
-VERIFY_REQUESTED_AT = "destinations.io/verify-requested-at"
 IDLE_SECONDS = 24 * 3600.0  # a loop with nothing scheduled still wakes once a day
 
 
@@ -57,10 +57,6 @@ class Inputs:
 
 def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
-
-
-def rfc3339(moment: datetime.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(value: Any) -> datetime.datetime | None:

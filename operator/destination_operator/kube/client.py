@@ -7,9 +7,9 @@ from functools import lru_cache
 
 from kubernetes import client, config
 
-GROUP = "destinations.io"
-VERSION = "v1alpha1"
-PLURAL = "destinations"
+from ..api import GROUP, PLURAL, VERSION
+
+__all__ = ["GROUP", "PLURAL", "VERSION", "api_client"]
 
 
 @lru_cache(maxsize=1)

@@ -11,6 +11,7 @@ manifests/rbac), applies N S3Compatible Destinations at once and measures:
 - wall seconds for N Destinations to all be Verified=True;
 - the operator's API writes per Destination (from the audit log), split by kind;
 - the operator's API writes per minute at steady state;
+- the operator's peak RSS;
 - the floor: the most direct script (one probe + one status patch per object).
 
 Prints one JSON document and a short table. Never fails on a number.
@@ -99,6 +100,14 @@ def operator_writes(audit: Path) -> list[tuple[str, str]]:
                 (entry["verb"], ref.get("resource", "") + "/" + ref.get("subresource", ""))
             )
     return found
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident set size (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
 
 
 def floor(cluster: Cluster, s3: S3Server, namespace: str, count: int) -> float:
@@ -225,6 +234,7 @@ def main() -> int:
                 results["steady_writes_per_minute"] = round(steady * 60 / args.steady, 2)
                 results["steady_seconds"] = args.steady
 
+                results["operator_peak_rss_mib"] = peak_rss_mib(operator.pid)
                 # the floor runs alone: the operator is stopped first
                 operator.terminate()
                 operator.wait(timeout=20)
@@ -250,6 +260,7 @@ def main() -> int:
         ),
         ("  floor: direct probe + status patch", f"{results['floor_direct_script_s']} s"),
         ("operator API writes per Destination", f"{results['writes_per_destination']}"),
+        ("operator peak RSS", f"{results['operator_peak_rss_mib']} MiB"),
         (
             f"operator API writes/min at rest ({args.count} verified)",
             f"{results['steady_writes_per_minute']}",

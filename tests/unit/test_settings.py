@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
@@ -65,3 +66,22 @@ def test_kopf_is_told_to_write_as_little_as_possible() -> None:
     assert kopf_settings.posting.level >= logging.WARNING
     assert kopf_settings.persistence.finalizer == "destinations.io/operator"
     assert kopf_settings.posting.reporting_component == "destination-operator"
+
+
+def test_json_logs_are_one_json_object_a_line(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        cli._configure_logging(OperatorSettings(log_format=LogFormat.JSON))
+        logging.getLogger("destination_operator").warning("probe of %s failed", "team-a/reports")
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        record = json.loads(line)
+        assert record["message"] == "probe of team-a/reports failed"
+        assert record["severity"] == "warn"
+        assert record["timestamp"]
+        # the SDKs' wire loggers never go below INFO, whatever the operator's level
+        cli._configure_logging(OperatorSettings(log_level="DEBUG"))
+        assert logging.getLogger("kubernetes").level == logging.INFO
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])

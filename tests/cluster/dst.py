@@ -47,6 +47,14 @@ def secret(name: str, data: dict[str, str]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data}
 
 
+def s3_secret(s3: S3Server, name: str = "s3", user: str = "admin") -> dict[str, Any]:
+    """A Secret with the key pair of one of the S3 server's users."""
+    pair = s3.users[user]
+    return secret(
+        name, {"accessKeyId": pair.access_key_id, "secretAccessKey": pair.secret_access_key}
+    )
+
+
 def apply(cluster: Cluster, namespace: str, *objects: dict[str, Any]) -> None:
     documents = yaml.safe_dump_all(list(objects))
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=documents)

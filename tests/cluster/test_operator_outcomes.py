@@ -7,7 +7,16 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from dst import apply, condition, events, probe_requests, s3_destination, secret, wait_for
+from dst import (
+    apply,
+    condition,
+    events,
+    probe_requests,
+    s3_destination,
+    s3_secret,
+    secret,
+    wait_for,
+)
 
 from conftest import CANARY_SECRET_KEY, OperatorProcess
 from harness import Cluster
@@ -16,17 +25,10 @@ from s3server import S3Server
 pytestmark = pytest.mark.cluster
 
 
-def good_secret(s3: S3Server, name: str = "s3") -> dict[str, object]:
-    user = s3.users["admin"]
-    return secret(
-        name, {"accessKeyId": user.access_key_id, "secretAccessKey": user.secret_access_key}
-    )
-
-
 def test_success_is_verified_and_ready(
     cluster: Cluster, namespace: str, s3: S3Server, operator: OperatorProcess
 ) -> None:
-    apply(cluster, namespace, good_secret(s3), s3_destination("ok", s3, secret="s3"))
+    apply(cluster, namespace, s3_secret(s3), s3_destination("ok", s3, secret="s3"))
     body = wait_for(cluster, namespace, "ok", "Verified", "True", reason="ProbeSucceeded")
     assert condition(body, "Ready")["status"] == "True"
     assert condition(body, "Archived")["status"] == "False"
@@ -75,7 +77,7 @@ def test_missing_bucket_is_bucket_not_found(
     apply(
         cluster,
         namespace,
-        good_secret(s3),
+        s3_secret(s3),
         s3_destination("nb", s3, secret="s3", bucket="no-such-bucket"),
     )
     wait_for(cluster, namespace, "nb", "Verified", "False", reason="BucketNotFound")
@@ -94,13 +96,10 @@ def test_write_allowed_delete_denied(
     verified: str,
     reason: str,
 ) -> None:
-    writer = s3.users["writer"]
     apply(
         cluster,
         namespace,
-        secret(
-            "w", {"accessKeyId": writer.access_key_id, "secretAccessKey": writer.secret_access_key}
-        ),
+        s3_secret(s3, "w", user="writer"),
         s3_destination(
             "w", s3, secret="w", verification={"interval": "1h", "timeout": "5s", "mode": mode}
         ),
@@ -123,7 +122,7 @@ def test_closed_port_is_endpoint_unreachable(
     apply(
         cluster,
         namespace,
-        good_secret(s3),
+        s3_secret(s3),
         s3_destination("closed", s3, secret="s3", endpoint=f"http://127.0.0.1:{port}"),
     )
     wait_for(cluster, namespace, "closed", "Verified", "False", reason="EndpointUnreachable")
@@ -163,7 +162,7 @@ def test_server_that_never_answers_is_timeout(
     apply(
         cluster,
         namespace,
-        good_secret(s3),
+        s3_secret(s3),
         s3_destination(
             "silent",
             s3,
@@ -181,7 +180,7 @@ def test_missing_secret_then_created(
     apply(cluster, namespace, s3_destination("later", s3, secret="later"))
     body = wait_for(cluster, namespace, "later", "Verified", "False", reason="SecretNotFound")
     assert "later" in condition(body, "Verified")["message"]
-    apply(cluster, namespace, good_secret(s3, "later"))
+    apply(cluster, namespace, s3_secret(s3, "later"))
     wait_for(cluster, namespace, "later", "Verified", "True", reason="ProbeSucceeded")
 
 
@@ -209,7 +208,7 @@ def test_metadata_address_is_always_blocked(
     apply(
         cluster,
         namespace,
-        good_secret(s3),
+        s3_secret(s3),
         s3_destination("meta", s3, secret="s3", endpoint="http://169.254.169.254"),
     )
     wait_for(cluster, namespace, "meta", "Verified", "False", reason="EndpointBlocked")

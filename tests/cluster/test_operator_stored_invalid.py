@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dst import apply, condition, s3_destination, secret, wait_for
+from dst import apply, condition, s3_destination, s3_secret, wait_for
 from test_operator_writes import operator_writes
 
 from conftest import OperatorProcess
@@ -74,13 +74,10 @@ def test_stored_invalid_spec_is_reported_not_retried(
     # fixing the spec recovers it
     del broken["spec"]["displayName"]
     broken["spec"]["s3Compatible"]["bucket"] = s3.buckets[0]
-    pair = s3.users["admin"]
     apply(
         cluster,
         namespace,
-        secret(
-            "s3", {"accessKeyId": pair.access_key_id, "secretAccessKey": pair.secret_access_key}
-        ),
+        s3_secret(s3),
         broken,
     )
     wait_for(cluster, namespace, "broken", "Verified", "True")

@@ -6,20 +6,23 @@ import json
 import time
 
 import pytest
-from dst import apply, condition, events, get, probe_requests, s3_destination, secret, wait_for
+from dst import (
+    apply,
+    condition,
+    events,
+    get,
+    probe_requests,
+    s3_destination,
+    s3_secret,
+    secret,
+    wait_for,
+)
 
 from conftest import OperatorProcess
 from harness import Cluster
 from s3server import S3Server
 
 pytestmark = pytest.mark.cluster
-
-
-def creds(s3: S3Server, name: str = "s3", user: str = "admin") -> dict[str, object]:
-    pair = s3.users[user]
-    return secret(
-        name, {"accessKeyId": pair.access_key_id, "secretAccessKey": pair.secret_access_key}
-    )
 
 
 def puts(s3: S3Server, prefix: str) -> int:
@@ -44,7 +47,9 @@ def patch(cluster: Cluster, namespace: str, name: str, spec: dict[str, object]) 
 def test_spec_change_reprobes(
     cluster: Cluster, namespace: str, s3: S3Server, operator: OperatorProcess
 ) -> None:
-    apply(cluster, namespace, creds(s3), s3_destination("gen", s3, secret="s3", prefix="gen-a/"))
+    apply(
+        cluster, namespace, s3_secret(s3), s3_destination("gen", s3, secret="s3", prefix="gen-a/")
+    )
     wait_for(cluster, namespace, "gen", "Verified", "True")
     patch(cluster, namespace, "gen", {"pathPrefix": "gen-b/"})
     body = wait_for(cluster, namespace, "gen", "Verified", "True")
@@ -65,7 +70,7 @@ def test_secret_change_reverifies(
     )
     body = wait_for(cluster, namespace, "rot", "Verified", "False", reason="AuthenticationFailed")
     before = body["status"]["credentialsFingerprint"]
-    apply(cluster, namespace, creds(s3, "rot"))
+    apply(cluster, namespace, s3_secret(s3, "rot"))
     body = wait_for(cluster, namespace, "rot", "Verified", "True")
     assert body["status"]["credentialsFingerprint"] != before
     cluster.kubectl("delete", "-n", namespace, "secret", "rot")
@@ -75,7 +80,7 @@ def test_secret_change_reverifies(
 def test_verify_requested_at_annotation_probes_once(
     cluster: Cluster, namespace: str, s3: S3Server, operator: OperatorProcess
 ) -> None:
-    apply(cluster, namespace, creds(s3), s3_destination("ask", s3, secret="s3"))
+    apply(cluster, namespace, s3_secret(s3), s3_destination("ask", s3, secret="s3"))
     wait_for(cluster, namespace, "ask", "Verified", "True")
     assert puts(s3, "ask/") == 1
     cluster.kubectl(
@@ -96,7 +101,7 @@ def test_interval_reprobes(
     apply(
         cluster,
         namespace,
-        creds(s3),
+        s3_secret(s3),
         s3_destination("tick", s3, secret="s3", verification={"interval": "2s", "timeout": "5s"}),
     )
     wait_for(cluster, namespace, "tick", "Verified", "True")
@@ -109,7 +114,7 @@ def test_disabled_and_archived_are_never_probed(
     apply(
         cluster,
         namespace,
-        creds(s3),
+        s3_secret(s3),
         s3_destination("off", s3, secret="s3", enabled=False),
         s3_destination("arc", s3, secret="s3", archived=True),
     )
@@ -137,7 +142,7 @@ def test_enable_and_unarchive_reverify(
     apply(
         cluster,
         namespace,
-        creds(s3),
+        s3_secret(s3),
         s3_destination("en", s3, secret="s3", enabled=False),
         s3_destination("un", s3, secret="s3", archived=True),
     )
@@ -160,7 +165,7 @@ def test_secret_in_another_namespace_is_never_read(
     other = f"{namespace}-other"[:63]
     cluster.kubectl("create", "namespace", other)
     try:
-        apply(cluster, other, creds(s3, "elsewhere"))
+        apply(cluster, other, s3_secret(s3, "elsewhere"))
         apply(cluster, namespace, s3_destination("cross", s3, secret="elsewhere"))
         wait_for(cluster, namespace, "cross", "Verified", "False", reason="SecretNotFound")
         assert probe_requests(s3, "cross/") == []
@@ -181,7 +186,7 @@ def test_deletion_never_hangs_when_storage_is_unreachable(
         apply(
             cluster,
             namespace,
-            creds(s3),
+            s3_secret(s3),
             s3_destination(
                 "stuck",
                 s3,
@@ -206,7 +211,7 @@ def test_deletion_never_hangs_when_storage_is_unreachable(
 def test_status_is_kstatus_conformant(
     cluster: Cluster, namespace: str, s3: S3Server, operator: OperatorProcess
 ) -> None:
-    apply(cluster, namespace, creds(s3), s3_destination("ks", s3, secret="s3"))
+    apply(cluster, namespace, s3_secret(s3), s3_destination("ks", s3, secret="s3"))
     body = wait_for(cluster, namespace, "ks", "Ready", "True")
     kinds = {c["type"]: c for c in body["status"]["conditions"]}
     assert {"Verified", "Archived", "Ready"} <= set(kinds)

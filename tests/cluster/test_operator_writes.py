@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import pytest
-from dst import apply, probe_requests, s3_destination, secret, wait_for
+from dst import apply, probe_requests, s3_destination, s3_secret, wait_for
 
 from conftest import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
 from harness import Cluster
@@ -42,13 +42,10 @@ def operator_writes(cluster: Cluster, namespace: str, name: str) -> list[dict[st
 def test_one_status_patch_per_verification_and_none_at_rest(
     cluster: Cluster, namespace: str, s3: S3Server, operator: OperatorProcess
 ) -> None:
-    pair = s3.users["admin"]
     apply(
         cluster,
         namespace,
-        secret(
-            "s3", {"accessKeyId": pair.access_key_id, "secretAccessKey": pair.secret_access_key}
-        ),
+        s3_secret(s3),
         s3_destination("quiet", s3, secret="s3"),
     )
     wait_for(cluster, namespace, "quiet", "Verified", "True")
@@ -77,13 +74,10 @@ def test_one_status_patch_per_verification_and_none_at_rest(
 def test_a_restart_neither_probes_nor_writes_verified_destinations(
     cluster: Cluster, namespace: str, s3: S3Server, operator: OperatorProcess
 ) -> None:
-    pair = s3.users["admin"]
     apply(
         cluster,
         namespace,
-        secret(
-            "s3", {"accessKeyId": pair.access_key_id, "secretAccessKey": pair.secret_access_key}
-        ),
+        s3_secret(s3),
         s3_destination("calm", s3, secret="s3"),
     )
     wait_for(cluster, namespace, "calm", "Verified", "True")

@@ -168,11 +168,8 @@ def main() -> int:
         try:
             with S3Server(work / "s3") as s3:
                 cluster.apply_crd(ROOT / "crds" / "destinations.destinations.io.yaml")
-                cluster.kubectl("create", "namespace", OPERATOR_NS)
-                rules = yaml.safe_load((ROOT / "manifests/rbac/role.yaml").read_text())["rules"]
-                kubeconfig = cluster.service_account_kubeconfig(
-                    OPERATOR_NS, OPERATOR_SA, cluster_rules=rules, out_dir=work
-                )
+                cluster.kubectl("apply", "--server-side", "-k", str(ROOT / "manifests" / "rbac"))
+                kubeconfig = cluster.token_kubeconfig(OPERATOR_NS, OPERATOR_SA, out_dir=work)
                 env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
                 env.update(
                     DESTINATION_OPERATOR_ALLOW_PRIVATE_ENDPOINTS="true",

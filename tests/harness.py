@@ -97,6 +97,11 @@ class Cluster:
                     "subjects": subject,
                 }
             )
+        return self.token_kubeconfig(namespace, name, out_dir=out_dir)
+
+    def token_kubeconfig(self, namespace: str, name: str, *, out_dir: Path) -> Path:
+        """A kubeconfig for an existing ServiceAccount, its token minted through TokenRequest."""
+        core = client.CoreV1Api(self.api_client())
         token = core.create_namespaced_service_account_token(
             name, namespace, {"spec": {"expirationSeconds": 3600}}
         ).status.token

@@ -8,10 +8,8 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from controlplane import die_with_parent
 from harness import Cluster
@@ -25,12 +23,6 @@ OPERATOR_SA = "destination-operator"
 # exception may ever contain them (see test_zz_canary.py).
 CANARY_SECRET_KEY = "canary-SECRET-7f3a9c1e-never-show-me"
 CANARY_TOKEN = "canary-TOKEN-b41d0e77-never-show-me"
-
-
-def operator_rules() -> list[dict[str, Any]]:
-    role = yaml.safe_load((ROOT / "manifests" / "rbac" / "role.yaml").read_text())
-    rules: list[dict[str, Any]] = role["rules"]
-    return rules
 
 
 class OperatorProcess:
@@ -89,12 +81,10 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 def operator(
     cluster: Cluster, destination_crd: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    """The operator, running under a ServiceAccount bound to exactly the chart's rules."""
-    cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE)
+    """The operator, running under the ServiceAccount and rules of manifests/rbac, exactly."""
+    cluster.kubectl("apply", "--server-side", "-k", str(ROOT / "manifests" / "rbac"))
     folder = tmp_path_factory.mktemp("operator")
-    kubeconfig = cluster.service_account_kubeconfig(
-        OPERATOR_NAMESPACE, OPERATOR_SA, cluster_rules=operator_rules(), out_dir=folder
-    )
+    kubeconfig = cluster.token_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_SA, out_dir=folder)
     process = OperatorProcess(kubeconfig, folder / "operator.log")
     process.start()
     time.sleep(1.0)

@@ -135,3 +135,16 @@ def test_helm_assumes_the_real_kubernetes_release(cluster: Cluster, tmp_path: Pa
         [str(cluster.bin_dir / "helm"), "version", "--short"], capture_output=True, text=True
     )
     assert version.stdout.startswith("v3.19.")
+
+
+def test_rbac_manifests_apply(cluster: Cluster) -> None:
+    """`kubectl apply -k manifests/rbac`, as the README says, is accepted by the API server."""
+    root = Path(__file__).resolve().parents[2]
+    done = cluster.kubectl("apply", "--server-side", "-k", str(root / "manifests" / "rbac"))
+    for kind in (
+        "namespace",
+        "serviceaccount",
+        "clusterrole.rbac.authorization.k8s.io",
+        "clusterrolebinding.rbac.authorization.k8s.io",
+    ):
+        assert f"{kind}/destination-operator" in done.stdout

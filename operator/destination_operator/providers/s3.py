@@ -23,8 +23,10 @@ otherwise send CRC headers that S3-compatible services reject).
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -148,16 +150,41 @@ def client_config(timeout_seconds: float, *, path_style: bool) -> dict[str, Any]
     }
 
 
+CLIENTS_KEPT = 256
+"""boto3 clients kept for reuse: making one costs milliseconds of CPU, under a lock."""
+
+
+def client_timeout(remaining_seconds: float) -> float:
+    """The timeout a probe step's client gets: what is left, rounded down to whole seconds.
+
+    Never more than is left, so the probe's bound holds; whole seconds, so the
+    next probe with the same endpoint and credentials can reuse the client.
+    """
+    return float(math.floor(remaining_seconds)) if remaining_seconds >= 1 else remaining_seconds
+
+
 class _Sdk:
-    """boto3, imported on first use; one shared session (clients are made under a lock)."""
+    """boto3, imported on first use; one shared session and a small cache of clients.
+
+    boto3 sessions are not thread-safe, so clients are made under a lock;
+    clients are, and are shared. A client is keyed by everything it was made
+    with: endpoint, region, addressing, credentials and timeout.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._session: Any = None
         self._config: Any = None
+        self._clients: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 
     def client(self, target: S3Target, credentials: S3Credentials, timeout_seconds: float) -> Any:
+        timeout = client_timeout(timeout_seconds)
+        key = (target.endpoint_url, target.region, target.path_style, credentials, timeout)
         with self._lock:
+            cached = self._clients.get(key)
+            if cached is not None:
+                self._clients.move_to_end(key)
+                return cached
             if self._session is None:
                 try:
                     import boto3
@@ -165,8 +192,8 @@ class _Sdk:
                 except ImportError:
                     raise ProviderUnavailableError("AWS (boto3)", "s3") from None
                 self._session, self._config = boto3.session.Session(), Config
-            config = self._config(**client_config(timeout_seconds, path_style=target.path_style))
-            return self._session.client(
+            config = self._config(**client_config(timeout, path_style=target.path_style))
+            made = self._session.client(
                 "s3",
                 endpoint_url=target.endpoint_url,
                 region_name=target.region,
@@ -175,6 +202,10 @@ class _Sdk:
                 aws_session_token=credentials.session_token,
                 config=config,
             )
+            self._clients[key] = made
+            if len(self._clients) > CLIENTS_KEPT:
+                self._clients.popitem(last=False)
+            return made
 
 
 _sdk = _Sdk()

@@ -11,7 +11,9 @@ Handler style, chosen so that a verification costs one API write:
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -22,12 +24,21 @@ from .lifecycle import DestinationLoop, OperatorContext
 from .settings import OperatorSettings
 
 logger = logging.getLogger("destination_operator")
+API_THREADS = 8  # Secret reads and status patches, beside the probes
 
 
 @kopf.on.startup()
 async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     operator_settings: OperatorSettings = memo.get("operator_settings") or OperatorSettings()
     operator_settings.apply_to_kopf(settings)
+    # Probes and Kubernetes calls run in worker threads; asyncio's default pool
+    # (cores + 4) would cap probe_concurrency below its setting on small nodes.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(
+            max_workers=operator_settings.probe_concurrency + API_THREADS,
+            thread_name_prefix="destination-operator",
+        )
+    )
     memo["context"] = OperatorContext.create(operator_settings)
     metrics.serve(operator_settings.metrics_port)
     logger.info(

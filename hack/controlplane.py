@@ -300,8 +300,7 @@ class ControlPlane:
             except PortTaken as err:
                 self.stop()
                 last = err
-        assert last is not None
-        raise last
+        raise ControlPlaneError(f"{last}, three times; stop what holds the ports and run again")
 
     def _start_once(self, timeout: float) -> None:
         if self.state_dir.exists():
@@ -371,7 +370,7 @@ class ControlPlane:
             if proc.poll() is not None:
                 tail = self._log_tail(name)
                 if "address already in use" in tail:
-                    raise PortTaken(f"{name}: a port was taken while starting; retrying")
+                    raise PortTaken(f"{name}: another process took its port while it started")
                 last = tail.splitlines()[-1] if tail else "no output"
                 raise ControlPlaneError(
                     f"{name} exited with code {proc.returncode}: {last}"

@@ -24,7 +24,7 @@ from .api import VERIFY_REQUESTED_AT
 from .api.spec import DestinationSpec, SpecError, parse_spec
 from .api.status import ConditionType
 from .kube import events
-from .kube.secrets import SecretUnreadable, read_secret_data
+from .kube.secrets import SecretUnreadable, StoredSecret, read_secret
 from .kube.status import StatusWriteFailed, patch_status
 from .settings import OperatorSettings
 from .triggers import Wakeups
@@ -153,14 +153,16 @@ class DestinationLoop:
             return IDLE_SECONDS
 
         secret_name = spec.credentials.secret_ref.name
+        secret: StoredSecret | None
         try:
-            secret_data = await asyncio.to_thread(read_secret_data, self.namespace, secret_name)
+            secret = await asyncio.to_thread(read_secret, self.namespace, secret_name)
             unreadable = None
         except SecretUnreadable as err:
-            secret_data, unreadable = None, str(err)
+            secret, unreadable = None, str(err)
+        secret_data, secret_uid = (secret.data, secret.uid) if secret else (None, "")
         inputs = Inputs(
             generation=generation,
-            fingerprint=reconcile.fingerprint(secret_data),
+            fingerprint=reconcile.fingerprint(secret_data, secret_uid),
             verify_request=str(
                 self.body.metadata.get("annotations", {}).get(VERIFY_REQUESTED_AT, "")
             ),
@@ -183,6 +185,7 @@ class DestinationLoop:
                     reconcile.verify,
                     spec,
                     secret_data,
+                    secret_uid=secret_uid,
                     object_key=reconcile.probe_object_key(spec, self.uid, now),
                     allow_private=self.context.settings.allow_private_endpoints,
                     now=now,

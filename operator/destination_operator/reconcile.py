@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,8 +50,8 @@ __all__ = [
     "verify",
 ]
 
-FINGERPRINT_LABEL = b"destinations.io/credentials-fingerprint/v1"
-"""Fixed label hashed in front of the Secret's data, so the digest means only this."""
+FINGERPRINT_LABEL = b"destinations.io/credentials-fingerprint/v2"
+"""Fixed label in the HMAC key, so the digest means only this."""
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
@@ -86,21 +87,24 @@ class Outcome:
         return probe
 
 
-def fingerprint(secret_data: Mapping[str, bytes] | None) -> str:
+def fingerprint(secret_data: Mapping[str, bytes] | None, key: str) -> str:
     """A short one-way digest of the Secret's data ("" when there is no Secret).
 
-    sha256 over a fixed label and the sorted, length-prefixed key/value
-    pairs; the first 16 hex digits. It changes when any value changes, so a
-    rotation is seen, and shows nothing of the values.
+    HMAC-SHA256 over the sorted, length-prefixed key/value pairs; the first 16
+    hex digits. It changes when any value changes, so a rotation is seen. The
+    HMAC key is `key`, the Secret's uid: whoever may read a Destination's
+    status but not the Secret cannot test guesses of a short value (a webhook
+    token, say) against the digest, and a Secret deleted and made anew is a
+    new input.
     """
     if secret_data is None:
         return ""
-    digest = hashlib.sha256(FINGERPRINT_LABEL)
-    for key in sorted(secret_data):
-        value = secret_data[key]
+    digest = hmac.new(FINGERPRINT_LABEL + b"\0" + key.encode(), digestmod=hashlib.sha256)
+    for name in sorted(secret_data):
+        value = secret_data[name]
         raw = value if isinstance(value, bytes) else str(value).encode()
-        name = key.encode()
-        digest.update(len(name).to_bytes(4, "big") + name)
+        encoded = name.encode()
+        digest.update(len(encoded).to_bytes(4, "big") + encoded)
         digest.update(len(raw).to_bytes(8, "big") + raw)
     return digest.hexdigest()[:16]
 
@@ -165,6 +169,7 @@ def verify(
     spec: DestinationSpec,
     secret_data: Mapping[str, bytes] | None,
     *,
+    secret_uid: str,
     object_key: str,
     allow_private: bool,
     now: datetime.datetime,
@@ -175,11 +180,13 @@ def verify(
     """Verify `spec` with `secret_data` (None: the Secret does not exist); never raises
     for a verification failure, which is reported in the `Outcome`.
 
+    `secret_uid` is the Secret's `metadata.uid`, the key of its fingerprint.
+
     `allow_private` lets the endpoint guard pass loopback and private
     addresses; `default_timeout` bounds the probe when the spec sets none.
     """
     mode = VerificationMode(spec.verification.mode)
-    print_ = fingerprint(secret_data)
+    print_ = fingerprint(secret_data, secret_uid)
     secrets: tuple[bytes, ...] = tuple(secret_data.values()) if secret_data else ()
     context: dict[str, Any] = {
         "time": now,

@@ -24,6 +24,7 @@ from s3server import S3Server
 
 NOW = datetime.datetime(2026, 11, 22, 7, 0, tzinfo=datetime.UTC)
 CANARY = "canary-SECRET-never-show-me-9c1e7f3a"
+SECRET_UID = "5d0f2c9e-8a1b-4e63-b7d2-91c4f0a6e3b8"
 
 
 def key(prefix: str = "probes/") -> str:
@@ -34,7 +35,14 @@ def run(spec_endpoint: str, bucket: str, data: dict[str, bytes] | None, **kw: ob
     object_key = str(kw.pop("object_key", key()))
     allow_private = bool(kw.pop("allow_private", True))
     spec = s3_spec(spec_endpoint, bucket, **kw)  # type: ignore[arg-type]
-    return verify(spec, data, object_key=object_key, allow_private=allow_private, now=NOW)
+    return verify(
+        spec,
+        data,
+        secret_uid=SECRET_UID,
+        object_key=object_key,
+        allow_private=allow_private,
+        now=NOW,
+    )
 
 
 def requests_for(server: S3Server, object_key: str) -> list[list[str]]:
@@ -55,7 +63,7 @@ def test_success_writes_then_deletes(s3: S3Server) -> None:
     assert outcome.mode == VerificationMode.WriteDelete
     assert steps(outcome) == {"Write": StepOutcome.Succeeded, "Delete": StepOutcome.Succeeded}
     assert outcome.object_key == object_key
-    assert outcome.fingerprint == fingerprint(as_secret(admin))
+    assert outcome.fingerprint == fingerprint(as_secret(admin), SECRET_UID)
     probe = outcome.last_probe()
     assert probe is not None and probe["mode"] == "WriteDelete" and probe["time"]
     path = f"/{s3.buckets[0]}/{object_key}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import sys
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -43,7 +44,13 @@ from destination_operator.providers.s3 import (
     client_config,
     use_path_style,
 )
-from destination_operator.reconcile import fingerprint, invalid_spec, secret_unreadable, verify
+from destination_operator.reconcile import (
+    FINGERPRINT_LABEL,
+    fingerprint,
+    invalid_spec,
+    secret_unreadable,
+    verify,
+)
 from destination_operator.reconcile import probe_object_key as key_for_spec
 
 NOW = datetime.datetime(2026, 11, 22, 7, 0, tzinfo=datetime.UTC)
@@ -63,25 +70,41 @@ def spec(**fields: Any) -> DestinationSpec:
 # --- fingerprint -------------------------------------------------------------------------------
 
 
+UID = "6f1c1f4e-2b7d-4c56-9a43-0d8e5b1f2a10"
+
+
 def test_fingerprint_is_short_stable_and_order_free() -> None:
-    a = fingerprint({"accessKeyId": b"AKIA1", "secretAccessKey": b"s3cr3t-value"})
-    b = fingerprint({"secretAccessKey": b"s3cr3t-value", "accessKeyId": b"AKIA1"})
+    a = fingerprint({"accessKeyId": b"AKIA1", "secretAccessKey": b"s3cr3t-value"}, UID)
+    b = fingerprint({"secretAccessKey": b"s3cr3t-value", "accessKeyId": b"AKIA1"}, UID)
     assert a == b and len(a) == 16 and int(a, 16) >= 0
-    assert fingerprint(None) == ""
+    assert fingerprint(None, UID) == ""
 
 
 def test_fingerprint_sees_every_change() -> None:
     base = {"accessKeyId": b"AKIA1", "secretAccessKey": b"one"}
-    assert fingerprint(base) != fingerprint({**base, "secretAccessKey": b"two"})
-    assert fingerprint(base) != fingerprint({**base, "sessionToken": b""})
+    assert fingerprint(base, UID) != fingerprint({**base, "secretAccessKey": b"two"}, UID)
+    assert fingerprint(base, UID) != fingerprint({**base, "sessionToken": b""}, UID)
     # length-prefixed: moving bytes between key and value changes the digest
-    assert fingerprint({"ab": b"c"}) != fingerprint({"a": b"bc"})
-    assert fingerprint({}) != fingerprint(None)
+    assert fingerprint({"ab": b"c"}, UID) != fingerprint({"a": b"bc"}, UID)
+    assert fingerprint({}, UID) != fingerprint(None, UID)
+
+
+def test_fingerprint_is_keyed_by_the_secrets_uid() -> None:
+    # a guess of a short value cannot be checked without the Secret's uid, and
+    # a Secret deleted and created again with the same data is a new input
+    data = {"verificationToken": b"1234"}
+    other = "0b9e3a52-7c41-4d0e-8f5a-3e2d1c0b9a87"
+    assert fingerprint(data, UID) != fingerprint(data, other)
+    unkeyed = hashlib.sha256(FINGERPRINT_LABEL)
+    for name, value in data.items():
+        unkeyed.update(len(name).to_bytes(4, "big") + name.encode())
+        unkeyed.update(len(value).to_bytes(8, "big") + value)
+    assert fingerprint(data, UID) != unkeyed.hexdigest()[:16]
 
 
 @given(st.dictionaries(st.text(min_size=1, max_size=20), st.binary(min_size=6, max_size=40)))
 def test_fingerprint_never_contains_a_value(data: dict[str, bytes]) -> None:
-    digest = fingerprint(data)
+    digest = fingerprint(data, UID)
     for value in data.values():
         assert value.hex() not in digest or len(value.hex()) > len(digest)
 
@@ -129,6 +152,7 @@ def test_verify_reports_a_type_without_provider() -> None:
     outcome = verify(
         spec(),
         {"accessKeyId": b"a"},
+        secret_uid=UID,
         object_key="k",
         allow_private=True,
         now=NOW,
@@ -139,7 +163,7 @@ def test_verify_reports_a_type_without_provider() -> None:
 
 def test_undecodable_secret_value_is_reported_by_key() -> None:
     data = {"accessKeyId": b"AKIA1", "secretAccessKey": b"\xff\xfe\xfd-not-utf8"}
-    outcome = verify(spec(), data, object_key="k", allow_private=True, now=NOW)
+    outcome = verify(spec(), data, secret_uid=UID, object_key="k", allow_private=True, now=NOW)
     assert outcome.reason == Reason.SecretKeyMissing
     assert "secretAccessKey" in outcome.message and "UTF-8" in outcome.message
 
@@ -173,6 +197,7 @@ def test_a_raising_provider_becomes_probe_failed_without_the_secret() -> None:
     outcome = verify(
         spec(),
         {"token": b"distinctive-token-value"},
+        secret_uid=UID,
         object_key="k",
         allow_private=False,
         now=NOW,
@@ -314,6 +339,7 @@ def test_missing_boto3_fails_the_write_step(monkeypatch: pytest.MonkeyPatch) -> 
     outcome = verify(
         spec(),
         {"accessKeyId": b"AKIA1", "secretAccessKey": b"s3cr3t-value"},
+        secret_uid=UID,
         object_key="k",
         allow_private=True,
         now=NOW,

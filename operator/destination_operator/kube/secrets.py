@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import NamedTuple
 
 from kubernetes import client
 
@@ -13,8 +14,15 @@ class SecretUnreadable(Exception):
     """The Secret exists, or may, but the operator may not read it."""
 
 
-def read_secret_data(namespace: str, name: str) -> dict[str, bytes] | None:
-    """The Secret's data, decoded; None when there is no such Secret.
+class StoredSecret(NamedTuple):
+    """A Secret as read: its uid (the key of its fingerprint) and its decoded data."""
+
+    uid: str
+    data: dict[str, bytes]
+
+
+def read_secret(namespace: str, name: str) -> StoredSecret | None:
+    """The Secret's uid and data, decoded; None when there is no such Secret.
 
     The namespace is always the Destination's own: cross-namespace references
     cannot be expressed, so they cannot be read.
@@ -31,4 +39,4 @@ def read_secret_data(namespace: str, name: str) -> dict[str, bytes] | None:
             ) from None
         raise SecretUnreadable(f"reading Secret {name!r} failed with HTTP {err.status}") from None
     data = {key: base64.b64decode(value) for key, value in (secret.data or {}).items()}
-    return data
+    return StoredSecret(uid=str(secret.metadata.uid or ""), data=data)

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager, kubectl, etcd and helm from the
-# Go module proxy into a cache outside the repo, keyed by version, and prints the
-# folder that holds all five. Nothing is rebuilt while the versions stay the same.
+# Builds kube-apiserver, kube-controller-manager, kubectl, etcd and helm, and the
+# test helper kstatus (hack/kstatus), from the Go module proxy into a cache outside
+# the repo, keyed by version, and prints the folder that holds all six. Nothing is
+# rebuilt while the versions stay the same.
 #
 #   hack/build-binaries.sh            build what is missing, print the bin folder
 #
 # KUBEBUILDER_ASSETS: a folder whose binaries are used instead of building them.
+#   kstatus is built unless the folder has it too; without Go it is left out (a
+#   warning), since only the tests that pin kstatus verdicts need it.
 # DESTINATION_OPERATOR_CACHE: the cache root (default ~/.cache/destination-operator).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -108,6 +111,20 @@ build_helm() {
   CGO_ENABLED=0 GOBIN="$PWD/bin" go install -trimpath -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$version"
 }
 
+# kstatus: sigs.k8s.io/cli-utils/pkg/kstatus/status.Compute behind stdin/stdout
+# (hack/kstatus/main.go), the verdict Flux and kpt reach, for tests to compare with.
+# The wrapper module is made here, so nothing for Go is committed, and only the
+# packages main.go imports are compiled. The cache entry is keyed by the cli-utils
+# version only: after editing main.go, remove $cache/kstatus-* to rebuild it.
+build_kstatus() {
+  local version=$1
+  go mod init wrapper.local/kstatus >/dev/null
+  cp "$here/kstatus/main.go" .
+  go get "sigs.k8s.io/cli-utils@$version"
+  mkdir -p bin
+  CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "-s -w" -o bin/kstatus .
+}
+
 # Binaries from KUBEBUILDER_ASSETS are used as they are; only missing ones are built.
 from_assets() {
   [[ -n "${KUBEBUILDER_ASSETS:-}" ]] || return 1
@@ -120,13 +137,26 @@ k8s_dir=$(from_assets kube-apiserver kube-controller-manager kubectl ||
   build_component kubernetes "$KUBERNETES_VERSION" build_kubernetes kube-apiserver kube-controller-manager kubectl)
 etcd_dir=$(from_assets etcd || build_component etcd "$ETCD_VERSION" build_etcd etcd)
 helm_dir=$(from_assets helm || build_component helm "$HELM_VERSION" build_helm helm)
+if kstatus_dir=$(from_assets kstatus); then
+  :
+elif [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && ! command -v go >/dev/null 2>&1; then
+  log "warning: kstatus left out: Go is not installed (only tests that compare with kstatus need it)"
+  kstatus_dir=
+else
+  kstatus_dir=$(build_component kstatus "$CLI_UTILS_VERSION" build_kstatus kstatus)
+fi
 
-# One folder with all five, keyed by the versions, for PATH and KUBEBUILDER_ASSETS users.
-key="kubernetes-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
+# One folder with all six, keyed by the versions, for PATH and KUBEBUILDER_ASSETS users.
+key="kubernetes-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION-kstatus-$CLI_UTILS_VERSION"
 [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && key="assets-$(echo "$KUBEBUILDER_ASSETS" | cksum | cut -d' ' -f1)"
 out="$cache/$key/bin"
 mkdir -p "$out"
 for bin in kube-apiserver kube-controller-manager kubectl; do ln -sfn "$k8s_dir/$bin" "$out/$bin"; done
 ln -sfn "$etcd_dir/etcd" "$out/etcd"
 ln -sfn "$helm_dir/helm" "$out/helm"
+if [[ -n "$kstatus_dir" ]]; then
+  ln -sfn "$kstatus_dir/kstatus" "$out/kstatus"
+else
+  rm -f "$out/kstatus"
+fi
 echo "$out"

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 
 from pydantic import ValidationError
@@ -22,6 +23,7 @@ def _settings_from(args: argparse.Namespace) -> OperatorSettings:
         "namespaces": args.namespace,
         "allow_private_endpoints": args.allow_private_endpoints,
         "probe_concurrency": args.probe_concurrency,
+        "workers": args.workers,
         "timeout_seconds": args.timeout,
         "log_format": args.log_format,
         "log_level": args.log_level,
@@ -66,6 +68,12 @@ def _start(settings: OperatorSettings) -> None:
             liveness_endpoint=liveness,
         )
     )
+    # Exit without joining worker threads: a probe that ignored its abort (a DNS lookup in
+    # flight, say) must not hold the process past the pod's grace period.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--namespace", action="append", help="watch this namespace (repeatable)")
     run.add_argument("--allow-private-endpoints", action="store_true", default=None)
     run.add_argument("--probe-concurrency", type=int)
+    run.add_argument("--workers", type=int, help="Destinations processed at once")
     run.add_argument("--timeout", type=float, help="default probe timeout, seconds")
     run.add_argument("--log-format", choices=[f.value for f in LogFormat])
     run.add_argument("--log-level")

@@ -14,7 +14,10 @@ type          good      meaning
 ============  ========  ==========================================================
 Ready         True      summary for kstatus, Flux, Argo CD and `kubectl wait`:
                         True (reason Ready) only when enabled, not archived and
-                        verified; otherwise the Verified reason, or Pending
+                        verified; False with the Verified reason; Unknown while
+                        pending; absent while disabled or archived (kstatus
+                        reads an absent Ready as Current, a False one as
+                        InProgress for ever)
 Verified      True      True after a successful probe of the current spec and
                         credentials; False with the failure's reason; Unknown
                         while pending, disabled or archived
@@ -24,7 +27,9 @@ Reconciling   absent    kstatus: True while a probe of the current generation is
                         pending (Verifying) or a failure is retried with backoff
                         (Retrying); absent otherwise
 Stalled       absent    kstatus: True when retrying alone cannot help: InvalidSpec,
-                        SecretNotFound, SecretKeyMissing; absent otherwise
+                        SecretKeyMissing, ProviderUnavailable, and SecretNotFound
+                        once the Secret has been missing for a grace period;
+                        absent otherwise
 ============  ========  ==========================================================
 
 Each condition carries the generation it describes (`observedGeneration`);
@@ -133,13 +138,15 @@ def compute_conditions(
     archived: bool,
     outcome: Outcome | None,
     now: datetime.datetime,
+    stalled: bool | None = None,
 ) -> list[dict[str, Any]]:
     """The whole conditions list for this generation.
 
     `outcome` is the latest verification of the current generation, or None
     while one is pending (or not wanted: disabled, archived). An outcome with
     reason `InvalidSpec` wins over the flags, since a spec that does not parse
-    has none to trust.
+    has none to trust. `stalled` overrides whether a failure is Stalled (a
+    person must act) or Reconciling (retried); None takes `STALLED_REASONS`.
     """
     stamp = rfc3339(now)
     previous = {str(c.get("type")): c for c in old or () if isinstance(c, Mapping)}
@@ -165,19 +172,21 @@ def compute_conditions(
         )
 
     extra: list[dict[str, Any]] = []
+    ready: dict[str, Any] | None
     if invalid:
         assert outcome is not None
         verified = make(ConditionType.Verified, FALSE, outcome.reason, outcome.message)
         ready = make(ConditionType.Ready, FALSE, outcome.reason, outcome.message)
         extra.append(make(ConditionType.Stalled, TRUE, outcome.reason, outcome.message))
     elif archived:
-        message = "archived: not probed"
-        verified = make(ConditionType.Verified, UNKNOWN, Reason.Archived, message)
-        ready = make(ConditionType.Ready, FALSE, Reason.Archived, message)
+        # No Ready condition: kstatus reads Ready=False as InProgress for ever, and an
+        # archived Destination is at rest. `kubectl wait --for=condition=Ready` still waits.
+        verified = make(ConditionType.Verified, UNKNOWN, Reason.Archived, "archived: not probed")
+        ready = None
     elif not enabled:
         message = "disabled (spec.enabled is false): not probed"
         verified = make(ConditionType.Verified, UNKNOWN, Reason.Disabled, message)
-        ready = make(ConditionType.Ready, FALSE, Reason.Disabled, message)
+        ready = None
     elif outcome is None:
         message = f"a probe of generation {generation} is pending"
         verified = make(ConditionType.Verified, UNKNOWN, Reason.Pending, message)
@@ -189,13 +198,13 @@ def compute_conditions(
     else:
         verified = make(ConditionType.Verified, FALSE, outcome.reason, outcome.message)
         ready = make(ConditionType.Ready, FALSE, outcome.reason, outcome.message)
-        if outcome.reason in STALLED_REASONS:
+        if outcome.reason in STALLED_REASONS if stalled is None else stalled:
             extra.append(make(ConditionType.Stalled, TRUE, outcome.reason, outcome.message))
         else:
             retry = f"retrying with backoff after {outcome.reason}"
             extra.append(make(ConditionType.Reconciling, TRUE, Reason.Retrying, retry))
 
-    found = {c["type"]: c for c in (ready, verified, archived_condition, *extra)}
+    found = {c["type"]: c for c in (ready, verified, archived_condition, *extra) if c}
     return [found[kind.value] for kind in CONDITION_ORDER if kind.value in found]
 
 
@@ -243,6 +252,7 @@ def build_status(
     now: datetime.datetime,
     next_verification: datetime.datetime | None = None,
     verify_request: str | None = None,
+    stalled: bool | None = None,
 ) -> dict[str, Any]:
     """The whole status to write (the fields of `api.status.DestinationStatus`, camelCase).
 
@@ -265,6 +275,7 @@ def build_status(
         archived=archived,
         outcome=outcome,
         now=now,
+        stalled=stalled,
     )
     status: dict[str, Any] = {"observedGeneration": generation, "conditions": conditions}
     for key in ("target", "lastVerifiedTime", "credentialsFingerprint", "lastProbe"):

@@ -1,84 +1,127 @@
-"""The only module with kopf decorators: thin adapters onto `lifecycle`.
+"""The only module with kopf decorators: thin adapters onto `engine`.
 
-Handler style, chosen so that a verification costs one API write:
-- one daemon per Destination runs its verification loop (`lifecycle.DestinationLoop`);
-- watch events of Destinations and of the Secrets they name only wake that loop,
-  in memory, through `triggers.Wakeups`;
-- no create/update/resume handlers, so kopf keeps no progress or diff-base
-  state on the objects. The daemon's finalizer is the only other write kopf
-  makes: once at creation, once at deletion.
+kopf watches Destinations and Secrets, lists them at start-up, and keeps an
+index of every Secret's fingerprint (never its data). Each handler only tells
+the engine what changed; the engine's work queue and workers do the rest
+(see `engine` and docs/design.md). There are no create/update/daemon
+handlers, so kopf keeps no state on the objects and adds no finalizer.
+
+kopf fills every index before it runs any other handler, so by the time the
+engine first sees a Destination it knows every Secret: a Secret that exists is
+never reported missing because its watch event came late.
 """
 
 from __future__ import annotations
 
-import asyncio
+import base64
+import binascii
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 
 from . import metrics
+from .decide import SecretView
+from .engine import Engine
 from .kube.client import GROUP, PLURAL, VERSION
-from .lifecycle import DestinationLoop, OperatorContext
+from .reconcile import fingerprint
 from .settings import OperatorSettings
 
 logger = logging.getLogger("destination_operator")
-API_THREADS = 8  # Secret reads and status patches, beside the probes
+
+
+def _secret_view(
+    index: kopf.Index[Any, SecretView], namespace: str, name: str
+) -> SecretView | None:
+    for view in index.get((namespace, name), []):
+        return view
+    return None
+
+
+@kopf.index("", "v1", "secrets")  # type: ignore[arg-type]
+async def secret_fingerprints(
+    namespace: str, name: str, uid: str, body: kopf.Body, **_: Any
+) -> Any:
+    """(namespace, name) -> the Secret's uid and fingerprint: what decisions need, no data."""
+    data: dict[str, bytes] = {}
+    for key, value in (body.get("data") or {}).items():
+        try:
+            data[key] = base64.b64decode(value)
+        except (binascii.Error, TypeError, ValueError):
+            data[key] = str(value).encode()
+    return {(namespace, name): SecretView(uid=uid, fingerprint=fingerprint(data, uid))}
 
 
 @kopf.on.startup()
 async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     operator_settings: OperatorSettings = memo.get("operator_settings") or OperatorSettings()
     operator_settings.apply_to_kopf(settings)
-    # Probes and Kubernetes calls run in worker threads; asyncio's default pool
-    # (cores + 4) would cap probe_concurrency below its setting on small nodes.
-    asyncio.get_running_loop().set_default_executor(
-        ThreadPoolExecutor(
-            max_workers=operator_settings.probe_concurrency + API_THREADS,
-            thread_name_prefix="destination-operator",
-        )
-    )
-    memo["context"] = OperatorContext.create(operator_settings)
+    memo["engine"] = None  # made on the first event, when the Secret index is at hand
     metrics.serve(operator_settings.metrics_port)
     logger.info(
-        "destination operator started: namespaces=%s allow_private_endpoints=%s concurrency=%d",
+        "destination operator started: namespaces=%s allow_private_endpoints=%s "
+        "workers=%d probe_concurrency=%d",
         operator_settings.namespaces or "all",
         operator_settings.allow_private_endpoints,
+        operator_settings.workers,
         operator_settings.probe_concurrency,
     )
 
 
-@kopf.index(GROUP, VERSION, PLURAL)  # type: ignore[arg-type]
-async def secret_users(namespace: str, spec: kopf.Spec, uid: str, **_: Any) -> Any:
-    """(namespace, Secret name) -> uids of the Destinations that name it."""
-    credentials = spec.get("credentials") or {}
-    ref = credentials.get("secretRef") if isinstance(credentials, dict) else None
-    name = ref.get("name") if isinstance(ref, dict) else None
-    return {(namespace, name): uid} if isinstance(name, str) else None
+def _engine(memo: kopf.Memo, index: kopf.Index[Any, SecretView]) -> Engine:
+    engine: Engine | None = memo.get("engine")
+    if engine is None:
+        settings: OperatorSettings = memo.get("operator_settings") or OperatorSettings()
+        engine = Engine(
+            settings, secrets=lambda namespace, name: _secret_view(index, namespace, name)
+        )
+        engine.start()
+        memo["engine"] = engine
+    return engine
+
+
+@kopf.on.cleanup()
+async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    engine: Engine | None = memo.get("engine")
+    if engine is not None:
+        await engine.stop()
 
 
 @kopf.on.event("", "v1", "secrets")  # type: ignore[arg-type]
 async def on_secret_event(
-    namespace: str, name: str, secret_users: kopf.Index[Any, str], memo: kopf.Memo, **_: Any
+    namespace: str,
+    name: str,
+    memo: kopf.Memo,
+    secret_fingerprints: kopf.Index[Any, SecretView],
+    **_: Any,
 ) -> None:
-    """A Secret was created, changed or deleted: wake every Destination that uses it."""
-    context: OperatorContext = memo["context"]
-    for uid in secret_users.get((namespace, name), []):
-        context.wakeups.wake(uid)
+    """A Secret was created, changed or deleted: queue every Destination that names it."""
+    _engine(memo, secret_fingerprints).secret_changed(namespace, name)
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
-async def on_destination_event(uid: str, memo: kopf.Memo, **_: Any) -> None:
-    """Any change to a Destination wakes its loop; the loop decides what changed."""
-    context: OperatorContext = memo["context"]
-    context.wakeups.wake(uid)
-
-
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_backoff=0.0, cancellation_timeout=5.0)
-async def on_destination(
-    body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+@kopf.on.event(GROUP, VERSION, PLURAL)  # type: ignore[arg-type]
+async def on_destination_event(
+    event: kopf.RawEvent,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    secret_fingerprints: kopf.Index[Any, SecretView],
+    **_: Any,
 ) -> None:
-    """Keep one Destination's status true until it is deleted."""
-    context: OperatorContext = memo["context"]
-    await DestinationLoop(context, body, logger).run(stopped)
+    """A Destination was added, changed or deleted: update the engine's cache, queue it."""
+    engine = _engine(memo, secret_fingerprints)
+    if event.get("type") == "DELETED":
+        engine.forget(str(body.metadata.namespace), str(body.metadata.name))
+    else:
+        engine.observe(dict(event.get("object") or body))
+
+
+@kopf.on.probe(id="engine")
+async def on_health(memo: kopf.Memo, **_: Any) -> str:
+    """Fail the liveness check when the engine is stuck, so that the kubelet restarts it."""
+    engine: Engine | None = memo.get("engine")
+    if engine is None:
+        return "waiting for the first watch event"
+    problems = engine.problems()
+    if problems:
+        raise kopf.PermanentError("; ".join(problems))
+    return "ok"

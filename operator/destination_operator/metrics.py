@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 PROBES = Counter(
     "destination_operator_probes_total",
@@ -15,13 +15,37 @@ PROBE_SECONDS = Histogram(
     ["type"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+PROBES_RUNNING = Gauge(
+    "destination_operator_probes_running",
+    "Probes holding a concurrency slot now.",
+)
 STATUS_WRITES = Counter(
     "destination_operator_status_writes_total",
     "Status patches sent to the API server.",
 )
-STATUS_UNCHANGED = Counter(
-    "destination_operator_status_unchanged_total",
-    "Loop wake-ups that found nothing to write.",
+SECRET_READS = Counter(
+    "destination_operator_secret_reads_total",
+    "Secrets read from the API server (only when a probe needs data the operator lacks).",
+)
+API_RETRIES = Counter(
+    "destination_operator_api_retries_total",
+    "Passes retried with backoff because the API server was unavailable (5xx, 429, timeout).",
+)
+STALE_PROBES = Counter(
+    "destination_operator_stale_probes_total",
+    "Probe results discarded because the spec or the Secret changed while the probe ran.",
+)
+TRACKED = Gauge(
+    "destination_operator_destinations",
+    "Destinations the operator watches.",
+)
+SYNCED = Gauge(
+    "destination_operator_destinations_synced",
+    "Destinations processed at least once since the operator started.",
+)
+QUEUE_DEPTH = Gauge(
+    "destination_operator_queue_depth",
+    "Destinations waiting for a worker now.",
 )
 
 

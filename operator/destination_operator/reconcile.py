@@ -20,8 +20,8 @@ from __future__ import annotations
 import datetime
 import hashlib
 import hmac
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from destination_operator.api.spec import DestinationSpec, VerificationMode, render_prefix
@@ -35,7 +35,8 @@ from destination_operator.errors import (
     scrub,
     translate,
 )
-from destination_operator.providers.base import StepResult, Stopwatch
+from destination_operator.probecontrol import ProbeControl
+from destination_operator.providers.base import StepName, StepOutcome, StepResult, Stopwatch
 from destination_operator.providers.base import probe_object_key as _key_under
 from destination_operator.providers.registry import Registry, default_registry
 
@@ -176,6 +177,7 @@ def verify(
     default_timeout: float = DEFAULT_TIMEOUT_SECONDS,
     registry: Registry | None = None,
     resolve: Resolver | None = None,
+    control: ProbeControl | None = None,
 ) -> Outcome:
     """Verify `spec` with `secret_data` (None: the Secret does not exist); never raises
     for a verification failure, which is reported in the `Outcome`.
@@ -184,6 +186,16 @@ def verify(
 
     `allow_private` lets the endpoint guard pass loopback and private
     addresses; `default_timeout` bounds the probe when the spec sets none.
+
+    The endpoint guard and the probe run under `control` (see
+    `probecontrol`): a hard deadline counted from the guard's start, bounded
+    name resolution, and connections pinned to the addresses the guard
+    checked. The engine passes a control to be able to `abort()` the probe
+    (its timeout then replaces the spec's); without one, a control with the
+    spec's timeout (or `default_timeout`) is made here, with `resolve` as the
+    resolver of every name. A probe that fails after its deadline or an abort
+    reports reason `Timeout` with the control's message; one whose every
+    step succeeded stands (its sockets were not shut before it had its answers).
     """
     mode = VerificationMode(spec.verification.mode)
     print_ = fingerprint(secret_data, secret_uid)
@@ -207,37 +219,65 @@ def verify(
         except SecretKeyMissingError as err:
             hint = "its value is not UTF-8 text" if err.key in undecodable else ""
             raise SecretKeyMissingError(err.key, secret_name=secret_name, hint=hint) from None
-        check_endpoints(provider.endpoints(spec), allow_private=allow_private, resolve=resolve)
-    except DestinationError as err:
-        return failure(translate(err, secrets=secrets), **context)
-    except Exception as err:  # noqa: BLE001 - a provider bug must not take the operator down
+        urls = provider.endpoints(spec)
+    except Exception as err:  # noqa: BLE001 - ours, or a provider bug: never take the operator down
         return failure(translate(err, secrets=secrets), **context)
 
-    timeout = spec.verification.timeout_seconds or default_timeout
-    watch = Stopwatch()
-    try:
-        result = provider.probe(spec, credentials, object_key, mode, timeout)
-    except Exception as err:  # noqa: BLE001 - steps fail in the result; anything else here
-        error = translate(err, secrets=secrets)
-        return Outcome(
-            verified=False,
-            reason=error.reason,
-            message=error.message,
-            duration_ms=watch.ms(),
-            probed=True,
-            **context,
-        )
-    if result.error is not None:
-        error = translate(result.error, secrets=secrets)
-        return Outcome(
-            verified=False,
-            reason=error.reason,
-            message=error.message,
-            steps=result.steps,
-            duration_ms=watch.ms(),
-            probed=True,
-            **context,
-        )
+    bound = control or ProbeControl(
+        spec.verification.timeout_seconds or default_timeout, resolve=resolve
+    )
+
+    def guard_resolve(host: str, port: int) -> Sequence[str]:
+        return bound.resolve(host, port, resolve)
+
+    with bound:
+        try:
+            for checked in check_endpoints(
+                urls, allow_private=allow_private, resolve=guard_resolve
+            ):
+                bound.pin(checked.host, checked.addresses)
+        except Exception as err:  # noqa: BLE001 - as above
+            return failure(translate(bound.timeout_error() or err, secrets=secrets), **context)
+
+        watch = Stopwatch()
+        try:
+            result = provider.probe(spec, credentials, object_key, mode, bound.timeout_seconds)
+        except Exception as err:  # noqa: BLE001 - steps fail in the result; anything else here
+            error = translate(bound.timeout_error() or err, secrets=secrets)
+            return Outcome(
+                verified=False,
+                reason=error.reason,
+                message=error.message,
+                duration_ms=watch.ms(),
+                probed=True,
+                **context,
+            )
+        if result.error is not None:
+            ended = bound.timeout_error()
+            error = translate(ended or result.error, secrets=secrets)
+            steps = result.steps
+            if ended is not None:
+                # The SDK's words describe a socket the deadline shut, not the cause.
+                steps = tuple(
+                    replace(step, message=error.message)
+                    if step.outcome is StepOutcome.Failed
+                    else step
+                    for step in steps
+                )
+                if any(
+                    step.name is StepName.Write and step.outcome is StepOutcome.Succeeded
+                    for step in steps
+                ) and any(step.outcome is StepOutcome.Failed for step in steps):
+                    error.add_detail("the probe object was written and may be left in place")
+            return Outcome(
+                verified=False,
+                reason=error.reason,
+                message=error.message,
+                steps=steps,
+                duration_ms=watch.ms(),
+                probed=True,
+                **context,
+            )
     done = "wrote and deleted" if mode == VerificationMode.WriteDelete else "wrote"
     return Outcome(
         verified=True,

@@ -6,8 +6,6 @@ startup (persistence, posting, watching, peering).
 
 from __future__ import annotations
 
-import logging
-import socket
 from enum import StrEnum
 from typing import Any
 
@@ -47,18 +45,33 @@ class OperatorSettings(BaseSettings):
     interval_jitter: float = Field(
         default=0.1, ge=0, le=0.5, description="fraction of the interval added at random"
     )
+    workers: int = Field(
+        default=32, ge=1, le=512, description="Destinations processed at once (writes, probes)"
+    )
+    secret_grace_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="how long a missing Secret is waited for before the Destination is Stalled",
+    )
+    stuck_after_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="health fails when queued Destinations see no progress for this long",
+    )
     health_port: int = Field(default=8080, ge=0, le=65535, description="liveness endpoint; 0 = off")
     metrics_port: int = Field(
         default=9090, ge=0, le=65535, description="Prometheus metrics; 0 = off"
     )
 
     def apply_to_kopf(self, kopf_settings: Any) -> None:
-        """Tune kopf so that a verification costs one API write: the status patch.
+        """Tune kopf for what it does here: watch, index Secrets, and hand events over.
 
-        - Only daemons and event handlers are used, so kopf keeps no progress or
-          diff-base state; both storages stay on annotations should that change.
-        - Kopf's own log records are not posted as Events: only the four events
-          of the API contract are, and only on transitions.
+        - Only event and index handlers are used, so kopf keeps no progress or
+          diff-base state and adds no finalizer; both storages stay on
+          annotations should that change.
+        - No worker limit: with `@kopf.index` a limit deadlocks once objects
+          outnumber workers, and each handler only queues a key in memory.
+        - Kopf's own log records are not posted as Events.
         - Standalone: no peering objects to write (one replica, Recreate strategy).
         """
         import kopf
@@ -69,12 +82,11 @@ class OperatorSettings(BaseSettings):
         kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix="destinations.io", key="last-handled-configuration"
         )
-        kopf_settings.persistence.finalizer = "destinations.io/operator"
-        kopf_settings.posting.loggers = False
-        kopf_settings.posting.reporting_component = "destination-operator"
-        kopf_settings.posting.reporting_instance = socket.gethostname()
-        kopf_settings.posting.level = logging.WARNING
+        kopf_settings.posting.enabled = False
         kopf_settings.peering.standalone = True
         kopf_settings.watching.server_timeout = 300
         kopf_settings.watching.client_timeout = 330
-        kopf_settings.queueing.worker_limit = max(64, self.probe_concurrency * 4)
+        kopf_settings.watching.connect_timeout = 10
+        kopf_settings.networking.request_timeout = 30
+        kopf_settings.queueing.worker_limit = None
+        kopf_settings.queueing.idle_timeout = 1.0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +42,8 @@ class OperatorProcess:
             "DESTINATION_OPERATOR_ALLOW_PRIVATE_ENDPOINTS": "true",
             "DESTINATION_OPERATOR_BACKOFF_BASE_SECONDS": "1",
             "DESTINATION_OPERATOR_BACKOFF_CAP_SECONDS": "4",
+            "DESTINATION_OPERATOR_SECRET_GRACE_SECONDS": "4",
+            "DESTINATION_OPERATOR_DEFAULT_INTERVAL_SECONDS": "2",
             "DESTINATION_OPERATOR_HEALTH_PORT": "0",
             "DESTINATION_OPERATOR_METRICS_PORT": "0",
             "DESTINATION_OPERATOR_LOG_LEVEL": "DEBUG",
@@ -93,3 +97,31 @@ def operator(
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A server that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+                held.append(conn)
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    listener.close()

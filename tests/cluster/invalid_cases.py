@@ -111,6 +111,17 @@ class Case:
         return body
 
 
+INTERVAL_MESSAGE = (
+    "spec.verification.interval must be 0s (never periodically) or a Go duration of at least 1m, "
+    "such as 1h, 30m or 1h30m: numbers with units h, m, s, ms, us or ns, no sign"
+)
+"""The whole message of the interval rule: every refused interval gets exactly this."""
+
+ACCEPTED_INTERVALS = ["0s", "0", "0h0m", "1m", "60s", "90s", "1h", "1h30m", "2562047h"]
+"""`spec.verification.interval` values both sides must accept (0s and its spellings: never
+periodically; otherwise at least 1m)."""
+
+
 def _c(case_id: str, base: str, changes: dict[str, Any], expect: str, **kw: Any) -> Case:
     return Case(case_id, base, changes, expect, **kw)
 
@@ -439,29 +450,19 @@ CASES: list[Case] = [
         "spec.oracleCloudStorage.namespace: Required value",
     ),
     # --- verification ----------------------------------------------------------------------
+    _c("interval-words", "AmazonS3", {"verification": {"interval": "1 hour"}}, INTERVAL_MESSAGE),
+    _c("interval-negative", "AmazonS3", {"verification": {"interval": "-1h"}}, INTERVAL_MESSAGE),
+    _c("interval-no-unit", "AmazonS3", {"verification": {"interval": "10"}}, INTERVAL_MESSAGE),
+    _c("interval-days", "AmazonS3", {"verification": {"interval": "1d"}}, INTERVAL_MESSAGE),
+    # above 0s but below the 1m minimum: the operator would probe (almost) back to back
+    _c("interval-1ns", "AmazonS3", {"verification": {"interval": "1ns"}}, INTERVAL_MESSAGE),
+    _c("interval-500ms", "AmazonS3", {"verification": {"interval": "500ms"}}, INTERVAL_MESSAGE),
+    _c("interval-59s", "AmazonS3", {"verification": {"interval": "59s"}}, INTERVAL_MESSAGE),
     _c(
-        "interval-words",
+        "interval-just-below-1m",
         "AmazonS3",
-        {"verification": {"interval": "1 hour"}},
-        "spec.verification.interval must be a Go duration",
-    ),
-    _c(
-        "interval-negative",
-        "AmazonS3",
-        {"verification": {"interval": "-1h"}},
-        "spec.verification.interval must be a Go duration",
-    ),
-    _c(
-        "interval-no-unit",
-        "AmazonS3",
-        {"verification": {"interval": "10"}},
-        "spec.verification.interval must be a Go duration",
-    ),
-    _c(
-        "interval-days",
-        "AmazonS3",
-        {"verification": {"interval": "1d"}},
-        "spec.verification.interval must be a Go duration",
+        {"verification": {"interval": "59.999999999s"}},
+        INTERVAL_MESSAGE,
     ),
     _c(
         "timeout-zero",

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from invalid_cases import CASES, VALID, Case
+from invalid_cases import ACCEPTED_INTERVALS, CASES, VALID, Case
 from kubernetes import client
 
 from destination_operator.api.status import (
@@ -94,6 +94,28 @@ def test_invalid_destination_is_refused(
     message = create(cluster, namespace, case.manifest(), dry_run=True)
     assert message is not None, f"{case.id}: the API server accepted it"
     assert case.expect in message, message[:2000]
+
+
+def test_accepted_intervals_are_accepted(
+    cluster: Cluster, destination_crd: str, namespace: str
+) -> None:
+    for interval in ACCEPTED_INTERVALS:
+        case = Case("valid", "AmazonS3", {"verification": {"interval": interval}}, "")
+        assert create(cluster, namespace, case.manifest(), dry_run=True) is None, interval
+
+
+def test_interval_and_timeout_are_not_defaulted(
+    cluster: Cluster, destination_crd: str, namespace: str
+) -> None:
+    """Left out, they stay out: the operator's settings (--timeout, default interval) apply."""
+    assert (
+        create(cluster, namespace, destination("nodefaults", VALID["AmazonS3"]), dry_run=False)
+        is None
+    )
+    stored = objects(cluster).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "nodefaults"
+    )
+    assert stored["spec"]["verification"] == {"mode": "WriteDelete"}
 
 
 def test_kubectl_apply_reports_the_rule_message(
@@ -365,3 +387,12 @@ def test_kubectl_explain_teaches_the_api(cluster: Cluster, destination_crd: str)
         assert fragment in spec
     secret = cluster.kubectl("explain", "destination.spec.credentials.secretRef.name").stdout
     assert "connectionString" in " ".join(secret.split())
+    verification = " ".join(
+        cluster.kubectl("explain", "destination.spec.verification").stdout.split()
+    )
+    for fragment in (
+        "a Go duration of at least 1m (such as 1h, 30m or 1h30m), or 0s",
+        "When unset, the operator's default applies (1h unless",
+        "When unset, the operator's default applies (30s unless",
+    ):
+        assert fragment in verification, fragment

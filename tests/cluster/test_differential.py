@@ -168,7 +168,16 @@ BAD_DURATIONS = [
     "-1h", "+1h", "1d", "1 h", "", "h", "1e3s", "10", "-0", "1h-1m",
     "2562047h47m16.854775808s", "99999999999999999999h", "2562047h47m16.854775807s",
 ]  # fmt: skip
-INTERVAL = pick(DURATIONS, BAD_DURATIONS, "0123456789.hmsuµ-", max_size=8)
+INTERVALS = [
+    "1h", "30m", "0s", "0", "0h0m", "1h30m", "1.5h", "10m", "1m", "60s", "90s", "60000ms",
+    "0.0000000001s",  # Go truncates it to 0ns: never periodically
+    "2562047h47m16.854775807s",
+]  # fmt: skip
+BELOW_A_MINUTE = [
+    "1ns", "500ms", ".5s", "1\u00b5s", "1\u03bcs", "1s", "59s", "59.999999999s", "0.99m",
+    "59999999999ns", "0h0m59s",
+]  # fmt: skip
+INTERVAL = pick(INTERVALS, [*BAD_DURATIONS, *BELOW_A_MINUTE], "0123456789.hmsuµ-", max_size=8)
 TIMEOUT = pick(
     [*DURATIONS, "600s", "599.999s", "9m59s"],
     [*BAD_DURATIONS, "10m0.000000001s", "11m", "1h"],

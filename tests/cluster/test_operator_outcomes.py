@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
-from collections.abc import Iterator
 
 import pytest
 from dst import (
@@ -126,34 +124,6 @@ def test_closed_port_is_endpoint_unreachable(
         s3_destination("closed", s3, secret="s3", endpoint=f"http://127.0.0.1:{port}"),
     )
     wait_for(cluster, namespace, "closed", "Verified", "False", reason="EndpointUnreachable")
-
-
-@pytest.fixture
-def silent_server() -> Iterator[int]:
-    """A server that accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-                held.append(conn)
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    listener.close()
 
 
 def test_server_that_never_answers_is_timeout(

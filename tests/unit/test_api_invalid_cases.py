@@ -48,3 +48,9 @@ def test_models_refuse_with_the_expected_message(case: object) -> None:
 def test_the_bases_are_valid(kind: str) -> None:
     body = cases.Case("valid", kind, {}, "").manifest()
     assert check_destination(body) == []
+
+
+@pytest.mark.parametrize("interval", cases.ACCEPTED_INTERVALS)
+def test_the_accepted_intervals_are_valid(interval: str) -> None:
+    body = cases.Case("valid", "AmazonS3", {"verification": {"interval": interval}}, "").manifest()
+    assert check_destination(body) == []

@@ -101,11 +101,12 @@ def test_defaults_match_api_md() -> None:
     assert spec.enabled is True
     assert spec.archived is False
     assert spec.environment == Environment.Production
-    assert spec.verification.interval == "1h"
-    assert spec.verification.timeout == "30s"
+    # interval and timeout have no default in the CRD: unset, the operator's settings apply
+    assert spec.verification.interval is None
+    assert spec.verification.timeout is None
     assert spec.verification.mode == VerificationMode.WriteDelete
-    assert spec.verification.interval_seconds == 3600.0
-    assert spec.verification.timeout_seconds == 30.0
+    assert spec.verification.interval_seconds is None
+    assert spec.verification.timeout_seconds is None
     assert spec.path_prefix is None and spec.display_name is None
     assert spec.secret_name == "credentials"
 
@@ -133,11 +134,57 @@ def test_interval_zero_means_never() -> None:
     assert spec.verification.mode == VerificationMode.Write
 
 
+@pytest.mark.parametrize(
+    ("interval", "seconds"),
+    [
+        ("0s", 0.0),
+        ("0", 0.0),
+        ("0h0m", 0.0),
+        ("0.0000000001s", 0.0),  # Go truncates it to 0ns: never periodically
+        ("1m", 60.0),
+        ("60s", 60.0),
+        ("90s", 90.0),
+        ("60000ms", 60.0),
+        ("1h", 3600.0),
+        ("1h30m", 5400.0),
+        ("2562047h47m16.854775807s", 9223372036.854775807),
+    ],
+)
+def test_interval_is_zero_or_at_least_a_minute(interval: str, seconds: float) -> None:
+    spec = parse_spec(s3(verification={"interval": interval}))
+    assert spec.verification.interval_seconds == seconds
+    assert spec.verification.timeout_seconds is None
+
+
+@pytest.mark.parametrize(
+    "interval",
+    ["1ns", "1us", "500ms", "1s", "59s", "59.999999999s", "0.99m", "59999999999ns", "-1m", "1d"],
+)
+def test_interval_below_a_minute_is_refused(interval: str) -> None:
+    err = first_problem(s3(verification={"interval": interval}))
+    assert err.field == "spec.verification.interval"
+    assert err.message == (
+        "spec.verification.interval must be 0s (never periodically) or a Go duration of at "
+        "least 1m, such as 1h, 30m or 1h30m: numbers with units h, m, s, ms, us or ns, no sign"
+    )
+
+
+def test_timeout_alone_leaves_the_interval_unset() -> None:
+    spec = parse_spec(s3(verification={"timeout": "5s"}))
+    assert spec.verification.timeout_seconds == 5.0
+    assert spec.verification.interval_seconds is None
+    assert spec.verification.mode == VerificationMode.WriteDelete
+
+
 def test_null_fields_are_as_if_absent() -> None:
     """The API server prunes nulls and then defaults; so do the models."""
     spec = parse_spec(s3(enabled=None, verification=None, displayName=None, webhook=None))
     assert spec.enabled is True
-    assert spec.verification.interval == "1h"
+    assert spec.verification.interval is None
+    assert spec.verification.mode == VerificationMode.WriteDelete
+    spec = parse_spec(s3(verification={"interval": None, "timeout": None}))
+    assert spec.verification.interval_seconds is None
+    assert spec.verification.timeout_seconds is None
     err = first_problem(s3(amazonS3=None))
     assert err.field == "spec.amazonS3"
     assert "required when spec.type is AmazonS3" in err.message

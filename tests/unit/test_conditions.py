@@ -149,10 +149,11 @@ def test_other_failures_are_retried(reason: Reason) -> None:
     assert "Stalled" not in c
 
 
-def test_disabled_is_unknown_and_not_ready() -> None:
+def test_disabled_is_unknown_and_has_no_ready_condition() -> None:
+    # kstatus reads Ready=False as InProgress for ever; no Ready reads as Current (at rest)
     c = compute(enabled=False, outcome=None)
     assert (c["Verified"]["status"], c["Verified"]["reason"]) == ("Unknown", "Disabled")
-    assert (c["Ready"]["status"], c["Ready"]["reason"]) == ("False", "Disabled")
+    assert "Ready" not in c
     assert "Reconciling" not in c and "Stalled" not in c
 
 
@@ -160,7 +161,7 @@ def test_archived_wins_over_disabled() -> None:
     c = compute(enabled=False, archived=True, outcome=None)
     assert (c["Archived"]["status"], c["Archived"]["reason"]) == ("True", "Archived")
     assert (c["Verified"]["status"], c["Verified"]["reason"]) == ("Unknown", "Archived")
-    assert (c["Ready"]["status"], c["Ready"]["reason"]) == ("False", "Archived")
+    assert "Ready" not in c
 
 
 def test_invalid_spec_wins_over_flags() -> None:

@@ -199,10 +199,39 @@ def test_union_rules_cover_every_type(crd: dict[str, Any]) -> None:
 def test_defaults_apply_through_verification(crd: dict[str, Any]) -> None:
     spec = version(crd)["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
     assert spec["verification"]["default"] == {}
-    assert spec["verification"]["properties"]["interval"]["default"] == "1h"
+    verification = spec["verification"]["properties"]
+    assert verification["mode"]["default"] == "WriteDelete"
+    # no server-side default: an unset interval or timeout lets the operator's settings apply
+    # (--timeout, DESTINATION_OPERATOR_DEFAULT_INTERVAL_SECONDS)
+    for name, default in (("interval", "1h"), ("timeout", "30s")):
+        assert "default" not in verification[name], name
+        assert "When unset, the operator's default applies" in verification[name]["description"]
+        assert (
+            f"({default} unless the operator is started with another)"
+            in (verification[name]["description"])
+        )
     assert spec["enabled"]["default"] is True
     assert spec["archived"]["default"] is False
     assert spec["environment"]["default"] == "Production"
+
+
+def test_no_default_is_null(crd: dict[str, Any]) -> None:
+    """An optional field has no default at all; `default: null` would not be structural."""
+    root = version(crd)["schema"]["openAPIV3Schema"]
+    for path, node in schemas(root):
+        if "default" in node:
+            assert node["default"] is not None, path
+    assert "default: null" not in crdgen.render()
+
+
+def test_interval_rule_allows_zero_or_at_least_a_minute(crd: dict[str, Any]) -> None:
+    spec = version(crd)["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    interval = spec["properties"]["verification"]["properties"]["interval"]
+    (rule,) = interval["x-kubernetes-validations"]
+    grammar, bounds = rule["rule"].split(" && ", 1)
+    assert grammar.startswith("self.matches(")  # garbage gets the message, not a CEL error
+    assert bounds == "(duration(self) == duration('0s') || duration(self) >= duration('1m'))"
+    assert rule["message"].startswith("spec.verification.interval must be 0s (never")
 
 
 def test_yaml_is_plain(crd: dict[str, Any]) -> None:

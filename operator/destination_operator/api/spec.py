@@ -9,7 +9,7 @@ names are snake_case; the Kubernetes JSON uses the camelCase aliases, which
     spec = parse_spec(body["spec"])        # raises SpecError(field, message)
     spec.member                            # the block that `type` selects
     spec.target                            # s3://bucket, gs://bucket, ...
-    spec.verification.interval_seconds     # 3600.0 by default; 0.0 = never
+    spec.verification.interval_seconds     # None: unset (the operator's default); 0.0 = never
     validate_update(old_spec, new_spec)    # the immutability rules
 """
 
@@ -361,11 +361,36 @@ def region_rule(path: str, example: str) -> Rule:
     )
 
 
-def _duration_rule(path: str, *, above_zero: bool, maximum: str | None, allowed: str) -> Rule:
+def _duration_rule(
+    path: str,
+    *,
+    allowed: str,
+    above_zero: bool = False,
+    zero_or_at_least: str | None = None,
+    maximum: str | None = None,
+) -> Rule:
     """A Go duration: CEL checks the grammar first, so garbage gets this message, not a
-    `duration()` evaluation error; then the bounds."""
-    comparison = ">" if above_zero else ">="
-    cel = f"self.matches({_quoted(DURATION_PATTERN)}) && duration(self) {comparison} duration('0s')"
+    `duration()` evaluation error; then the bounds.
+
+    `above_zero`: more than 0s. `zero_or_at_least`: exactly zero (any spelling Go parses
+    to zero, such as `0`, `0s` or `0h0m`) or at least this duration. `maximum`: at most
+    this duration. Without a bound, any non-negative duration passes.
+    """
+    if above_zero and zero_or_at_least is not None:
+        raise ValueError("above_zero and zero_or_at_least exclude each other")
+    cel = f"self.matches({_quoted(DURATION_PATTERN)})"
+    low = None
+    if zero_or_at_least is not None:
+        low = parse_go_duration(zero_or_at_least)
+        if low <= 0:
+            raise ValueError(f"zero_or_at_least must be above 0s, not {zero_or_at_least!r}")
+        cel += (
+            " && (duration(self) == duration('0s')"
+            f" || duration(self) >= duration('{zero_or_at_least}'))"
+        )
+    else:
+        comparison = ">" if above_zero else ">="
+        cel += f" && duration(self) {comparison} duration('0s')"
     high = None
     if maximum is not None:
         high = parse_go_duration(maximum)
@@ -379,6 +404,8 @@ def _duration_rule(path: str, *, above_zero: bool, maximum: str | None, allowed:
         except DurationError:
             return False
         if nanos < 0 or (above_zero and nanos == 0):
+            return False
+        if low is not None and 0 < nanos < low:
             return False
         return high is None or nanos <= high
 
@@ -788,59 +815,76 @@ class Credentials(RuleModel):
 class Verification(RuleModel):
     """How the operator proves that the credentials can write to the target."""
 
-    interval: Annotated[
-        str,
-        Field(
-            max_length=64,
-            description=(
-                "How often a verified Destination is verified again, as a Go duration (such as "
-                "1h, 30m or 1h30m). 0s: only when something changes. Failed verifications are "
-                "retried with exponential backoff regardless."
+    interval: (
+        Annotated[
+            str,
+            Field(
+                max_length=64,
+                description=(
+                    "How often a verified Destination is verified again, as a Go duration of "
+                    "at least 1m (such as 1h, 30m or 1h30m), or 0s: only when something "
+                    "changes. When unset, the operator's default applies (1h unless the "
+                    "operator is started with another). Failed verifications are retried with "
+                    "exponential backoff regardless."
+                ),
             ),
-        ),
-        Checks(
-            _duration_rule(
-                "spec.verification.interval",
-                above_zero=False,
-                maximum=None,
-                allowed="must be a Go duration such as 1h, 30m, 1h30m or 0s (never periodically): "
-                "numbers with units h, m, s, ms, us or ns, no sign",
-            )
-        ),
-    ] = "1h"
-    timeout: Annotated[
-        str,
-        Field(
-            max_length=64,
-            description="Bound on one verification, as a Go duration (such as 30s); at most 10m.",
-        ),
-        Checks(
-            _duration_rule(
-                "spec.verification.timeout",
-                above_zero=True,
-                maximum="10m",
-                allowed="must be a Go duration greater than 0s and at most 10m, such as 30s or 2m",
-            )
-        ),
-    ] = "30s"
+            Checks(
+                _duration_rule(
+                    "spec.verification.interval",
+                    zero_or_at_least="1m",
+                    allowed=(
+                        "must be 0s (never periodically) or a Go duration of at least 1m, such "
+                        "as 1h, 30m or 1h30m: numbers with units h, m, s, ms, us or ns, no sign"
+                    ),
+                )
+            ),
+        ]
+        | None
+    ) = None
+    timeout: (
+        Annotated[
+            str,
+            Field(
+                max_length=64,
+                description=(
+                    "Bound on one verification, as a Go duration (such as 30s); more than 0s, "
+                    "at most 10m. When unset, the operator's default applies (30s unless the "
+                    "operator is started with another)."
+                ),
+            ),
+            Checks(
+                _duration_rule(
+                    "spec.verification.timeout",
+                    above_zero=True,
+                    maximum="10m",
+                    allowed=(
+                        "must be a Go duration greater than 0s and at most 10m, such as 30s or 2m"
+                    ),
+                )
+            ),
+        ]
+        | None
+    ) = None
     mode: VerificationMode = Field(
         default=VerificationMode.WriteDelete,
         strict=False,
         description=(
-            "WriteDelete: upload a small, clearly named probe object under spec.pathPrefix, then "
-            "delete it. Write: upload only (for write-only credentials)."
+            "WriteDelete (default): upload a small, clearly named probe object under "
+            "spec.pathPrefix, then delete it. Write: upload only (for write-only credentials)."
         ),
     )
 
     @property
-    def interval_seconds(self) -> float:
-        """`interval` in seconds (0.0 means never periodically)."""
-        return parse_duration(self.interval)
+    def interval_seconds(self) -> float | None:
+        """`interval` in seconds: 0.0 means never periodically, None that it is unset (the
+        operator's default interval applies)."""
+        return None if self.interval is None else parse_duration(self.interval)
 
     @property
-    def timeout_seconds(self) -> float:
-        """`timeout` in seconds."""
-        return parse_duration(self.timeout)
+    def timeout_seconds(self) -> float | None:
+        """`timeout` in seconds; None when it is unset (the operator's default timeout
+        applies)."""
+        return None if self.timeout is None else parse_duration(self.timeout)
 
 
 MEMBER_FIELDS: dict[DestinationType, tuple[str, str]] = {

@@ -12,17 +12,19 @@ Conditions (`metav1.Condition` shape), with the reasons each may carry:
 | Verified    | False   | InvalidSpec, SecretNotFound, SecretKeyMissing,                |
 |             |         | AuthenticationFailed, AccessDenied, BucketNotFound,           |
 |             |         | EndpointUnreachable, TLSError, Timeout, EndpointBlocked,      |
-|             |         | ProbeFailed                                                   |
+|             |         | ProbeFailed, ProviderUnavailable                              |
 | Verified    | Unknown | Disabled, Archived, Pending                                   |
 | Archived    | True    | Archived (its lastTransitionTime is when it was archived)     |
 | Archived    | False   | NotArchived (never archived), Unarchived (archived before)    |
 | Ready       | True    | Ready                                                         |
-| Ready       | False   | Disabled, Archived, or the Verified=False reason              |
+| Ready       | False   | the Verified=False reason                                     |
+| Ready       | absent  | while disabled or archived (kstatus: Current, not InProgress) |
 | Ready       | Unknown | Pending, Verifying                                            |
 | Reconciling | True    | Verifying (a probe of new inputs is due or running),          |
 |             |         | Retrying (the last probe failed; retried with backoff)        |
-| Stalled     | True    | InvalidSpec, SecretNotFound, SecretKeyMissing (a person must  |
-|             |         | change something before a retry can succeed)                  |
+| Stalled     | True    | InvalidSpec, SecretKeyMissing, ProviderUnavailable, and       |
+|             |         | SecretNotFound after a grace period (a person must change     |
+|             |         | something before a retry can succeed)                         |
 
 Reconciling and Stalled are "abnormal-true" as kstatus defines them: present
 with status True while they apply, otherwise absent (or False).
@@ -109,8 +111,11 @@ class Reason(StrEnum):
     operator is not allowed to reach."""
     ProbeFailed = "ProbeFailed"
     """Any other failure of the probe."""
+    ProviderUnavailable = "ProviderUnavailable"
+    """This build of the operator cannot probe the type: no provider, or its SDK extra is not
+    installed (the message names the extra). Waits for a change or a restart."""
 
-    # Verified=Unknown (Disabled and Archived also Ready=False)
+    # Verified=Unknown (while Disabled or Archived there is no Ready condition)
     Disabled = "Disabled"
     """spec.enabled is false: not probed."""
     Archived = "Archived"
@@ -148,6 +153,7 @@ FAILURE_REASONS: frozenset[Reason] = frozenset(
         Reason.Timeout,
         Reason.EndpointBlocked,
         Reason.ProbeFailed,
+        Reason.ProviderUnavailable,
     }
 )
 """The reasons of Verified=False: the probe, or what it needs, failed."""
@@ -164,7 +170,7 @@ REASONS: dict[ConditionType, dict[ConditionStatus, frozenset[Reason]]] = {
     },
     ConditionType.Ready: {
         ConditionStatus.TRUE: frozenset({Reason.Ready}),
-        ConditionStatus.FALSE: FAILURE_REASONS | {Reason.Disabled, Reason.Archived},
+        ConditionStatus.FALSE: FAILURE_REASONS,
         ConditionStatus.UNKNOWN: frozenset({Reason.Pending, Reason.Verifying}),
     },
     ConditionType.Reconciling: {
@@ -172,7 +178,12 @@ REASONS: dict[ConditionType, dict[ConditionStatus, frozenset[Reason]]] = {
     },
     ConditionType.Stalled: {
         ConditionStatus.TRUE: frozenset(
-            {Reason.InvalidSpec, Reason.SecretNotFound, Reason.SecretKeyMissing}
+            {
+                Reason.InvalidSpec,
+                Reason.SecretNotFound,
+                Reason.SecretKeyMissing,
+                Reason.ProviderUnavailable,
+            }
         ),
     },
 }

@@ -1,0 +1,310 @@
+"""What should happen to one Destination now: pure decisions, no I/O.
+
+The engine observes (the Destination as last watched, the status it last
+wrote, the referenced Secret's fingerprint from the Secret watch, the clock)
+and asks `plan()`; it probes only when the plan says so, and afterwards asks
+`after_probe()` what to write. Both functions change only the `Memory` they
+are given, so every race the engine can meet is a unit test here:
+
+- a spec edited while a probe runs: the engine checks `still_current()`
+  before it writes, and throws the stale outcome away;
+- a restart: the first plan trusts a stored status that already reports the
+  current generation and credentials (`restore`), so nothing is probed or
+  written until it is due;
+- the verify-requested-at annotation removed: only a value that differs from
+  the last one handled is a request; no value is no request;
+- a Secret missing for a short while (External Secrets or SOPS create it
+  seconds later): `Reconciling` for `secret_grace` seconds, then `Stalled`.
+
+The inputs of a verification are the generation and the credentials
+fingerprint; a probe runs when they differ from the last verification's, when
+a new request arrives, or when the next verification is due.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import conditions, reconcile
+from .api import VERIFY_REQUESTED_AT
+from .api.spec import DestinationSpec, SpecError, parse_spec
+from .api.status import ConditionType, Reason
+from .conditions import RandomLike
+from .errors import SecretNotFoundError
+
+__all__ = [
+    "FOREVER",
+    "Memory",
+    "Observed",
+    "Plan",
+    "Policy",
+    "SecretView",
+    "after_probe",
+    "plan",
+    "still_current",
+]
+
+FOREVER = None
+"""`Plan.requeue_after` when only a watch event can make a difference."""
+
+
+@dataclass(frozen=True)
+class SecretView:
+    """What the Secret watch keeps of a Secret: its uid and a fingerprint of its data."""
+
+    uid: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One Destination as the engine sees it now."""
+
+    generation: int
+    raw_spec: Mapping[str, Any]
+    annotations: Mapping[str, str]
+    status: Mapping[str, Any]  # the freshest status known (watched, or just written)
+    secret: SecretView | None  # None: the watch knows no such Secret
+    now: datetime.datetime
+
+    @property
+    def verify_request(self) -> str:
+        """The verify-requested-at annotation ("" when absent)."""
+        return str(self.annotations.get(VERIFY_REQUESTED_AT) or "")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The operator settings that decisions depend on."""
+
+    default_interval: float = 3600.0
+    default_timeout: float = 30.0
+    backoff_base: float = 5.0
+    backoff_cap: float = 300.0
+    jitter: float = 0.1
+    secret_grace: float = 60.0
+
+
+@dataclass
+class Memory:
+    """What this process remembers of one Destination between passes (lost on restart)."""
+
+    restored: bool = False
+    generation: int | None = None  # inputs of the last verification
+    fingerprint: str | None = None
+    handled_request: str = ""
+    outcome: reconcile.Outcome | None = None  # its result; None: the stored status says it
+    stalled: bool | None = None
+    next_due: datetime.datetime | None = None
+    failures: int = 0
+    secret_missing_since: datetime.datetime | None = None
+
+    def reset(self) -> None:
+        """Forget the last verification: the next plan that may probe, does."""
+        self.generation = self.fingerprint = None
+        self.outcome = self.stalled = self.next_due = self.secret_missing_since = None
+        self.failures = 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to do now."""
+
+    probe: bool = False
+    spec: DestinationSpec | None = None  # set when probe is True
+    status: dict[str, Any] | None = None  # write this (before the probe, when probing)
+    requeue_after: float | None = FOREVER  # look again after this many seconds
+
+
+def _parse_time(value: Any) -> datetime.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _condition(status: Mapping[str, Any], kind: ConditionType) -> Mapping[str, Any] | None:
+    for item in status.get("conditions") or ():
+        if isinstance(item, Mapping) and item.get("type") == kind.value:
+            return item
+    return None
+
+
+def _seconds_until(moment: datetime.datetime | None, now: datetime.datetime) -> float | None:
+    if moment is None:
+        return FOREVER
+    return max(0.0, (moment - now).total_seconds())
+
+
+def _changed(old: Mapping[str, Any], new: dict[str, Any]) -> dict[str, Any] | None:
+    return new if conditions.status_changed(old, new) else None
+
+
+def restore(memory: Memory, observed: Observed) -> None:
+    """After a restart: adopt the stored status when it reports the current inputs."""
+    memory.restored = True
+    status = observed.status
+    memory.handled_request = str(status.get("lastHandledVerifyRequest") or "")
+    verified = _condition(status, ConditionType.Verified)
+    if (
+        verified is None
+        or verified.get("status") == "Unknown"
+        or status.get("observedGeneration") != observed.generation
+    ):
+        return
+    fingerprint = observed.secret.fingerprint if observed.secret else ""
+    if str(status.get("credentialsFingerprint") or "") != fingerprint:
+        return
+    memory.generation, memory.fingerprint = observed.generation, fingerprint
+    memory.next_due = _parse_time(status.get("nextVerificationTime"))
+    memory.failures = 0 if verified.get("status") == "True" else 1
+
+
+def plan(observed: Observed, memory: Memory, policy: Policy) -> Plan:
+    """Decide what to do with one Destination now; updates `memory` for decisions made
+    without a probe (an invalid spec, a missing Secret)."""
+    status, now, generation = observed.status, observed.now, observed.generation
+    try:
+        spec = parse_spec(dict(observed.raw_spec))
+    except SpecError as err:
+        memory.reset()
+        outcome = reconcile.invalid_spec(err.field, err.message)
+        new = conditions.build_status(
+            old=status,
+            generation=generation,
+            spec=None,
+            raw_spec=observed.raw_spec,
+            outcome=outcome,
+            now=now,
+        )
+        return Plan(status=_changed(status, new))
+    if not spec.enabled or spec.archived:
+        memory.reset()  # enabling or unarchiving probes at once
+        new = conditions.build_status(
+            old=status, generation=generation, spec=spec, outcome=None, now=now
+        )
+        return Plan(status=_changed(status, new))
+
+    if not memory.restored:
+        restore(memory, observed)
+    request = observed.verify_request
+    requested = bool(request) and request != memory.handled_request
+    fingerprint = observed.secret.fingerprint if observed.secret else ""
+    same_inputs = memory.generation == generation and memory.fingerprint == fingerprint
+    due = memory.next_due is not None and now >= memory.next_due
+    if same_inputs and not requested and not due:
+        new_status = None
+        if memory.outcome is not None:  # keep the status true (a write that failed, say)
+            new = _status_for(observed, spec, memory)
+            new_status = _changed(status, new)
+        return Plan(status=new_status, requeue_after=_seconds_until(memory.next_due, now))
+
+    memory.handled_request = request or memory.handled_request
+    if observed.secret is None:
+        return _secret_missing(observed, spec, memory, policy)
+    memory.secret_missing_since = None
+    pending = None
+    if status.get("observedGeneration") is None:
+        # First sight: say Reconciling before probing, so that kstatus does not read a
+        # status-less object as Current while its probe runs.
+        pending = conditions.build_status(
+            old=status, generation=generation, spec=spec, outcome=None, now=now
+        )
+    return Plan(probe=True, spec=spec, status=pending)
+
+
+def _secret_missing(
+    observed: Observed, spec: DestinationSpec, memory: Memory, policy: Policy
+) -> Plan:
+    now = observed.now
+    name = spec.credentials.secret_ref.name
+    if memory.secret_missing_since is None:
+        memory.secret_missing_since = now
+    waited = (now - memory.secret_missing_since).total_seconds()
+    stalled = waited >= policy.secret_grace
+    message = f"Secret {name!r} not found in the Destination's namespace"
+    if not stalled:
+        message += "; waiting for it to be created"
+    memory.generation, memory.fingerprint = observed.generation, ""
+    memory.outcome = reconcile.failure(SecretNotFoundError(message), time=now)
+    memory.stalled = stalled
+    memory.failures += 1
+    # Creating the Secret wakes the Destination at once; the timer only ends the grace.
+    memory.next_due = (
+        None
+        if stalled
+        else memory.secret_missing_since + datetime.timedelta(seconds=policy.secret_grace)
+    )
+    new = _status_for(observed, spec, memory)
+    return Plan(
+        status=_changed(observed.status, new), requeue_after=_seconds_until(memory.next_due, now)
+    )
+
+
+def _status_for(observed: Observed, spec: DestinationSpec, memory: Memory) -> dict[str, Any]:
+    return conditions.build_status(
+        old=observed.status,
+        generation=memory.generation if memory.generation is not None else observed.generation,
+        spec=spec,
+        outcome=memory.outcome,
+        now=observed.now,
+        next_verification=memory.next_due,
+        verify_request=memory.handled_request or None,
+        stalled=memory.stalled,
+    )
+
+
+def still_current(before: Observed, after: Observed) -> bool:
+    """Does a probe decided on `before` still describe `after` (no spec edit, same Secret)?"""
+    fingerprint_before = before.secret.fingerprint if before.secret else ""
+    fingerprint_after = after.secret.fingerprint if after.secret else ""
+    return before.generation == after.generation and fingerprint_before == fingerprint_after
+
+
+def next_delay(
+    spec: DestinationSpec, verified: bool, failures: int, policy: Policy, rng: RandomLike
+) -> float | None:
+    """Seconds until the next verification (None: only when something changes)."""
+    if not verified:
+        return conditions.next_delay(failures, policy.backoff_base, policy.backoff_cap, rng)
+    interval = spec.verification.interval_seconds
+    if interval is None:
+        interval = policy.default_interval
+    if interval <= 0:
+        return None
+    return conditions.jittered_interval(interval, policy.jitter, rng)
+
+
+def after_probe(
+    observed: Observed,
+    spec: DestinationSpec,
+    outcome: reconcile.Outcome,
+    memory: Memory,
+    policy: Policy,
+    rng: RandomLike,
+) -> Plan:
+    """Record a probe of `observed`'s inputs and say what to write and when to look again.
+
+    `observed` is what the probe was decided on; `outcome.fingerprint` is the one of
+    the Secret data the probe used (read just before it).
+    """
+    now = outcome.time or observed.now
+    memory.generation = observed.generation
+    memory.fingerprint = observed.secret.fingerprint if observed.secret else ""
+    memory.outcome = outcome
+    memory.failures = 0 if outcome.verified else memory.failures + 1
+    # A build without the type's provider cannot pass by retrying: wait for a change.
+    memory.stalled = True if outcome.reason == Reason.ProviderUnavailable else None
+    delay = (
+        None if memory.stalled else next_delay(spec, outcome.verified, memory.failures, policy, rng)
+    )
+    memory.next_due = None if delay is None else now + datetime.timedelta(seconds=delay)
+    new = _status_for(observed, spec, memory)
+    return Plan(
+        status=_changed(observed.status, new), requeue_after=_seconds_until(memory.next_due, now)
+    )

@@ -1,0 +1,394 @@
+"""The reconcile engine: a work queue of Destinations, a fixed pool of workers, I/O.
+
+kopf watches Destinations and Secrets and hands every event to the engine
+(`observe`, `forget`, `secret_changed`), which only updates its cache and
+queues the Destination's key: a watch event costs no API call. Workers take
+keys from the queue (`workqueue.WorkQueue`: a key is never processed twice
+at once, re-adds coalesce, due times wait in one timer heap), ask
+`decide.plan()` what to do, and do it:
+
+- write a status (the whole status, one merge patch with a uid precondition);
+- probe: read the Secret (once per change of its fingerprint, then from
+  memory), run the provider in a thread under a `ProbeControl` that ends it at
+  `verification.timeout` or on shutdown, and write the result unless the spec
+  or the Secret changed meanwhile;
+- come back later: at the next due time, after backoff, or on the next event.
+
+API server trouble (5xx, 429, timeouts, connection errors) requeues the key
+with per-key backoff and never becomes a condition reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import conditions, decide, metrics, reconcile
+from .api.spec import DestinationSpec
+from .kube import events
+from .kube.client import ApiUnavailable
+from .kube.secrets import SecretUnreadable, StoredSecret, read_secret
+from .kube.status import StatusWriteFailed, patch_status, remove_finalizer
+from .probecontrol import ProbeControl
+from .settings import OperatorSettings
+from .workqueue import WorkQueue
+
+logger = logging.getLogger("destination_operator")
+
+Key = tuple[str, str]  # (namespace, name)
+SecretLookup = Callable[[str, str], decide.SecretView | None]
+
+LEGACY_FINALIZER = "destinations.io/operator"
+"""The finalizer of the operator's first releases (one daemon per Destination); removed on sight."""
+
+API_BACKOFF_BASE, API_BACKOFF_CAP = 0.5, 30.0
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+
+
+def _version(value: Any) -> int:
+    """A resourceVersion as a number: etcd's are, and only ordering within one object matters."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
+
+
+@dataclass
+class Entry:
+    """One Destination in the engine's cache."""
+
+    body: Mapping[str, Any]
+    memory: decide.Memory = field(default_factory=decide.Memory)
+    written_status: dict[str, Any] | None = None  # until the watch shows our own write
+    written_version: int = -1
+    api_failures: int = 0
+    seen: bool = False  # processed once since the operator started
+
+    @property
+    def uid(self) -> str:
+        return str(self.body.get("metadata", {}).get("uid", ""))
+
+    @property
+    def secret_name(self) -> str | None:
+        spec = self.body.get("spec") or {}
+        credentials = spec.get("credentials") if isinstance(spec, Mapping) else None
+        ref = credentials.get("secretRef") if isinstance(credentials, Mapping) else None
+        name = ref.get("name") if isinstance(ref, Mapping) else None
+        return name if isinstance(name, str) else None
+
+    def status(self) -> dict[str, Any]:
+        """The freshest status known: the watched body's, or the one just written."""
+        watched = dict(self.body.get("status") or {})
+        if self.written_status is None:
+            return watched
+        if _version(self.body.get("metadata", {}).get("resourceVersion")) >= self.written_version:
+            self.written_status = None  # the watch has caught up
+            return watched
+        return dict(self.written_status)
+
+
+class Engine:
+    """Keeps every watched Destination's status true, with a bounded number of workers."""
+
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        *,
+        secrets: SecretLookup,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.lookup_secret = secrets
+        self.rng = rng or random.Random()
+        self.policy = decide.Policy(
+            default_interval=settings.default_interval_seconds,
+            default_timeout=settings.timeout_seconds,
+            backoff_base=settings.backoff_base_seconds,
+            backoff_cap=settings.backoff_cap_seconds,
+            jitter=settings.interval_jitter,
+            secret_grace=settings.secret_grace_seconds,
+        )
+        self.entries: dict[Key, Entry] = {}
+        self.users: dict[Key, set[Key]] = {}  # Secret key -> Destination keys naming it
+        self.secret_cache: dict[Key, tuple[str, StoredSecret]] = {}  # fingerprint, data
+        self.queue: WorkQueue[Key] = WorkQueue()
+        self.probe_slots = asyncio.Semaphore(settings.probe_concurrency)
+        self.probes_running: set[ProbeControl] = set()
+        # Probes in their own pool: a probe that outlives its control (a straggler) waits
+        # for a pool thread, never for a slot of the API pool, and is counted.
+        self.probe_pool = ThreadPoolExecutor(
+            max_workers=settings.probe_concurrency * 2, thread_name_prefix="probe"
+        )
+        self.api_pool = ThreadPoolExecutor(
+            max_workers=settings.workers, thread_name_prefix="kube-api"
+        )
+        self.workers: list[asyncio.Task[None]] = []
+        self.synced = 0  # Destinations processed at least once since start
+        self.started = time.monotonic()
+
+    # --- what kopf tells the engine ----------------------------------------------------------
+
+    def observe(self, body: Mapping[str, Any]) -> None:
+        """A Destination was added or changed (a watch event): cache it and queue its key."""
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        entry = self.entries.get(key)
+        if entry is not None and entry.uid != str(meta.get("uid")):
+            self.forget(*key)
+            entry = None  # a new object under an old name: start afresh
+        if entry is None:
+            entry = self.entries[key] = Entry(body=body)
+        else:
+            self._unlink(key, entry)
+            entry.body = body
+        secret = entry.secret_name
+        if secret is not None:
+            self.users.setdefault((key[0], secret), set()).add(key)
+        self.queue.add(key)
+        metrics.TRACKED.set(len(self.entries))
+
+    def forget(self, namespace: str, name: str) -> None:
+        """A Destination was deleted."""
+        key = (namespace, name)
+        entry = self.entries.pop(key, None)
+        if entry is not None:
+            self._unlink(key, entry)
+            self.synced -= entry.seen
+        self.queue.forget(key)
+        metrics.TRACKED.set(len(self.entries))
+
+    def secret_changed(self, namespace: str, name: str) -> None:
+        """A Secret was created, changed or deleted: queue every Destination that names it."""
+        for key in self.users.get((namespace, name), ()):
+            self.queue.add(key)
+
+    def _unlink(self, key: Key, entry: Entry) -> None:
+        secret = entry.secret_name
+        if secret is None:
+            return
+        users = self.users.get((key[0], secret))
+        if users is not None:
+            users.discard(key)
+            if not users:
+                del self.users[(key[0], secret)]
+                self.secret_cache.pop((key[0], secret), None)
+
+    # --- running -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the workers (call from the event loop)."""
+        for number in range(self.settings.workers):
+            self.workers.append(asyncio.create_task(self._work(), name=f"worker-{number}"))
+
+    async def stop(self) -> None:
+        """Stop the workers and end every running probe at once."""
+        self.queue.close()
+        for control in list(self.probes_running):
+            control.abort()
+        for task in self.workers:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self.workers, return_exceptions=True)
+        # Threads are not waited for: an aborted probe returns by itself, and the
+        # process exits without joining them (see cli._start).
+        self.probe_pool.shutdown(wait=False, cancel_futures=True)
+        self.api_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _work(self) -> None:
+        while True:
+            key = await self.queue.get()
+            if key is None:
+                return
+            try:
+                await self.process(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("processing %s/%s failed; retrying with backoff", *key)
+                self._retry_later(key)
+            finally:
+                self.queue.done(key)
+                metrics.QUEUE_DEPTH.set(len(self.queue))
+
+    def _retry_later(self, key: Key) -> None:
+        entry = self.entries.get(key)
+        if entry is None:
+            return
+        entry.api_failures += 1
+        delay = conditions.next_delay(
+            entry.api_failures, API_BACKOFF_BASE, API_BACKOFF_CAP, self.rng
+        )
+        self.queue.add_after(key, delay)
+
+    async def _api(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.api_pool, fn, *args)
+
+    def _observed(self, key: Key, entry: Entry) -> decide.Observed:
+        meta = entry.body.get("metadata") or {}
+        secret_name = entry.secret_name
+        secret = self.lookup_secret(key[0], secret_name) if secret_name else None
+        return decide.Observed(
+            generation=int(meta.get("generation") or 0),
+            raw_spec=entry.body.get("spec") or {},
+            annotations=meta.get("annotations") or {},
+            status=entry.status(),
+            secret=secret,
+            now=utcnow(),
+        )
+
+    async def process(self, key: Key) -> None:
+        """One pass over one Destination: decide, then write and probe as decided."""
+        entry = self.entries.get(key)
+        if entry is None:
+            return
+        try:
+            await self._process(key, entry)
+        except ApiUnavailable as err:
+            logger.info("API server unavailable for %s/%s (%s); retrying", *key, err)
+            metrics.API_RETRIES.inc()
+            self._retry_later(key)
+            return
+        entry.api_failures = 0
+
+    async def _process(self, key: Key, entry: Entry) -> None:
+        if LEGACY_FINALIZER in (entry.body.get("metadata", {}).get("finalizers") or []):
+            await self._drop_legacy_finalizer(key, entry)
+        observed = self._observed(key, entry)
+        plan = decide.plan(observed, entry.memory, self.policy)
+        if plan.status is not None and not await self._write(key, entry, plan.status):
+            return
+        if plan.probe and plan.spec is not None:
+            outcome = await self._probe(key, entry, plan.spec, observed)
+            if outcome is None or self.entries.get(key) is not entry:
+                return
+            after = self._observed(key, entry)
+            if not decide.still_current(observed, after):
+                # The spec or the Secret changed while the probe ran: its result is about
+                # inputs that are gone. Probe the new ones instead.
+                metrics.STALE_PROBES.inc()
+                self.queue.add(key)
+                return
+            plan = decide.after_probe(
+                after, plan.spec, outcome, entry.memory, self.policy, self.rng
+            )
+            if plan.status is not None and not await self._write(key, entry, plan.status):
+                return
+            logger.info("verification of %s/%s: %s (%s)", *key, outcome.reason, outcome.message)
+        if plan.requeue_after is not None:
+            self.queue.add_after(key, plan.requeue_after)
+        if not entry.seen:
+            entry.seen = True
+            self.synced += 1
+            metrics.SYNCED.set(self.synced)
+
+    async def _write(self, key: Key, entry: Entry, status: dict[str, Any]) -> bool:
+        """Patch the status; post the transition events. False when the object is gone."""
+        old = entry.status()
+        metrics.STATUS_WRITES.inc()
+        try:
+            stored = await self._api(patch_status, key[0], key[1], entry.uid, status)
+        except StatusWriteFailed as err:
+            logger.warning("%s", err)
+            self._retry_later(key)
+            return False
+        if stored is None:
+            return False  # deleted or replaced; the watch tells the engine
+        entry.written_status = dict(stored.get("status") or {})
+        entry.written_version = _version((stored.get("metadata") or {}).get("resourceVersion"))
+        for event in conditions.transition_events(old, status):
+            await self._api(events.post, key[0], key[1], entry.uid, event)
+        return True
+
+    async def _drop_legacy_finalizer(self, key: Key, entry: Entry) -> None:
+        finalizers = list(entry.body.get("metadata", {}).get("finalizers") or [])
+        kept = [f for f in finalizers if f != LEGACY_FINALIZER]
+        try:
+            await self._api(remove_finalizer, key[0], key[1], entry.uid, kept)
+        except StatusWriteFailed as err:
+            logger.warning("%s", err)
+
+    async def _secret_data(
+        self, namespace: str, name: str, fingerprint: str
+    ) -> StoredSecret | None:
+        """The Secret's data: from memory while the watch reports the same fingerprint."""
+        cached = self.secret_cache.get((namespace, name))
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        secret: StoredSecret | None = await self._api(read_secret, namespace, name)
+        metrics.SECRET_READS.inc()
+        if secret is not None:
+            read = reconcile.fingerprint(secret.data, secret.uid)
+            self.secret_cache[(namespace, name)] = (read, secret)
+        return secret
+
+    async def _probe(
+        self, key: Key, entry: Entry, spec: DestinationSpec, observed: decide.Observed
+    ) -> reconcile.Outcome | None:
+        """Read the Secret and probe; None when there is nothing to report (yet)."""
+        now = observed.now
+        name = spec.credentials.secret_ref.name
+        fingerprint = observed.secret.fingerprint if observed.secret else ""
+        try:
+            secret = await self._secret_data(key[0], name, fingerprint)
+        except SecretUnreadable as err:
+            return reconcile.secret_unreadable(str(err))
+        if secret is None:
+            self.queue.add_after(key, 1.0)  # the watch and the API disagree for a moment
+            return None
+        timeout = spec.verification.timeout_seconds or self.settings.timeout_seconds
+        control = ProbeControl(timeout)
+        async with self.probe_slots:
+            self.probes_running.add(control)
+            metrics.PROBES_RUNNING.set(len(self.probes_running))
+            try:
+                future = asyncio.get_running_loop().run_in_executor(
+                    self.probe_pool,
+                    lambda: reconcile.verify(
+                        spec,
+                        secret.data,
+                        secret_uid=secret.uid,
+                        object_key=reconcile.probe_object_key(spec, entry.uid, now),
+                        allow_private=self.settings.allow_private_endpoints,
+                        now=now,
+                        default_timeout=self.settings.timeout_seconds,
+                        control=control,
+                    ),
+                )
+                try:
+                    outcome: reconcile.Outcome = await asyncio.shield(future)
+                except asyncio.CancelledError:
+                    control.abort()  # the thread's sockets shut; it returns by itself
+                    raise
+            finally:
+                self.probes_running.discard(control)
+                metrics.PROBES_RUNNING.set(len(self.probes_running))
+        metrics.PROBES.labels(spec.type.value, outcome.reason.value).inc()
+        if outcome.probed:
+            metrics.PROBE_SECONDS.labels(spec.type.value).observe(outcome.duration_ms / 1000)
+        return outcome
+
+    # --- health ------------------------------------------------------------------------------
+
+    def problems(self) -> list[str]:
+        """Why the engine is stuck, if it is: workers making no progress while keys wait."""
+        found = []
+        waited = self.queue.oldest_wait()
+        if waited > self.settings.stuck_after_seconds:
+            found.append(
+                f"{len(self.queue)} Destinations waiting and no progress for {waited:.0f}s"
+            )
+        alive = sum(1 for task in self.workers if not task.done())
+        if self.workers and alive < len(self.workers):
+            found.append(f"{len(self.workers) - alive} of {len(self.workers)} workers ended")
+        return found

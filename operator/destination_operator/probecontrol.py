@@ -1,0 +1,614 @@
+"""A hard deadline for a synchronous probe running in a worker thread.
+
+Why this exists: an SDK's timeouts are per socket operation, not per call. A
+server that answers one byte every 0.8 s never trips botocore's 2 s read
+timeout, so a probe with `verification.timeout: 2s` was held for 48 s (and
+then reported success), and a stalled TLS handshake or a slow DNS answer can
+hold one too. Each held probe keeps one of the operator's few probe slots.
+
+A `ProbeControl` is made by the caller with the probe's timeout, possibly
+before the worker thread starts. The probe runs inside `with control:` in its
+thread; the deadline counts from that moment. While it runs:
+
+- every TCP connection urllib3 opens in that thread (and so botocore's, and
+  those of the SDKs built on urllib3 or requests) goes through one
+  process-wide hook on `urllib3.util.connection.create_connection`. Threads
+  without an active control get the original function, unchanged. Under a
+  control the hook
+  - connects only to the addresses the endpoint guard checked for a pinned
+    host (`pin()`); a pinned host is never resolved again, so a DNS answer
+    that changes between the check and the connection (rebinding) cannot
+    redirect the probe. Unpinned hosts (AWS's own endpoints, when the
+    Destination names none) are resolved, with the bounded resolver below;
+  - sets the socket's timeout to at most what is left of the deadline;
+  - registers the socket. At the deadline, or on `abort()` from any thread,
+    one shared watchdog thread (for the whole process) calls
+    `shutdown(SHUT_RDWR)` on every socket of the probe, which makes a blocked
+    recv, send or TLS handshake return at once;
+- a pooled connection is handed out only to the control that opened it (a
+  second, smaller hook on urllib3's pool check): the SDK's clients are
+  shared, and a socket nobody watches would lift the deadline again;
+- `resolve()` runs `getaddrinfo` (or an injected resolver) in a small
+  bounded pool of daemon threads and waits only for what is left; no answer
+  in time raises `ProbeTimeoutError` naming the host.
+
+After the deadline (or an abort) `timeout_error()` gives the error to report
+(reason `Timeout`), whatever the SDK made of the shut socket.
+
+The limit, honestly: Python cannot kill a thread. The guarantee is that
+sockets opened under the control are shut, so SDK calls blocked on them
+return, and that DNS waits are bounded; a probe thread that is busy
+elsewhere (CPU, a lock, a socket the SDK opened in a thread of its own, a
+proxy that resolves names itself) runs on until it returns. Such threads
+are counted by `stragglers()` while they run past their control's end, and
+a `getaddrinfo` stuck in the system resolver occupies a pool thread until it
+returns (`resolutions_in_flight()`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import ipaddress
+import itertools
+import os
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from types import TracebackType
+from typing import Any
+
+from destination_operator.errors import ProbeTimeoutError
+
+__all__ = [
+    "DNS_THREADS",
+    "ProbeControl",
+    "Resolver",
+    "abort_all",
+    "active",
+    "current",
+    "install",
+    "resolutions_in_flight",
+    "stragglers",
+    "system_resolve",
+]
+
+Resolver = Callable[[str, int], Sequence[str]]
+"""(host, port) -> addresses; the same shape as `endpoints.Resolver`."""
+
+DNS_THREADS = 4
+"""Threads that run name resolutions for probes; more queue, each bounded by its deadline."""
+
+_SocketKey = tuple[int, int]  # (st_dev, st_ino): a socket's identity while it is open
+
+
+class _End(Enum):
+    DEADLINE = "deadline"
+    ABORT = "abort"
+
+
+def _host_key(host: str) -> str:
+    """A host as urllib3 connects to it: no brackets, no trailing dot, lower case, ASCII."""
+    key = host.strip("[]").rstrip(".").lower()
+    if not key.isascii():
+        with contextlib.suppress(UnicodeError):  # not a name urllib3 could connect to anyway
+            key = key.encode("idna").decode("ascii")
+    return key
+
+
+def system_resolve(host: str, port: int) -> Sequence[str]:
+    """The system resolver's addresses for `host`, in its order of preference, without repeats."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _socket_key(fd: int) -> _SocketKey:
+    st = os.fstat(fd)
+    return (st.st_dev, st.st_ino)
+
+
+class ProbeControl:
+    """The deadline, the abort switch and the pinned addresses of one probe.
+
+    Make it with the probe's timeout (in any thread); run the probe inside
+    `with control:` in its worker thread, where the deadline starts. Single
+    use. `abort()` may be called from any thread, before, during or after
+    the probe, and never blocks.
+    """
+
+    def __init__(
+        self,
+        timeout_seconds: float,
+        *,
+        resolve: Resolver | None = None,
+        pins: Mapping[str, Iterable[str]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if timeout_seconds <= 0:
+            raise ValueError(f"a probe's timeout must be positive, not {timeout_seconds!r}")
+        self._timeout = float(timeout_seconds)
+        self._resolver = resolve
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._pins: dict[str, tuple[str, ...]] = {}
+        self._sockets: dict[_SocketKey, socket.socket] = {}  # duplicates, ours to shut and close
+        self._started: float | None = None
+        self._ended: _End | None = None
+        self._ended_after = 0.0
+        self._specific: str = ""  # a more precise timeout message (which host's DNS stalled)
+        self._entered = False
+        self._finished = threading.Event()
+        for host, addresses in (pins or {}).items():
+            self.pin(host, addresses)
+
+    # --- the deadline ---------------------------------------------------------------------
+
+    @property
+    def timeout_seconds(self) -> float:
+        """The probe's whole budget, in seconds."""
+        return self._timeout
+
+    @property
+    def deadline(self) -> float | None:
+        """The clock reading (`time.monotonic`) of the deadline; None until the probe starts."""
+        return None if self._started is None else self._started + self._timeout
+
+    def elapsed(self) -> float:
+        """Seconds since the probe started (0 before)."""
+        return 0.0 if self._started is None else self._clock() - self._started
+
+    def remaining(self) -> float:
+        """Seconds left before the deadline (the whole timeout before the start; 0 once ended)."""
+        if self._ended is not None:
+            return 0.0
+        return max(0.0, self._timeout - self.elapsed())
+
+    @property
+    def aborted(self) -> bool:
+        """`abort()` ended the probe."""
+        return self._ended is _End.ABORT
+
+    @property
+    def ended(self) -> bool:
+        """Aborted, or the deadline has passed (even if the watchdog has yet to act)."""
+        return self._ended is not None or (
+            self._started is not None and self.elapsed() >= self._timeout
+        )
+
+    @property
+    def finished(self) -> bool:
+        """The probe's `with` block has been left: its thread no longer runs the probe."""
+        return self._finished.is_set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the probe's `with` block is left; False if `timeout` passed first."""
+        return self._finished.wait(timeout)
+
+    def abort(self) -> None:
+        """End the probe now, from any thread: shut its sockets, wake its DNS wait.
+
+        Before the probe starts, it makes the probe end as soon as it starts;
+        after it finished, it does nothing.
+        """
+        self._end(_End.ABORT)
+
+    def timeout_error(self) -> ProbeTimeoutError | None:
+        """The error to report when the probe ended by deadline or abort; None otherwise.
+
+        The message never repeats the SDK's words (which describe a shut
+        socket, not the cause) and holds no secret: only the timeout, and
+        for a stalled name resolution, the host.
+        """
+        if not self.ended:
+            return None
+        if self._ended is _End.ABORT:
+            return ProbeTimeoutError(
+                f"the probe was aborted after {self._ended_after:.1f}s, before a complete answer"
+            )
+        return ProbeTimeoutError(self._specific or f"no complete answer within {self._timeout:g}s")
+
+    def _end(self, how: _End) -> None:
+        with self._cond:
+            if self._ended is not None or self._finished.is_set():
+                return
+            self._ended = how
+            self._ended_after = self.elapsed()
+            doomed = list(self._sockets.values())
+            self._cond.notify_all()
+        for sock in doomed:
+            _shut(sock)
+
+    # --- pinning and name resolution --------------------------------------------------------
+
+    def pin(self, host: str, addresses: Iterable[str]) -> None:
+        """Connect to `host` only at `addresses` (those the endpoint guard checked)."""
+        checked = tuple(dict.fromkeys(addresses))
+        if not checked:
+            raise ValueError(f"no address to pin {host!r} to")
+        with self._cond:
+            self._pins[_host_key(host)] = checked
+
+    def pinned(self, host: str) -> tuple[str, ...] | None:
+        """The addresses `host` is pinned to, or None."""
+        with self._cond:
+            return self._pins.get(_host_key(host))
+
+    def resolve(self, host: str, port: int, resolver: Resolver | None = None) -> Sequence[str]:
+        """`host`'s addresses, waiting no longer than the time left.
+
+        Uses `resolver`, else the one the control was made with, else the
+        system's, in the shared DNS pool. Raises `ProbeTimeoutError` naming
+        the host when there is no answer in time (or the probe was aborted);
+        the resolver's own errors (`OSError`) are raised as they are.
+        """
+        if self._started is None:
+            raise RuntimeError("ProbeControl.resolve() runs inside `with control:`")
+        job = _Resolution(resolver or self._resolver or system_resolve, host, port, self)
+        with self._cond:
+            if self.ended:
+                raise self._final_error()
+            _dns.submit(job)
+            while not job.done and not self.ended:
+                self._cond.wait(self.remaining())
+            if not job.done:
+                job.abandoned = True
+                if self._ended is not _End.ABORT and not self._specific:
+                    self._specific = (
+                        f"no DNS answer for host {host!r} within the probe's {self._timeout:g}s"
+                    )
+                raise self._final_error()
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _final_error(self) -> ProbeTimeoutError:
+        return self.timeout_error() or ProbeTimeoutError(f"no answer within {self._timeout:g}s")
+
+    # --- sockets ----------------------------------------------------------------------------
+
+    def _budget(self, asked: Any) -> float:
+        """A socket timeout: what is left, or less if the caller asked for less."""
+        left = self.remaining()
+        if isinstance(asked, int | float) and not isinstance(asked, bool):
+            return min(float(asked), left)
+        return left  # None (blocking) or urllib3's "default" sentinel
+
+    def _register(self, sock: socket.socket) -> _SocketKey:
+        """Watch `sock` (through a duplicate, which survives urllib3 wrapping it in TLS).
+
+        Raises `TimeoutError` once the probe ended: no new connection then.
+        """
+        with self._cond:
+            if self.ended or self._finished.is_set():
+                raise TimeoutError(self._refusal())
+            twin = sock.dup()
+            key = _socket_key(twin.fileno())
+            self._sockets[key] = twin
+            return key
+
+    def _forget(self, key: _SocketKey) -> None:
+        with self._cond:
+            twin = self._sockets.pop(key, None)
+        if twin is not None:
+            twin.close()
+
+    def _owns(self, sock: Any) -> bool:
+        """`sock` (a plain or TLS socket) was opened under this control and is still open."""
+        try:
+            key = _socket_key(sock.fileno())
+        except (AttributeError, OSError, ValueError):
+            return False
+        with self._cond:
+            return key in self._sockets
+
+    def _refusal(self) -> str:
+        error = self.timeout_error()
+        return error.message if error is not None else "the probe has finished"
+
+    # --- the probe's lifetime ---------------------------------------------------------------
+
+    def __enter__(self) -> ProbeControl:
+        if getattr(_local, "control", None) is not None:
+            raise RuntimeError("a probe is already running under a ProbeControl in this thread")
+        with self._cond:
+            if self._entered:
+                raise RuntimeError("a ProbeControl runs one probe only")
+            self._entered = True
+            self._started = self._clock()
+        install()
+        _local.control = self
+        with _registry_lock:
+            _registry.add(self)
+        _watchdog.watch(self)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        _local.control = None
+        with self._cond:
+            self._finished.set()
+            twins = list(self._sockets.values())
+            self._sockets.clear()
+            self._cond.notify_all()
+        # The probe is over: its pooled connections must not outlive it unwatched.
+        for twin in twins:
+            _shut(twin)
+            twin.close()
+        with _registry_lock:
+            _registry.discard(self)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # not connected (yet, or any more): nothing to wake
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+# --- which probe a thread runs; stragglers ------------------------------------------------------
+
+_local = threading.local()
+_registry: set[ProbeControl] = set()
+_registry_lock = threading.Lock()
+
+
+def current() -> ProbeControl | None:
+    """The control of the probe running in this thread, if any."""
+    control: ProbeControl | None = getattr(_local, "control", None)
+    return control
+
+
+def active() -> int:
+    """Probes running now under a control (started, not finished)."""
+    with _registry_lock:
+        return len(_registry)
+
+
+def stragglers() -> int:
+    """Probe threads still running after their control ended (deadline passed or aborted).
+
+    They hold a worker thread, not a socket: their sockets are shut. A gauge
+    can read this (`Gauge.set_function(stragglers)`).
+    """
+    with _registry_lock:
+        running = list(_registry)
+    return sum(1 for control in running if control.ended)
+
+
+def abort_all() -> int:
+    """Abort every running probe (on shutdown); returns how many were running."""
+    with _registry_lock:
+        running = list(_registry)
+    for control in running:
+        control.abort()
+    return len(running)
+
+
+# --- the watchdog: one thread, a heap of deadlines ---------------------------------------------
+
+
+class _Watchdog:
+    """Ends each control at its deadline. One daemon thread for the process, started lazily."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, ProbeControl]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, control: ProbeControl) -> None:
+        deadline = control.deadline
+        if deadline is None:
+            return
+        with self._cond:
+            heapq.heappush(self._heap, (deadline, next(self._order), control))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="probe-watchdog", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._heap)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    # Controls that finished early need no end: drop them as they surface.
+                    while self._heap and self._heap[0][2].finished:
+                        heapq.heappop(self._heap)
+                    if self._heap and self._heap[0][0] <= time.monotonic():
+                        _, _, due = heapq.heappop(self._heap)
+                        break
+                    wait = self._heap[0][0] - time.monotonic() if self._heap else None
+                    self._cond.wait(wait)
+            due._end(_End.DEADLINE)
+
+
+_watchdog = _Watchdog()
+
+
+# --- bounded name resolution ------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Resolution:
+    resolver: Resolver
+    host: str
+    port: int
+    control: ProbeControl
+    result: Sequence[str] = field(default_factory=list)
+    error: BaseException | None = None
+    done: bool = False
+    abandoned: bool = False  # the probe stopped waiting: skip it if it has not started
+
+
+class _ResolverPool:
+    """`DNS_THREADS` daemon threads (daemon: a resolver stuck at exit must not hold the process)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._jobs: queue.SimpleQueue[_Resolution] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._in_flight = 0
+
+    def submit(self, job: _Resolution) -> None:
+        with self._lock:
+            self._in_flight += 1
+            if len(self._threads) < self._size:
+                thread = threading.Thread(
+                    target=self._run, name=f"probe-dns-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+        self._jobs.put(job)
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return self._in_flight
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            result: Sequence[str] = []
+            error: BaseException | None = None
+            if not job.abandoned:
+                try:
+                    result = list(job.resolver(job.host, job.port))
+                except Exception as exc:  # noqa: BLE001 - handed to the waiting probe
+                    error = exc
+            with job.control._cond:
+                job.result, job.error, job.done = result, error, True
+                job.control._cond.notify_all()
+            with self._lock:
+                self._in_flight -= 1
+
+
+_dns = _ResolverPool(DNS_THREADS)
+
+
+def resolutions_in_flight() -> int:
+    """Name resolutions queued or running in the DNS pool (some may have been given up on)."""
+    return _dns.in_flight()
+
+
+# --- the urllib3 hooks ------------------------------------------------------------------------
+
+_install_lock = threading.Lock()
+_installed = False
+_original_create_connection: Callable[..., socket.socket] | None = None
+_original_is_connection_dropped: Callable[[Any], bool] | None = None
+
+
+def install() -> None:
+    """Put the hooks into urllib3 (once per process; later calls do nothing).
+
+    Called on the first `with control:`; without urllib3 there is nothing to
+    hook and probes are bounded by their SDK's own timeouts only.
+    """
+    global _installed, _original_create_connection, _original_is_connection_dropped
+    with _install_lock:
+        if _installed:
+            return
+        try:
+            import urllib3.connectionpool
+            import urllib3.util.connection
+        except ImportError:
+            _installed = True
+            return
+        _original_create_connection = urllib3.util.connection.create_connection
+        urllib3.util.connection.create_connection = _create_connection
+        # connectionpool imported the function by name: its own global is the one to replace.
+        pool_module: Any = urllib3.connectionpool
+        _original_is_connection_dropped = pool_module.is_connection_dropped
+        pool_module.is_connection_dropped = _is_connection_dropped
+        _installed = True
+
+
+def _create_connection(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+    """urllib3's `create_connection`, under the current thread's control if there is one."""
+    control = current()
+    assert _original_create_connection is not None
+    if control is None:
+        return _original_create_connection(address, *args, **kwargs)
+    return _connect_under(control, address, *args, **kwargs)
+
+
+def _connect_under(
+    control: ProbeControl,
+    address: tuple[str, int],
+    timeout: Any = None,
+    source_address: tuple[str, int] | None = None,
+    socket_options: Sequence[tuple[int, int, int | bytes]] | None = None,
+) -> socket.socket:
+    from urllib3.util.connection import allowed_gai_family
+
+    host, port = address
+    addresses = control.pinned(host)
+    if addresses is None and _is_literal(host):
+        addresses = (host.strip("[]"),)
+    if addresses is None:
+        try:
+            addresses = tuple(control.resolve(host.strip("[]"), port))
+        except ProbeTimeoutError as err:
+            # An OSError, so that urllib3 reports a connect timeout like any other.
+            raise TimeoutError(err.message) from None
+    family = allowed_gai_family()
+    error: OSError | None = None
+    for literal in addresses:
+        try:
+            # Numeric only: turns an address into a socket address, never asks DNS.
+            infos = socket.getaddrinfo(
+                literal, port, family, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST
+            )
+        except socket.gaierror as exc:  # an IPv6 address on a host without IPv6
+            error = exc
+            continue
+        for af, kind, proto, _, sockaddr in infos:
+            sock = socket.socket(af, kind, proto)
+            key: _SocketKey | None = None
+            try:
+                key = control._register(sock)
+                for option in socket_options or ():
+                    sock.setsockopt(*option)
+                sock.settimeout(control._budget(timeout))
+                if source_address:
+                    sock.bind(source_address)
+                sock.connect(sockaddr)
+                return sock
+            except OSError as exc:
+                error = exc
+                if key is not None:
+                    control._forget(key)
+                sock.close()
+    if error is not None:
+        raise error
+    raise OSError(f"no address to connect to for {host!r}")
+
+
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _is_connection_dropped(conn: Any) -> bool:
+    """urllib3's pool check; under a control, a connection it did not open counts as dropped."""
+    assert _original_is_connection_dropped is not None
+    dropped = _original_is_connection_dropped(conn)
+    control = current()
+    if control is None or dropped:
+        return dropped
+    return not control._owns(getattr(conn, "sock", None))

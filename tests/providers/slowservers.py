@@ -1,0 +1,154 @@
+"""Servers on loopback that answer too slowly, or answer as a tiny S3, for the deadline tests.
+
+Each serves every connection in a thread of its own and `close()` ends them
+all, so a test leaves no server thread behind.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+import time
+
+TRICKLED_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\n"
+    b'ETag: "d41d8cd98f00b204e9800998ecf8427e"\r\n'
+    b"Content-Length: 0\r\n"
+    b"\r\n"
+)
+"""A valid PutObject answer (80 bytes): one byte at a time, it takes 80 times the delay."""
+
+
+class _Server:
+    """Accepts on (host, port) and hands each connection to `handle` in its own thread."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((host, port))
+        self.listener.listen(16)
+        self.listener.settimeout(0.05)
+        self.port = int(self.listener.getsockname()[1])
+        self.accepted = 0
+        self.stop = threading.Event()
+        self._conns: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+        self._acceptor.start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            self._conns.append(conn)
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            self.handle(conn)
+        except OSError:
+            pass  # the client went away: that is what most of these tests cause
+
+    def handle(self, conn: socket.socket) -> None:
+        """Serve one connection (subclasses)."""
+
+    def close(self) -> None:
+        self.stop.set()
+        self._acceptor.join()
+        for conn in self._conns:
+            conn.close()
+        for thread in self._threads:
+            thread.join(5)
+        self.listener.close()
+
+
+def read_request(conn: socket.socket, stop: threading.Event) -> tuple[str, bytes] | None:
+    """(request line, body) of the next request; answers `Expect: 100-continue`. None at EOF."""
+    conn.settimeout(0.1)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        if stop.is_set():
+            return None
+        try:
+            chunk = conn.recv(65536)
+        except TimeoutError:
+            continue
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+    if headers.get("expect", "").lower() == "100-continue":
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length and not stop.is_set():
+        try:
+            chunk = conn.recv(65536)
+        except TimeoutError:
+            continue
+        if not chunk:
+            return None
+        body += chunk
+    return lines[0], body
+
+
+class TrickleServer(_Server):
+    """Reads the request, then answers a valid response one byte every `delay` seconds.
+
+    `closed_at` records when the client's end of the connection closed (the
+    server saw EOF or a reset), so a test can prove the socket was shut.
+    """
+
+    def __init__(self, delay: float = 0.8) -> None:
+        self.delay = delay
+        self.requests: list[str] = []
+        self.got_request = threading.Event()
+        self.closed_at: float | None = None
+        super().__init__()
+
+    def handle(self, conn: socket.socket) -> None:
+        request = read_request(conn, self.stop)
+        if request is None:
+            return
+        self.requests.append(request[0])
+        self.got_request.set()
+        try:
+            for byte in TRICKLED_RESPONSE:
+                conn.sendall(bytes([byte]))
+                # Wait `delay`, but notice at once when the client closes its end.
+                readable, _, _ = select.select([conn], [], [], self.delay)
+                if self.stop.is_set() or (readable and not conn.recv(1)):
+                    break
+        finally:
+            self.closed_at = time.monotonic()
+
+
+class TinyS3(_Server):
+    """Answers PutObject (200) and DeleteObject (204) on keep-alive connections; records them.
+
+    Each record is (method, path, the local address the request arrived at).
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.requests: list[tuple[str, str, str]] = []
+        super().__init__(host, port)
+
+    def handle(self, conn: socket.socket) -> None:
+        local = str(conn.getsockname()[0])
+        while not self.stop.is_set():
+            request = read_request(conn, self.stop)
+            if request is None:
+                return
+            method, path, _ = request[0].split(" ", 2)
+            self.requests.append((method, path, local))
+            if method == "DELETE":
+                conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+            else:
+                conn.sendall(TRICKLED_RESPONSE)

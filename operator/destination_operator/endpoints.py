@@ -20,10 +20,13 @@ A host that is refused raises `EndpointBlockedError` (reason
 `EndpointUnreachableError`. If a name resolves to several addresses, every
 one must pass, so one bad record is enough to refuse.
 
-Known limit: the SDK resolves the name again when it connects, so a DNS
-server that answers differently the second time (rebinding) is not stopped
-by this check alone; a network policy on the operator's egress is the
-complete answer.
+Rebinding: left to itself, the SDK would resolve the name again when it
+connects, and a DNS server that answers differently the second time could
+send the probe elsewhere. `reconcile.verify` pins the addresses checked here
+in the probe's `ProbeControl`, so the probe connects to them and the name is
+not resolved again (see `probecontrol`). Known limit: an HTTP proxy resolves
+names itself; a network policy on the operator's egress is the complete
+answer.
 """
 
 from __future__ import annotations

@@ -266,6 +266,15 @@ class Engine:
             await self._drop_legacy_finalizer(key, entry)
         observed = self._observed(key, entry)
         plan = decide.plan(observed, entry.memory, self.policy)
+        logger.debug(
+            "%s/%s: generation=%d secret=%s probe=%s write=%s requeue=%s",
+            *key,
+            observed.generation,
+            "present" if observed.secret else "absent",
+            plan.probe,
+            plan.status is not None,
+            plan.requeue_after,
+        )
         if plan.status is not None and not await self._write(key, entry, plan.status):
             return
         if plan.probe and plan.spec is not None:

@@ -52,11 +52,20 @@ async def secret_fingerprints(
     return {(namespace, name): SecretView(uid=uid, fingerprint=fingerprint(data, uid))}
 
 
+class EngineHolder:
+    """The one engine of the process, shared by every handler's copy of the memo."""
+
+    engine: Engine | None = None
+
+
 @kopf.on.startup()
 async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     operator_settings: OperatorSettings = memo.get("operator_settings") or OperatorSettings()
     operator_settings.apply_to_kopf(settings)
-    memo["engine"] = None  # made on the first event, when the Secret index is at hand
+    # kopf gives each object's handlers a shallow copy of the memo: share the engine
+    # through an object they all reference, made on the first event, when the Secret
+    # index is at hand.
+    memo["engine"] = EngineHolder()
     metrics.serve(operator_settings.metrics_port)
     logger.info(
         "destination operator started: namespaces=%s allow_private_endpoints=%s "
@@ -69,22 +78,21 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
 
 
 def _engine(memo: kopf.Memo, index: kopf.Index[Any, SecretView]) -> Engine:
-    engine: Engine | None = memo.get("engine")
-    if engine is None:
+    holder: EngineHolder = memo["engine"]
+    if holder.engine is None:
         settings: OperatorSettings = memo.get("operator_settings") or OperatorSettings()
-        engine = Engine(
+        holder.engine = Engine(
             settings, secrets=lambda namespace, name: _secret_view(index, namespace, name)
         )
-        engine.start()
-        memo["engine"] = engine
-    return engine
+        holder.engine.start()
+    return holder.engine
 
 
 @kopf.on.cleanup()
 async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
-    engine: Engine | None = memo.get("engine")
-    if engine is not None:
-        await engine.stop()
+    holder: EngineHolder | None = memo.get("engine")
+    if holder is not None and holder.engine is not None:
+        await holder.engine.stop()
 
 
 @kopf.on.event("", "v1", "secrets")  # type: ignore[arg-type]
@@ -118,10 +126,10 @@ async def on_destination_event(
 @kopf.on.probe(id="engine")
 async def on_health(memo: kopf.Memo, **_: Any) -> str:
     """Fail the liveness check when the engine is stuck, so that the kubelet restarts it."""
-    engine: Engine | None = memo.get("engine")
-    if engine is None:
+    holder: EngineHolder | None = memo.get("engine")
+    if holder is None or holder.engine is None:
         return "waiting for the first watch event"
-    problems = engine.problems()
+    problems = holder.engine.problems()
     if problems:
         raise kopf.PermanentError("; ".join(problems))
     return "ok"

@@ -19,12 +19,14 @@ thread; the deadline counts from that moment. While it runs:
     host (`pin()`); a pinned host is never resolved again, so a DNS answer
     that changes between the check and the connection (rebinding) cannot
     redirect the probe. Unpinned hosts (AWS's own endpoints, when the
-    Destination names none) are resolved, with the bounded resolver below;
+    Destination names none) are resolved, with the bounded resolver below,
+    and an address the guard always refuses (cloud metadata, link-local) is
+    refused for them too, so a redirect cannot reach one;
   - sets the socket's timeout to at most what is left of the deadline;
-  - registers the socket. At the deadline, or on `abort()` from any thread,
-    one shared watchdog thread (for the whole process) calls
-    `shutdown(SHUT_RDWR)` on every socket of the probe, which makes a blocked
-    recv, send or TLS handshake return at once;
+  - registers the socket. At the deadline one watchdog thread, shared by
+    the whole process (a heap of deadlines), calls `shutdown(SHUT_RDWR)` on
+    every socket of the probe; `abort()` does the same from the thread that
+    calls it. A blocked recv, send or TLS handshake returns at once;
 - a pooled connection is handed out only to the control that opened it (a
   second, smaller hook on urllib3's pool check): the SDK's clients are
   shared, and a socket nobody watches would lift the deadline again;
@@ -48,9 +50,11 @@ returns (`resolutions_in_flight()`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import heapq
 import ipaddress
 import itertools
+import logging
 import os
 import queue
 import socket
@@ -62,12 +66,12 @@ from enum import Enum
 from types import TracebackType
 from typing import Any
 
+from destination_operator.endpoints import Resolver, classify_address
 from destination_operator.errors import ProbeTimeoutError
 
 __all__ = [
     "DNS_THREADS",
     "ProbeControl",
-    "Resolver",
     "abort_all",
     "active",
     "current",
@@ -77,10 +81,9 @@ __all__ = [
     "system_resolve",
 ]
 
-Resolver = Callable[[str, int], Sequence[str]]
-"""(host, port) -> addresses; the same shape as `endpoints.Resolver`."""
+logger = logging.getLogger(__name__)
 
-DNS_THREADS = 4
+DNS_THREADS = 8
 """Threads that run name resolutions for probes; more queue, each bounded by its deadline."""
 
 _SocketKey = tuple[int, int]  # (st_dev, st_ino): a socket's identity while it is open
@@ -126,13 +129,11 @@ class ProbeControl:
         *,
         resolve: Resolver | None = None,
         pins: Mapping[str, Iterable[str]] | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if timeout_seconds <= 0:
             raise ValueError(f"a probe's timeout must be positive, not {timeout_seconds!r}")
         self._timeout = float(timeout_seconds)
         self._resolver = resolve
-        self._clock = clock
         self._cond = threading.Condition()
         self._pins: dict[str, tuple[str, ...]] = {}
         self._sockets: dict[_SocketKey, socket.socket] = {}  # duplicates, ours to shut and close
@@ -159,7 +160,7 @@ class ProbeControl:
 
     def elapsed(self) -> float:
         """Seconds since the probe started (0 before)."""
-        return 0.0 if self._started is None else self._clock() - self._started
+        return 0.0 if self._started is None else time.monotonic() - self._started
 
     def remaining(self) -> float:
         """Seconds left before the deadline (the whole timeout before the start; 0 once ended)."""
@@ -272,7 +273,7 @@ class ProbeControl:
 
     def _budget(self, asked: Any) -> float:
         """A socket timeout: what is left, or less if the caller asked for less."""
-        left = self.remaining()
+        left = max(self.remaining(), 0.001)  # 0 would make the socket non-blocking
         if isinstance(asked, int | float) and not isinstance(asked, bool):
             return min(float(asked), left)
         return left  # None (blocking) or urllib3's "default" sentinel
@@ -318,7 +319,7 @@ class ProbeControl:
             if self._entered:
                 raise RuntimeError("a ProbeControl runs one probe only")
             self._entered = True
-            self._started = self._clock()
+            self._started = time.monotonic()
         install()
         _local.control = self
         with _registry_lock:
@@ -415,10 +416,6 @@ class _Watchdog:
                 self._thread.start()
             self._cond.notify()
 
-    def pending(self) -> int:
-        with self._cond:
-            return len(self._heap)
-
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -431,7 +428,10 @@ class _Watchdog:
                         break
                     wait = self._heap[0][0] - time.monotonic() if self._heap else None
                     self._cond.wait(wait)
-            due._end(_End.DEADLINE)
+            try:
+                due._end(_End.DEADLINE)
+            except Exception:  # the one watchdog must outlive any one probe
+                logger.exception("could not end a probe at its deadline")
 
 
 _watchdog = _Watchdog()
@@ -563,6 +563,12 @@ def _connect_under(
         except ProbeTimeoutError as err:
             # An OSError, so that urllib3 reports a connect timeout like any other.
             raise TimeoutError(err.message) from None
+        for answer in addresses:
+            always, what = classify_address(answer)
+            if always:
+                raise ConnectionRefusedError(
+                    errno.ECONNREFUSED, f"{host!r} ({answer}) is {what} and is always refused"
+                )
     family = allowed_gai_family()
     error: OSError | None = None
     for literal in addresses:

@@ -223,9 +223,9 @@ def verify(
     except Exception as err:  # noqa: BLE001 - ours, or a provider bug: never take the operator down
         return failure(translate(err, secrets=secrets), **context)
 
-    bound = control or ProbeControl(
-        spec.verification.timeout_seconds or default_timeout, resolve=resolve
-    )
+    bound = control
+    if bound is None:
+        bound = ProbeControl(spec.verification.timeout_seconds or default_timeout, resolve=resolve)
 
     def guard_resolve(host: str, port: int) -> Sequence[str]:
         return bound.resolve(host, port, resolve)

@@ -6,9 +6,11 @@ import json
 import time
 
 import pytest
-from dst import apply, s3_destination, s3_secret, wait_for
+from dst import apply, get, s3_destination, s3_secret, wait_for
 
 from conftest import OperatorProcess
+from destination_operator.kube.client import api_client
+from destination_operator.kube.status import patch_status
 from harness import Cluster
 from s3server import S3Server
 
@@ -64,22 +66,23 @@ def test_namespaces_with_destinations_delete_without_the_operator(
 
 
 def test_a_status_patch_for_another_uid_is_refused(
-    cluster: Cluster, namespace: str, s3: S3Server, operator: OperatorProcess
+    cluster: Cluster,
+    namespace: str,
+    s3: S3Server,
+    operator: OperatorProcess,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     apply(cluster, namespace, s3_secret(s3), s3_destination("same", s3, secret="s3"))
-    wait_for(cluster, namespace, "same", "Ready", "True")
-    patch = {"metadata": {"uid": "00000000-0000-0000-0000-000000000000"}, "status": {}}
-    done = cluster.kubectl(
-        "patch",
-        "-n",
-        namespace,
-        "dst",
-        "same",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps(patch),
-        check=False,
-    )
-    assert done.returncode != 0
-    assert "uid" in done.stderr.lower() or "precondition" in done.stderr.lower(), done.stderr
+    body = wait_for(cluster, namespace, "same", "Ready", "True")
+    monkeypatch.setenv("KUBECONFIG", cluster.kubeconfig)
+    api_client.cache_clear()
+    try:
+        wrong = "00000000-0000-0000-0000-000000000000"
+        assert patch_status(namespace, "same", wrong, {"conditions": []}) is None
+        assert get(cluster, namespace, "same")["status"] == body["status"]
+        # the same patch with the object's own uid lands
+        status = dict(body["status"], target="s3://elsewhere")
+        stored = patch_status(namespace, "same", body["metadata"]["uid"], status)
+        assert stored is not None and stored["status"]["target"] == "s3://elsewhere"
+    finally:
+        api_client.cache_clear()

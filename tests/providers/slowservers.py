@@ -6,16 +6,14 @@ all, so a test leaves no server thread behind.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import threading
 import time
 
 TRICKLED_RESPONSE = (
-    b"HTTP/1.1 200 OK\r\n"
-    b'ETag: "d41d8cd98f00b204e9800998ecf8427e"\r\n'
-    b"Content-Length: 0\r\n"
-    b"\r\n"
+    b'HTTP/1.1 200 OK\r\nETag: "d41d8cd98f00b204e9800998ecf8427e"\r\nContent-Length: 0\r\n\r\n'
 )
 """A valid PutObject answer (80 bytes): one byte at a time, it takes 80 times the delay."""
 
@@ -50,10 +48,8 @@ class _Server:
             thread.start()
 
     def _serve(self, conn: socket.socket) -> None:
-        try:
+        with contextlib.suppress(OSError):  # the client went away: what most tests cause
             self.handle(conn)
-        except OSError:
-            pass  # the client went away: that is what most of these tests cause
 
     def handle(self, conn: socket.socket) -> None:
         """Serve one connection (subclasses)."""
@@ -99,45 +95,66 @@ def read_request(conn: socket.socket, stop: threading.Event) -> tuple[str, bytes
     return lines[0], body
 
 
+TRICKLED_SERVER_HELLO = b"\x16\x03\x03\x00\x5a\x02\x00\x00\x56\x03\x03" + bytes(range(80))
+"""The start of a TLS ServerHello: a client's handshake waits for every byte of the record."""
+
+
 class TrickleServer(_Server):
-    """Reads the request, then answers a valid response one byte every `delay` seconds.
+    """Sends `payload` one byte every `delay` seconds: after reading an HTTP request, or
+    (`tls=True`) as soon as the client connects, as a server stuck mid-handshake would.
 
     `closed_at` records when the client's end of the connection closed (the
     server saw EOF or a reset), so a test can prove the socket was shut.
     """
 
-    def __init__(self, delay: float = 0.8) -> None:
+    def __init__(self, delay: float = 0.8, *, tls: bool = False) -> None:
         self.delay = delay
+        self.tls = tls
         self.requests: list[str] = []
         self.got_request = threading.Event()
         self.closed_at: float | None = None
         super().__init__()
 
     def handle(self, conn: socket.socket) -> None:
-        request = read_request(conn, self.stop)
-        if request is None:
-            return
-        self.requests.append(request[0])
+        if not self.tls:
+            request = read_request(conn, self.stop)
+            if request is None:
+                return
+            self.requests.append(request[0])
         self.got_request.set()
         try:
-            for byte in TRICKLED_RESPONSE:
-                conn.sendall(bytes([byte]))
-                # Wait `delay`, but notice at once when the client closes its end.
-                readable, _, _ = select.select([conn], [], [], self.delay)
-                if self.stop.is_set() or (readable and not conn.recv(1)):
-                    break
+            trickle(
+                conn,
+                TRICKLED_SERVER_HELLO if self.tls else TRICKLED_RESPONSE,
+                self.delay,
+                self.stop,
+            )
         finally:
             self.closed_at = time.monotonic()
+
+
+def trickle(conn: socket.socket, payload: bytes, delay: float, stop: threading.Event) -> None:
+    """Send `payload` a byte every `delay` seconds; stop when the client closes its end."""
+    conn.settimeout(0.1)
+    for byte in payload:
+        conn.sendall(bytes([byte]))
+        readable, _, _ = select.select([conn], [], [], delay)
+        if stop.is_set() or (readable and not conn.recv(1)):
+            return
 
 
 class TinyS3(_Server):
     """Answers PutObject (200) and DeleteObject (204) on keep-alive connections; records them.
 
     Each record is (method, path, the local address the request arrived at).
+    The answer to a method in `trickled` comes a byte every 0.8 s.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, trickled: tuple[str, ...] = ()
+    ) -> None:
         self.requests: list[tuple[str, str, str]] = []
+        self.trickled = trickled
         super().__init__(host, port)
 
     def handle(self, conn: socket.socket) -> None:
@@ -148,7 +165,8 @@ class TinyS3(_Server):
                 return
             method, path, _ = request[0].split(" ", 2)
             self.requests.append((method, path, local))
-            if method == "DELETE":
-                conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
-            else:
-                conn.sendall(TRICKLED_RESPONSE)
+            answer = b"HTTP/1.1 204 No Content\r\n\r\n" if method == "DELETE" else TRICKLED_RESPONSE
+            if method in self.trickled:
+                trickle(conn, answer, 0.8, self.stop)
+                return
+            conn.sendall(answer)

@@ -17,7 +17,11 @@ boto3 is imported only when a probe runs; without it the probe fails with
 The client fails fast (one attempt: the operator retries with backoff),
 bounds connect and read by what is left of the probe's timeout, and computes
 checksums only when an operation requires them (boto3 1.36 and later would
-otherwise send CRC headers that S3-compatible services reject).
+otherwise send CRC headers that S3-compatible services reject). Those
+timeouts are per socket operation: a server that trickles its answer never
+trips them. The probe's hard deadline is the `ProbeControl` it runs under
+(`reconcile.verify` sees to it), which shuts the client's sockets when the
+time is up; see `probecontrol`.
 """
 
 from __future__ import annotations

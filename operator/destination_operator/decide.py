@@ -81,7 +81,6 @@ class Policy:
     """The operator settings that decisions depend on."""
 
     default_interval: float = 3600.0
-    default_timeout: float = 30.0
     backoff_base: float = 5.0
     backoff_cap: float = 300.0
     jitter: float = 0.1

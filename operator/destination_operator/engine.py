@@ -7,7 +7,7 @@ keys from the queue (`workqueue.WorkQueue`: a key is never processed twice
 at once, re-adds coalesce, due times wait in one timer heap), ask
 `decide.plan()` what to do, and do it:
 
-- write a status (the whole status, one merge patch with a uid precondition);
+- write a status (the whole status, one JSON patch that tests the object's uid);
 - probe: read the Secret (once per change of its fingerprint, then from
   memory), run the provider in a thread under a `ProbeControl` that ends it at
   `verification.timeout` or on shutdown, and write the result unless the spec
@@ -25,7 +25,6 @@ import contextlib
 import datetime
 import logging
 import random
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -113,7 +112,6 @@ class Engine:
         self.rng = rng or random.Random()
         self.policy = decide.Policy(
             default_interval=settings.default_interval_seconds,
-            default_timeout=settings.timeout_seconds,
             backoff_base=settings.backoff_base_seconds,
             backoff_cap=settings.backoff_cap_seconds,
             jitter=settings.interval_jitter,
@@ -135,7 +133,6 @@ class Engine:
         )
         self.workers: list[asyncio.Task[None]] = []
         self.synced = 0  # Destinations processed at least once since start
-        self.started = time.monotonic()
 
     # --- what kopf tells the engine ----------------------------------------------------------
 

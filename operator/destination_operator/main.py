@@ -13,8 +13,6 @@ never reported missing because its watch event came late.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 from typing import Any
 
@@ -24,6 +22,7 @@ from . import metrics
 from .decide import SecretView
 from .engine import Engine
 from .kube.client import GROUP, PLURAL, VERSION
+from .kube.secrets import decode
 from .reconcile import fingerprint
 from .settings import OperatorSettings
 
@@ -43,12 +42,7 @@ async def secret_fingerprints(
     namespace: str, name: str, uid: str, body: kopf.Body, **_: Any
 ) -> Any:
     """(namespace, name) -> the Secret's uid and fingerprint: what decisions need, no data."""
-    data: dict[str, bytes] = {}
-    for key, value in (body.get("data") or {}).items():
-        try:
-            data[key] = base64.b64decode(value)
-        except (binascii.Error, TypeError, ValueError):
-            data[key] = str(value).encode()
+    data = decode(body.get("data"))
     return {(namespace, name): SecretView(uid=uid, fingerprint=fingerprint(data, uid))}
 
 

@@ -12,7 +12,7 @@
 Every failure becomes an `Outcome` with the `Reason` of its
 `DestinationError`, its message scrubbed of every value in the Secret. The
 Kubernetes side (reading the Secret, writing status, events) lives in
-`lifecycle` and `kube`; this module only computes.
+`engine` and `kube`; this module only computes.
 """
 
 from __future__ import annotations

@@ -41,7 +41,6 @@ class WorkQueue(Generic[K]):
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
         self._closed = False
-        self.completed = 0  # keys marked done, for progress checks
         self.last_done = clock()
         self._ready_since = clock()  # when the ready queue last became non-empty
 
@@ -53,11 +52,6 @@ class WorkQueue(Generic[K]):
     def scheduled(self) -> int:
         """Keys waiting for a due time."""
         return len(self._due)
-
-    @property
-    def processing(self) -> int:
-        """Keys a worker holds."""
-        return len(self._processing)
 
     def add(self, key: K) -> None:
         """Make `key` ready now (dropping any later due time it had)."""
@@ -127,7 +121,6 @@ class WorkQueue(Generic[K]):
     def done(self, key: K) -> None:
         """The worker has finished with `key`; queue it again if it was added meanwhile."""
         self._processing.discard(key)
-        self.completed += 1
         self.last_done = self._clock()
         if key in self._dirty:
             self._dirty.discard(key)

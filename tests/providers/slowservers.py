@@ -64,18 +64,24 @@ class _Server:
         self.listener.close()
 
 
+def _receive(conn: socket.socket, stop: threading.Event) -> bytes | None:
+    """The next bytes the client sends; None at EOF or once `stop` is set."""
+    while not stop.is_set():
+        try:
+            chunk = conn.recv(65536)
+        except TimeoutError:
+            continue
+        return chunk or None
+    return None
+
+
 def read_request(conn: socket.socket, stop: threading.Event) -> tuple[str, bytes] | None:
     """(request line, body) of the next request; answers `Expect: 100-continue`. None at EOF."""
     conn.settimeout(0.1)
     data = b""
     while b"\r\n\r\n" not in data:
-        if stop.is_set():
-            return None
-        try:
-            chunk = conn.recv(65536)
-        except TimeoutError:
-            continue
-        if not chunk:
+        chunk = _receive(conn, stop)
+        if chunk is None:
             return None
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
@@ -85,11 +91,10 @@ def read_request(conn: socket.socket, stop: threading.Event) -> tuple[str, bytes
         conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
     length = int(headers.get("content-length", "0"))
     while len(body) < length and not stop.is_set():
-        try:
-            chunk = conn.recv(65536)
-        except TimeoutError:
-            continue
-        if not chunk:
+        chunk = _receive(conn, stop)
+        if chunk is None:
+            if stop.is_set():
+                break  # shutting down: hand back what came
             return None
         body += chunk
     return lines[0], body

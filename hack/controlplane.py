@@ -347,10 +347,28 @@ class ControlPlane:
         if state:
             state.pids.clear()
 
+    def restart(self, name: str, timeout: float = 60.0) -> None:
+        """Stop one component and start it again on its ports and data (chaos tests)."""
+        assert self.state is not None
+        args, ready = {
+            "etcd": (self._etcd_args, self._etcd_ready),
+            "kube-apiserver": (self._apiserver_args, self._apiserver_ready),
+            "kube-controller-manager": (
+                self._controller_manager_args,
+                self._controller_manager_ready,
+            ),
+        }[name]
+        pid = self.state.pids.get(name)
+        if pid is not None:
+            stop_pid(pid)
+        self._spawn(name, args())
+        self._wait(name, time.monotonic() + timeout, ready)
+
     # one process
     def _spawn(self, name: str, args: list[str]) -> None:
         assert self.state is not None
-        log = open(self.state_dir / f"{name}.log", "wb")  # noqa: SIM115 - the child keeps it
+        # Appends: a restarted component keeps its earlier log (start() empties the folder).
+        log = open(self.state_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
         proc = subprocess.Popen(
             [str(self.bin_dir / name), *args],
             stdout=log,

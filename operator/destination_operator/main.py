@@ -14,6 +14,7 @@ never reported missing because its watch event came late.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import kopf
@@ -25,6 +26,7 @@ from .kube.client import GROUP, PLURAL, VERSION
 from .kube.secrets import decode
 from .reconcile import fingerprint
 from .settings import OperatorSettings
+from .watchhealth import WatcherTracker
 
 logger = logging.getLogger("destination_operator")
 
@@ -46,10 +48,17 @@ async def secret_fingerprints(
     return {(namespace, name): SecretView(uid=uid, fingerprint=fingerprint(data, uid))}
 
 
+WATCHERS_GRACE_SECONDS = 30.0
+"""How long after start-up a missing watch stream is not yet a problem (kopf starts them)."""
+
+
 class EngineHolder:
     """The one engine of the process, shared by every handler's copy of the memo."""
 
-    engine: Engine | None = None
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self.started = time.monotonic()
+        self.watchers = WatcherTracker(required=("destinations.", "secrets."))
 
 
 @kopf.on.startup()
@@ -119,11 +128,15 @@ async def on_destination_event(
 
 @kopf.on.probe(id="engine")
 async def on_health(memo: kopf.Memo, **_: Any) -> str:
-    """Fail the liveness check when the engine is stuck, so that the kubelet restarts it."""
+    """Fail the liveness check when a watch stream died or the engine is stuck, so that the
+    kubelet restarts the operator."""
     holder: EngineHolder | None = memo.get("engine")
-    if holder is None or holder.engine is None:
-        return "waiting for the first watch event"
-    problems = holder.engine.problems()
+    if holder is None:
+        return "starting"
+    started = time.monotonic() - holder.started > WATCHERS_GRACE_SECONDS
+    problems = holder.watchers.problems(expect_running=started)
+    if holder.engine is not None:
+        problems += holder.engine.problems()
     if problems:
         raise kopf.PermanentError("; ".join(problems))
-    return "ok"
+    return "ok" if holder.engine is not None else "waiting for the first watch event"

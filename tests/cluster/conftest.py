@@ -67,6 +67,12 @@ class OperatorProcess:
                 self.proc.kill()
                 self.proc.wait()
 
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no last status patch, as when a node dies."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 

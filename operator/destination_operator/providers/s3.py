@@ -22,6 +22,13 @@ timeouts are per socket operation: a server that trickles its answer never
 trips them. The probe's hard deadline is the `ProbeControl` it runs under
 (`reconcile.verify` sees to it), which shuts the client's sockets when the
 time is up; see `probecontrol`.
+
+Two knobs exist for what a spec cannot say. `endpoint_override` (a
+constructor argument, so no Destination can set it) sends a provider's
+requests to another endpoint, which the endpoint guard then checks: the
+tests point Amazon S3 and Oracle Cloud at an S3 server on loopback with it.
+`S3Transport` carries a CA bundle and an HTTPS proxy for the client; nothing
+sets them yet, and they default to the SDK's own behaviour.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -63,6 +70,7 @@ __all__ = [
     "S3CompatibleProvider",
     "S3Credentials",
     "S3Target",
+    "S3Transport",
     "client_config",
     "use_path_style",
 ]
@@ -118,6 +126,17 @@ class S3Target:
         return [self.endpoint_url, virtual.geturl()]
 
 
+@dataclass(frozen=True)
+class S3Transport:
+    """How the client reaches any endpoint: a CA bundle to trust and an HTTPS proxy.
+
+    None means the SDK's default: the system's trusted CAs, and no proxy.
+    """
+
+    ca_bundle: str | None = None  # path of a PEM file: botocore's `verify`
+    https_proxy: str | None = None  # URL of a proxy for https:// endpoints
+
+
 def use_path_style(endpoint_url: str | None, force_path_style: bool) -> bool:
     """Path-style addressing when asked, or when the endpoint's host is an IP or `localhost`.
 
@@ -138,10 +157,12 @@ def use_path_style(endpoint_url: str | None, force_path_style: bool) -> bool:
     return True
 
 
-def client_config(timeout_seconds: float, *, path_style: bool) -> dict[str, Any]:
+def client_config(
+    timeout_seconds: float, *, path_style: bool, https_proxy: str | None = None
+) -> dict[str, Any]:
     """The keyword arguments of `botocore.config.Config` for a probe client."""
     timeout = max(_MIN_TIMEOUT, timeout_seconds)
-    return {
+    config: dict[str, Any] = {
         "connect_timeout": timeout,
         "read_timeout": timeout,
         # One attempt in total: fail fast, the operator retries with backoff.
@@ -152,6 +173,9 @@ def client_config(timeout_seconds: float, *, path_style: bool) -> dict[str, Any]
         "response_checksum_validation": "when_required",
         "user_agent_extra": "destination-operator",
     }
+    if https_proxy:
+        config["proxies"] = {"https": https_proxy}
+    return config
 
 
 CLIENTS_KEPT = 256
@@ -172,7 +196,7 @@ class _Sdk:
 
     boto3 sessions are not thread-safe, so clients are made under a lock;
     clients are, and are shared. A client is keyed by everything it was made
-    with: endpoint, region, addressing, credentials and timeout.
+    with: endpoint, region, addressing, transport, credentials and timeout.
     """
 
     def __init__(self) -> None:
@@ -181,9 +205,23 @@ class _Sdk:
         self._config: Any = None
         self._clients: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 
-    def client(self, target: S3Target, credentials: S3Credentials, timeout_seconds: float) -> Any:
+    def client(
+        self,
+        target: S3Target,
+        credentials: S3Credentials,
+        timeout_seconds: float,
+        transport: S3Transport | None = None,
+    ) -> Any:
         timeout = client_timeout(timeout_seconds)
-        key = (target.endpoint_url, target.region, target.path_style, credentials, timeout)
+        transport = transport or S3Transport()
+        key = (
+            target.endpoint_url,
+            target.region,
+            target.path_style,
+            transport,
+            credentials,
+            timeout,
+        )
         with self._lock:
             cached = self._clients.get(key)
             if cached is not None:
@@ -196,7 +234,11 @@ class _Sdk:
                 except ImportError:
                     raise ProviderUnavailableError("AWS (boto3)", "s3") from None
                 self._session, self._config = boto3.session.Session(), Config
-            config = self._config(**client_config(timeout, path_style=target.path_style))
+            config = self._config(
+                **client_config(
+                    timeout, path_style=target.path_style, https_proxy=transport.https_proxy
+                )
+            )
             made = self._session.client(
                 "s3",
                 endpoint_url=target.endpoint_url,
@@ -204,6 +246,7 @@ class _Sdk:
                 aws_access_key_id=credentials.access_key_id,
                 aws_secret_access_key=credentials.secret_access_key,
                 aws_session_token=credentials.session_token,
+                verify=transport.ca_bundle,  # None: the SDK's default trust
                 config=config,
             )
             self._clients[key] = made
@@ -216,14 +259,38 @@ _sdk = _Sdk()
 
 
 class S3ApiProvider:
-    """The S3-API prober; subclasses say where the bucket is (`target`)."""
+    """The S3-API prober; subclasses say where the bucket is (`target`).
+
+    `endpoint_override` replaces the endpoint the spec implies (for tests: a
+    server on loopback); the endpoint guard checks it like a user's endpoint.
+    `transport` is the client's CA bundle and proxy.
+    """
 
     type: ClassVar[DestinationType]
     secret_keys: ClassVar[SecretKeys] = S3_SECRET_KEYS
 
+    def __init__(
+        self, *, endpoint_override: str | None = None, transport: S3Transport | None = None
+    ) -> None:
+        self.endpoint_override = endpoint_override.rstrip("/") if endpoint_override else None
+        self.transport = transport or S3Transport()
+
     def target(self, spec: DestinationSpec) -> S3Target:
         """Bucket, region, endpoint and addressing for `spec`."""
         raise NotImplementedError
+
+    def connect_target(self, spec: DestinationSpec) -> S3Target:
+        """`target(spec)`, sent to `endpoint_override` when there is one (and then guarded)."""
+        target = self.target(spec)
+        override = self.endpoint_override
+        if override is None:
+            return target
+        return replace(
+            target,
+            endpoint_url=override,
+            path_style=target.path_style or use_path_style(override, False),
+            user_endpoint=True,
+        )
 
     def load_credentials(self, data: Mapping[str, str]) -> S3Credentials:
         """The key pair from the Secret; surrounding whitespace (a trailing newline) is ignored."""
@@ -238,8 +305,8 @@ class S3ApiProvider:
         )
 
     def endpoints(self, spec: DestinationSpec) -> list[str]:
-        """The URLs the probe connects to when the Destination's author chose the endpoint."""
-        target = self.target(spec)
+        """The URLs the probe connects to when the author (or an override) chose the endpoint."""
+        target = self.connect_target(spec)
         return target.connect_urls() if target.user_endpoint else []
 
     def probe(
@@ -251,7 +318,7 @@ class S3ApiProvider:
         timeout_seconds: float,
     ) -> ProbeResult:
         """PUT a small object at `object_key`; in `WriteDelete` mode DELETE it again."""
-        target = self.target(spec)
+        target = self.connect_target(spec)
         secrets = credentials.values()
         watch = Stopwatch()
 
@@ -264,7 +331,7 @@ class S3ApiProvider:
                         raise ProbeTimeoutError(
                             f"the probe's {timeout_seconds:g}s were used up before {name.value}"
                         )
-                    call(_sdk.client(target, credentials, remaining))
+                    call(_sdk.client(target, credentials, remaining, self.transport))
             except DestinationError as err:
                 return err
             return StepResult(name, StepOutcome.Succeeded, step.ms())

@@ -31,6 +31,7 @@ class TcpRelay:
         self._open: list[socket.socket] = []
         self._listener: socket.socket | None = None
         self._stopped = threading.Event()
+        self.accepted = 0  # connections accepted, in every mode
         self.port = 0
         self._listen()
 
@@ -86,6 +87,7 @@ class TcpRelay:
                 return  # closed
             with self._lock:
                 self._open.append(client)
+                self.accepted += 1
                 mode = self.mode
             if mode is Mode.FORWARD:
                 threading.Thread(target=self._forward, args=(client,), daemon=True).start()

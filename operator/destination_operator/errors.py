@@ -14,7 +14,7 @@ The tree (class, then the `Reason` it sets on `Verified=False`)::
     ├── TLSError                     TLSError              handshake or certificate check failed
     ├── ProbeTimeoutError            Timeout               no answer within the probe's timeout
     └── ProbeFailedError             ProbeFailed           anything else the provider reported
-        └── ProviderUnavailableError ProbeFailed           the provider's SDK extra is not installed
+        └── ProviderUnavailableError ProviderUnavailable   no provider, or its SDK is not installed
 
 Lower layers (SDKs, sockets, ssl) raise their own exceptions; they become
 these in exactly one place, `translate()` (or the `map_exceptions()` context
@@ -238,7 +238,13 @@ class ProbeFailedError(DestinationError):
 
 
 class ProviderUnavailableError(ProbeFailedError):
-    """The SDK a provider needs is not installed; the message names the extra."""
+    """The SDK a provider needs is not installed; the message names the extra.
+
+    Its own reason: it is Stalled, as retrying cannot help until the operator
+    is rebuilt (see `decide.after_probe`).
+    """
+
+    reason = Reason.ProviderUnavailable
 
     def __init__(self, sdk: str, extra: str) -> None:
         self.sdk = sdk

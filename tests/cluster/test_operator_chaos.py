@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import os
 import random
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -237,5 +238,47 @@ def test_storage_down_and_back_turns_false_then_true_without_an_event_storm(
             )
             # one Verified on creation, one failure, one Verified on return; retries post none
             assert reasons == {"Verified": 2, "VerificationFailed": 1}, (name, reasons)
+    finally:
+        relay.close()
+
+
+def test_sigterm_with_probes_in_flight_exits_within_10s_and_the_next_start_probes_again(
+    cluster: Cluster, namespace: str, s3: S3Server, running: OperatorProcess
+) -> None:
+    relay = TcpRelay("127.0.0.1", s3.port)
+    try:
+        relay.hang()  # a server that never answers
+        endpoint = f"http://127.0.0.1:{relay.port}"
+        count = 4
+        objects = [s3_secret(s3)] + [
+            s3_destination(
+                f"d{i}",
+                s3,
+                secret="s3",
+                endpoint=endpoint,
+                verification={"interval": "0s", "timeout": "10m"},
+            )
+            for i in range(count)
+        ]
+        apply(cluster, namespace, *objects)
+        deadline = time.monotonic() + 30
+        while relay.accepted < count:
+            assert time.monotonic() < deadline, f"only {relay.accepted} probes started"
+            time.sleep(0.1)
+        time.sleep(0.5)  # the probes are waiting for their answers
+
+        assert running.proc is not None
+        stopping = time.monotonic()
+        running.proc.send_signal(signal.SIGTERM)
+        code = running.proc.wait(timeout=30)
+        took = time.monotonic() - stopping
+        print(f"exited with {code} {took:.1f} s after SIGTERM, {count} probes in flight")
+        assert took <= 10, took
+
+        # Interrupted probes decided nothing: the next start probes them again.
+        relay.restore()
+        running.start()
+        names = {f"d{i}" for i in range(count)}
+        wait_all(cluster, namespace, names, "Verified", "True", timeout=60)
     finally:
         relay.close()

@@ -217,7 +217,7 @@ def test_messages_are_one_short_line() -> None:
 def test_provider_unavailable_names_the_extra() -> None:
     error = ProviderUnavailableError("AWS (boto3)", "s3")
     assert isinstance(error, ProbeFailedError)
-    assert error.reason == Reason.ProbeFailed
+    assert error.reason == Reason.ProviderUnavailable
     assert "pip install 'destination-operator[s3]'" in error.message
 
 

@@ -15,6 +15,8 @@ from .settings import LogFormat, OperatorSettings
 
 # These libraries log whole request and response bodies at DEBUG, Secrets included.
 NOISY_LOGGERS = ("kubernetes", "urllib3", "botocore", "boto3", "s3transfer", "aiohttp")
+# SDKs that log every request and response at INFO: warnings only.
+CHATTY_SDK_LOGGERS = ("azure", "google", "oss2")
 
 
 def _settings_from(args: argparse.Namespace) -> OperatorSettings:
@@ -48,6 +50,8 @@ def _configure_logging(settings: OperatorSettings) -> None:
     logging.getLogger().setLevel(level)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.INFO, level))
+    for name in CHATTY_SDK_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, level))
 
 
 def _start(settings: OperatorSettings) -> None:

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 
 from destination_operator.api.spec import DestinationType
+from destination_operator.api.status import Reason
 from destination_operator.errors import ProbeFailedError
 from destination_operator.providers.base import Provider
 
@@ -29,7 +30,9 @@ class DuplicateProviderError(ValueError):
 
 
 class ProviderNotFoundError(ProbeFailedError):
-    """No provider for this type in this operator build (reason ProbeFailed)."""
+    """No provider for this type in this operator build: Stalled, like a missing SDK."""
+
+    reason = Reason.ProviderUnavailable
 
 
 class Registry:
@@ -78,11 +81,15 @@ def default_registry() -> Registry:
     global _default
     with _lock:
         if _default is None:
-            from destination_operator.providers import s3
+            from destination_operator.providers import azure, gcs, oss, s3, webhook
 
             registry = Registry()
             registry.register(s3.S3CompatibleProvider())
             registry.register(s3.AmazonS3Provider())
             registry.register(s3.OracleCloudStorageProvider())
+            registry.register(azure.AzureBlobStorageProvider())
+            registry.register(webhook.WebhookProvider())
+            registry.register(oss.AlibabaOSSProvider())
+            registry.register(gcs.GoogleCloudStorageProvider())
             _default = registry
         return _default

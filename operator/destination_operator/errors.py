@@ -31,7 +31,7 @@ import re
 import socket
 import ssl
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 from urllib.parse import quote, quote_plus
@@ -182,10 +182,25 @@ class SecretKeyMissingError(DestinationError):
 
     reason = Reason.SecretKeyMissing
 
-    def __init__(self, key: str, *, secret_name: str | None = None, hint: str = "") -> None:
+    def __init__(
+        self,
+        key: str,
+        *,
+        secret_name: str | None = None,
+        hint: str = "",
+        alternatives: Sequence[str] = (),
+    ) -> None:
+        """`alternatives`: the provider needs one of these (Azure: accountKey, sasToken or
+        connectionString); `key` is then the first of them."""
         self.key = key
+        self.hint = hint
+        self.alternatives = tuple(alternatives)
         where = f"Secret {secret_name!r}" if secret_name else "the Secret"
-        message = f"{where} has no key {key!r}"
+        if len(self.alternatives) > 1:
+            names = ", ".join(self.alternatives[:-1]) + f" or {self.alternatives[-1]}"
+            message = f"{where} has none of the keys {names}"
+        else:
+            message = f"{where} has no key {key!r}"
         super().__init__(f"{message}; {hint}" if hint else message)
 
 

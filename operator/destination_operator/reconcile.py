@@ -217,8 +217,10 @@ def verify(
         try:
             credentials = provider.load_credentials(data)
         except SecretKeyMissingError as err:
-            hint = "its value is not UTF-8 text" if err.key in undecodable else ""
-            raise SecretKeyMissingError(err.key, secret_name=secret_name, hint=hint) from None
+            hint = "its value is not UTF-8 text" if err.key in undecodable else err.hint
+            raise SecretKeyMissingError(
+                err.key, secret_name=secret_name, hint=hint, alternatives=err.alternatives
+            ) from None
         urls = provider.endpoints(spec)
     except Exception as err:  # noqa: BLE001 - ours, or a provider bug: never take the operator down
         return failure(translate(err, secrets=secrets), **context)

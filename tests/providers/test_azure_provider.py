@@ -286,14 +286,14 @@ CASES: list[Case] = [
         lambda world, endpoint: {"accountkey": CANARY.encode(), "sas": CANARY.encode()},
         Reason.SecretKeyMissing,
         (),
-        says="accountKey, sasToken or connectionString",
+        says="has none of the keys accountKey, sasToken or connectionString",
     ),
     Case(
         "secret-with-empty-values",
         lambda world, endpoint: {"accountKey": b" \n", "sasToken": b"", "note": CANARY.encode()},
         Reason.SecretKeyMissing,
         (),
-        says="accountKey, sasToken or connectionString",
+        says="has none of the keys accountKey, sasToken or connectionString",
     ),
 ]
 

@@ -259,7 +259,7 @@ CASES = [
         raw(serviceAccount=CANARY, hmacSecretKey=CANARY),
         Reason.SecretKeyMissing,
         None,
-        "'serviceAccountJson (or hmacAccessKey and hmacSecret)'",
+        "has none of the keys serviceAccountJson or hmacAccessKey + hmacSecret",
     ),
     Case(
         "sa-key-file-not-json",

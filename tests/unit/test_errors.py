@@ -237,3 +237,13 @@ def test_secret_key_missing_names_the_key_only() -> None:
 def test_scrub_never_lets_a_secret_through(secret: str, before: str, after: str) -> None:
     out = scrub(f"{before}{secret}{after}", [secret])
     assert secret not in out
+
+
+def test_secret_key_missing_names_the_alternatives() -> None:
+    error = SecretKeyMissingError(
+        "accountKey", secret_name="az", alternatives=("accountKey", "sasToken", "connectionString")
+    )
+    assert (
+        error.message == "Secret 'az' has none of the keys accountKey, sasToken or connectionString"
+    )
+    assert error.alternatives == ("accountKey", "sasToken", "connectionString")

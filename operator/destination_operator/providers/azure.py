@@ -248,7 +248,7 @@ def load_credentials(data: Mapping[str, str]) -> AzureCredentials:
         )
     if values["connectionString"]:
         return _from_connection_string(values["connectionString"])
-    raise SecretKeyMissingError("accountKey, sasToken or connectionString")
+    raise SecretKeyMissingError(SECRET_KEY_ORDER[0], alternatives=SECRET_KEY_ORDER)
 
 
 # --- where the probe goes ----------------------------------------------------------------------

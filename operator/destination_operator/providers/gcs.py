@@ -465,7 +465,10 @@ class GoogleCloudStorageProvider:
             return parse_service_account_key(key_file, token_uris=self._token_uris)
         access_key, secret = ((data.get(name) or "").strip() for name in HMAC_KEYS)
         if not access_key and not secret:
-            raise SecretKeyMissingError(f"{SERVICE_ACCOUNT_KEY} (or {' and '.join(HMAC_KEYS)})")
+            raise SecretKeyMissingError(
+                SERVICE_ACCOUNT_KEY,
+                alternatives=(SERVICE_ACCOUNT_KEY, " + ".join(HMAC_KEYS)),
+            )
         for name, value in zip(HMAC_KEYS, (access_key, secret), strict=True):
             if not value:
                 raise SecretKeyMissingError(name)

@@ -284,7 +284,7 @@ def verify(
     return Outcome(
         verified=True,
         reason=Reason.ProbeSucceeded,
-        message=scrub(f"{done} probe object {object_key!r}", secrets),
+        message=scrub(result.summary or f"{done} probe object {object_key!r}", secrets),
         steps=result.steps,
         duration_ms=watch.ms(),
         probed=True,

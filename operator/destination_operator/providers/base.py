@@ -104,6 +104,7 @@ class ProbeResult:
 
     steps: tuple[StepResult, ...]
     error: DestinationError | None = None
+    summary: str = ""  # the success message, when "wrote (and deleted) the probe object" is wrong
 
     @property
     def succeeded(self) -> bool:

@@ -264,7 +264,8 @@ class WebhookProvider:
             failed = StepResult(StepName.Write, StepOutcome.Failed, watch.ms(), err.message)
             return ProbeResult((failed, skipped), err)
         return ProbeResult(
-            (StepResult(StepName.Write, StepOutcome.Succeeded, watch.ms(), message), skipped)
+            (StepResult(StepName.Write, StepOutcome.Succeeded, watch.ms(), message), skipped),
+            summary=f"verification request delivered: {message}",
         )
 
     def _url(self, spec: DestinationSpec) -> str:

@@ -53,6 +53,7 @@ from destination_operator.api.status import (
     EventReason,
     Reason,
 )
+from destination_operator.providers.registry import location
 
 if TYPE_CHECKING:
     from destination_operator.api.spec import DestinationSpec
@@ -282,7 +283,7 @@ def build_status(
         if old.get(key) is not None:
             status[key] = old[key]
     if spec is not None:
-        status["target"] = spec.target
+        status["target"] = location(spec)
     if outcome is not None:
         if outcome.verified:
             status["lastVerifiedTime"] = rfc3339(outcome.time or now)

@@ -30,10 +30,9 @@ import errno
 import re
 import socket
 import ssl
-import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import ClassVar
 from urllib.parse import quote, quote_plus
 
 from destination_operator.api.status import Reason
@@ -43,6 +42,7 @@ __all__ = [
     "AccessDeniedError",
     "AuthenticationFailedError",
     "BucketNotFoundError",
+    "Classifier",
     "DestinationError",
     "EndpointBlockedError",
     "EndpointUnreachableError",
@@ -271,37 +271,6 @@ class ProviderUnavailableError(ProbeFailedError):
 
 # --- translation of lower-layer exceptions: the one place --------------------------------------
 
-_AUTH_CODES = frozenset(
-    {
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "InvalidClientTokenId",
-        "UnrecognizedClientException",
-        "InvalidToken",
-        "ExpiredToken",
-        "TokenRefreshRequired",
-        "AuthFailure",
-        "AuthenticationFailed",
-        "InvalidSecurity",
-        "NotAuthenticated",
-        "InvalidAuthenticationInfo",
-    }
-)
-_DENIED_CODES = frozenset(
-    {
-        "AccessDenied",
-        "AccessDeniedException",
-        "AllAccessDisabled",
-        "AccountProblem",
-        "AuthorizationFailure",
-        "AuthorizationPermissionMismatch",
-        "Forbidden",
-        "403",
-    }
-)
-_BUCKET_CODES = frozenset({"NoSuchBucket", "BucketNotFound", "ContainerNotFound"})
-_TIMEOUT_CODES = frozenset({"RequestTimeout"})
-
 _UNREACHABLE_ERRNOS = frozenset(
     {
         errno.ECONNREFUSED,
@@ -314,51 +283,6 @@ _UNREACHABLE_ERRNOS = frozenset(
         errno.EPIPE,
     }
 )
-
-
-def _client_error(exc: Any) -> tuple[type[DestinationError], str]:
-    """botocore's ClientError: the service answered with an error code."""
-    response = getattr(exc, "response", None) or {}
-    error = response.get("Error") or {}
-    code = str(error.get("Code") or "")
-    text = str(error.get("Message") or "")
-    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-    operation = getattr(exc, "operation_name", "") or "request"
-    detail = f"{operation}: {code or status}" + (f" ({text})" if text and text != code else "")
-    if code in _AUTH_CODES:
-        return AuthenticationFailedError, detail
-    if code in _DENIED_CODES:
-        return AccessDeniedError, detail
-    if code in _BUCKET_CODES:
-        return BucketNotFoundError, detail
-    if code in _TIMEOUT_CODES:
-        return ProbeTimeoutError, detail
-    if not code and status == 403:
-        return AccessDeniedError, detail
-    return ProbeFailedError, detail
-
-
-def _botocore(exc: BaseException) -> tuple[type[DestinationError], str] | None:
-    # Only look when botocore is already loaded: an SDK error implies it is.
-    module = sys.modules.get("botocore.exceptions")
-    if module is None:
-        return None
-    if isinstance(exc, module.ClientError):
-        return _client_error(exc)
-    if isinstance(exc, module.ConnectTimeoutError | module.ReadTimeoutError):
-        return ProbeTimeoutError, str(exc)
-    if isinstance(exc, module.SSLError):
-        return TLSError, str(exc)
-    if isinstance(
-        exc,
-        module.EndpointConnectionError | module.ConnectionClosedError | module.ProxyConnectionError,
-    ):
-        return EndpointUnreachableError, str(exc)
-    if isinstance(exc, module.NoCredentialsError | module.PartialCredentialsError):
-        return AuthenticationFailedError, str(exc)
-    if isinstance(exc, module.ParamValidationError | module.InvalidRegionError):
-        return InvalidSpecError, str(exc)
-    return None
 
 
 def _stdlib(exc: BaseException) -> tuple[type[DestinationError], str] | None:
@@ -398,12 +322,22 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
-def translate(exc: BaseException, *, secrets: Iterable[str | bytes] = ()) -> DestinationError:
+Classifier = Callable[[BaseException], tuple[type[DestinationError], str] | None]
+"""A provider's reading of its SDK's exceptions: the error class and its message, or None."""
+
+
+def translate(
+    exc: BaseException,
+    *,
+    secrets: Iterable[str | bytes] = (),
+    classify: Classifier | None = None,
+) -> DestinationError:
     """The `DestinationError` for a lower-layer exception, its message scrubbed of `secrets`.
 
-    SDK errors are recognised first (botocore's error codes and connection
-    errors), then socket and ssl errors anywhere in the exception's chain,
-    then tell-tale words; anything else is `ProbeFailedError`.
+    The provider's `classify` reads its SDK's errors first (each backend owns
+    that knowledge: `providers.s3errors` for botocore), then socket and ssl
+    errors anywhere in the exception's chain, then tell-tale words; anything
+    else is `ProbeFailedError`.
     """
     secrets = tuple(secrets)
     if isinstance(exc, DestinationError):
@@ -411,9 +345,11 @@ def translate(exc: BaseException, *, secrets: Iterable[str | bytes] = ()) -> Des
         exc.message = scrub(exc.message, secrets)
         exc.args = (exc.message,)
         return exc
-    for classify in (_botocore, _stdlib):
+    for classifier in (classify, _stdlib):
+        if classifier is None:
+            continue
         for link in _chain(exc):
-            found = classify(link)
+            found = classifier(link)
             if found is not None:
                 kind, message = found
                 return kind(message or type(link).__name__, secrets=secrets)
@@ -425,11 +361,13 @@ def translate(exc: BaseException, *, secrets: Iterable[str | bytes] = ()) -> Des
 
 
 @contextmanager
-def map_exceptions(secrets: Iterable[str | bytes] = ()) -> Iterator[None]:
+def map_exceptions(
+    secrets: Iterable[str | bytes] = (), classify: Classifier | None = None
+) -> Iterator[None]:
     """Re-raise any exception from the block as the `DestinationError` `translate()` picks."""
     secrets = tuple(secrets)
     try:
         yield
     except Exception as exc:  # noqa: BLE001 - translating every exception is the point
         # `from None`: the SDK's exception (and its unscrubbed text) stays out of tracebacks.
-        raise translate(exc, secrets=secrets) from None
+        raise translate(exc, secrets=secrets, classify=classify) from None

@@ -32,7 +32,8 @@ import yaml
 
 from .api import API_VERSION, GROUP, KIND
 from .api.rules import matches
-from .api.spec import CREDENTIAL_KEYS, spec_problems
+from .api.spec import spec_problems
+from .providers.registry import credential_keys
 
 __all__ = ["Problem", "Report", "check_destination", "lint_text", "main"]
 
@@ -225,7 +226,7 @@ def _secret_warning(doc: Mapping[Any, Any]) -> Iterator[tuple[str, str]]:
         values = doc.get(section)
         if not isinstance(values, Mapping):
             continue
-        keys = sorted(str(k) for k, v in values.items() if k in CREDENTIAL_KEYS and v)
+        keys = sorted(str(k) for k, v in values.items() if k in credential_keys() and v)
         if keys:
             yield (
                 section,

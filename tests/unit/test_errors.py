@@ -24,6 +24,7 @@ from destination_operator.errors import (
     scrub,
     translate,
 )
+from destination_operator.providers.s3errors import classify_botocore
 
 SECRET = "zQ9+wXs/ECRET-very-distinctive-VALUE-4b1d"
 KEY_ID = "AKIADISTINCTIVEKEYID7"
@@ -87,15 +88,23 @@ def client_error(code: str, message: str = "", status: int = 400, op: str = "Put
     ],
 )
 def test_translate_maps_each_failure_to_its_reason(exc: BaseException, reason: Reason) -> None:
-    error = translate(exc)
+    error = translate(exc, classify=classify_botocore)
     assert isinstance(error, DestinationError)
     assert error.reason == reason
     assert error.message and "\n" not in error.message
 
 
 def test_client_error_message_names_operation_and_code() -> None:
-    error = translate(client_error("AccessDenied", "Access Denied", 403, op="DeleteObject"))
+    error = translate(
+        client_error("AccessDenied", "Access Denied", 403, op="DeleteObject"),
+        classify=classify_botocore,
+    )
     assert error.message == "DeleteObject: AccessDenied (Access Denied)"
+
+
+def test_errors_knows_no_sdk_without_the_providers_classifier() -> None:
+    error = translate(client_error("AccessDenied", "Access Denied", 403))
+    assert error.reason == Reason.ProbeFailed
 
 
 def test_a_wrapped_low_level_error_is_found_in_the_chain() -> None:
@@ -115,7 +124,7 @@ def test_translate_keeps_our_own_errors() -> None:
 
 
 def test_map_exceptions_reraises_translated_without_the_original() -> None:
-    with pytest.raises(DestinationError) as info, map_exceptions(ALL):
+    with pytest.raises(DestinationError) as info, map_exceptions(ALL, classify_botocore):
         raise client_error("SignatureDoesNotMatch", f"bad {SECRET}", 403)
     assert info.value.reason == Reason.AuthenticationFailed
     assert info.value.__cause__ is None and info.value.__suppress_context__
@@ -178,7 +187,7 @@ def _subclasses(cls: type[DestinationError]) -> list[type[DestinationError]]:
 
 def test_translate_scrubs_sdk_messages() -> None:
     exc = client_error("SignatureDoesNotMatch", f"expected signature for {KEY_ID}:{SECRET}", 403)
-    error = translate(exc, secrets=ALL)
+    error = translate(exc, secrets=ALL, classify=classify_botocore)
     assert error.reason == Reason.AuthenticationFailed
     assert SECRET not in error.message and KEY_ID not in error.message
     assert "***" in error.message

@@ -8,7 +8,6 @@ names are snake_case; the Kubernetes JSON uses the camelCase aliases, which
 
     spec = parse_spec(body["spec"])        # raises SpecError(field, message)
     spec.member                            # the block that `type` selects
-    spec.target                            # s3://bucket, gs://bucket, ...
     spec.verification.interval_seconds     # None: unset (the operator's default); 0.0 = never
     validate_update(old_spec, new_spec)    # the immutability rules
 """
@@ -36,9 +35,7 @@ from .rules import (
 )
 
 __all__ = [
-    "CREDENTIAL_KEYS",
     "MEMBER_FIELDS",
-    "SECRET_KEYS",
     "AlibabaOSS",
     "AmazonS3",
     "AzureBlobStorage",
@@ -145,39 +142,6 @@ class OSSRegion(StrEnum):
     ME_EAST_1 = "oss-me-east-1"
 
 
-# --- the Secret keys each type reads ----------------------------------------
-
-SECRET_KEYS: dict[DestinationType, str] = {
-    DestinationType.AmazonS3: "accessKeyId and secretAccessKey (optional sessionToken)",
-    DestinationType.S3Compatible: "accessKeyId and secretAccessKey (optional sessionToken)",
-    DestinationType.OracleCloudStorage: (
-        "accessKeyId and secretAccessKey of a Customer Secret Key (optional sessionToken)"
-    ),
-    DestinationType.GoogleCloudStorage: (
-        "serviceAccountJson (a service account key file), or hmacAccessKey and hmacSecret"
-    ),
-    DestinationType.AzureBlobStorage: "accountKey, or sasToken, or connectionString",
-    DestinationType.AlibabaOSS: "accessKeyId and accessKeySecret",
-    DestinationType.Webhook: "verificationToken (optional bearerToken)",
-}
-"""Human-readable: which keys the Secret must hold, per type (also in the CRD's descriptions)."""
-
-CREDENTIAL_KEYS = frozenset(
-    {
-        "accessKeyId",
-        "secretAccessKey",
-        "sessionToken",
-        "serviceAccountJson",
-        "hmacAccessKey",
-        "hmacSecret",
-        "accountKey",
-        "sasToken",
-        "connectionString",
-        "accessKeySecret",
-        "verificationToken",
-        "bearerToken",
-    }
-)
 """Every Secret key any type reads."""
 
 
@@ -1112,25 +1076,6 @@ class DestinationSpec(RuleModel):
         if block is None:  # only for a spec built without validation
             raise SpecError(f"spec.{MEMBER_FIELDS[self.type][1]}", "Required value")
         return cast(Member, block)
-
-    @property
-    def target(self) -> str:
-        """Where data goes, for the TARGET column: s3://bucket, gs://bucket, a URL, ..."""
-        m = self.member
-        if isinstance(m, AmazonS3):
-            return f"s3://{m.bucket}"
-        if isinstance(m, S3Compatible):
-            return f"{m.endpoint.rstrip('/')}/{m.bucket}"
-        if isinstance(m, GoogleCloudStorage):
-            return f"gs://{m.bucket}"
-        if isinstance(m, AzureBlobStorage):
-            base = m.endpoint or f"https://{m.storage_account_name}.blob.core.windows.net"
-            return f"{base.rstrip('/')}/{m.container_name}"
-        if isinstance(m, AlibabaOSS):
-            return f"oss://{m.bucket}"
-        if isinstance(m, OracleCloudStorage):
-            return f"oci://{m.namespace}/{m.bucket}"
-        return m.url
 
     @property
     def secret_name(self) -> str:

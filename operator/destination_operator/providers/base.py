@@ -6,7 +6,8 @@ A provider knows one `DestinationType`. It
 2. turns the Secret's data into credentials (`load_credentials`), raising
    `SecretKeyMissingError` that names the missing key, never a value;
 3. lists the URLs the Destination's author chose (`endpoints`), so that the
-   endpoint guard can check them before any connection is made;
+   endpoint guard can check them before any connection is made, and says
+   where data goes in one line (`location`, the TARGET column);
 4. probes (`probe`): builds its SDK client with the probe's timeout, writes a
    small object and, in `WriteDelete` mode, deletes it again, and reports
    each step. It is synchronous (the operator runs it in a worker thread)
@@ -131,6 +132,12 @@ class SecretKeys:
     alternatives: tuple[tuple[str, ...], ...] = ()
     description: str = ""
 
+    def names(self) -> frozenset[str]:
+        """Every key the provider may read."""
+        return frozenset(
+            (*self.required, *self.optional, *(k for keys in self.alternatives for k in keys))
+        )
+
 
 @dataclass
 class Stopwatch:
@@ -163,6 +170,10 @@ class Provider(Protocol):
 
     def endpoints(self, spec: DestinationSpec) -> list[str]:
         """The URLs in `spec` that its author chose (for the endpoint guard); [] if none."""
+        ...
+
+    def location(self, spec: DestinationSpec) -> str:
+        """Where data goes, for `status.target` and the TARGET column: s3://bucket, a URL..."""
         ...
 
     def probe(

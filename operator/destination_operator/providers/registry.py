@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-from destination_operator.api.spec import DestinationType
+from destination_operator.api.spec import DestinationSpec, DestinationType
 from destination_operator.api.status import Reason
 from destination_operator.errors import ProbeFailedError
 from destination_operator.providers.base import Provider
@@ -21,7 +21,9 @@ __all__ = [
     "DuplicateProviderError",
     "ProviderNotFoundError",
     "Registry",
+    "credential_keys",
     "default_registry",
+    "location",
 ]
 
 
@@ -93,3 +95,16 @@ def default_registry() -> Registry:
             registry.register(gcs.GoogleCloudStorageProvider())
             _default = registry
         return _default
+
+
+def location(spec: DestinationSpec) -> str:
+    """Where `spec` sends data (`status.target`), as its provider says; the type without one."""
+    try:
+        return default_registry().get(spec.type).location(spec)
+    except ProviderNotFoundError:
+        return str(spec.type)
+
+
+def credential_keys() -> frozenset[str]:
+    """Every Secret key any shipped provider reads (the linter warns when they are inline)."""
+    return frozenset().union(*(provider.secret_keys.names() for provider in default_registry()))

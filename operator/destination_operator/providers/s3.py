@@ -61,6 +61,7 @@ from destination_operator.providers.base import (
     StepResult,
     Stopwatch,
 )
+from destination_operator.providers.s3errors import classify_botocore
 
 __all__ = [
     "DEFAULT_REGION",
@@ -325,7 +326,7 @@ class S3ApiProvider:
         def run(name: StepName, call: Callable[[Any], object]) -> StepResult | DestinationError:
             step = Stopwatch()
             try:
-                with map_exceptions(secrets):
+                with map_exceptions(secrets, classify=classify_botocore):
                     remaining = watch.remaining(timeout_seconds)
                     if remaining <= 0:
                         raise ProbeTimeoutError(
@@ -390,6 +391,10 @@ class S3CompatibleProvider(S3ApiProvider):
 
     type = DestinationType.S3Compatible
 
+    def location(self, spec: DestinationSpec) -> str:
+        member = spec.s3_compatible
+        return f"{str(member.endpoint).rstrip('/')}/{member.bucket}" if member else ""
+
     def target(self, spec: DestinationSpec) -> S3Target:
         member = spec.s3_compatible
         if member is None:
@@ -408,6 +413,9 @@ class AmazonS3Provider(S3ApiProvider):
     """`type: AmazonS3`: the SDK derives AWS's endpoint (and partition) from the region."""
 
     type = DestinationType.AmazonS3
+
+    def location(self, spec: DestinationSpec) -> str:
+        return f"s3://{spec.amazon_s3.bucket}" if spec.amazon_s3 else ""
 
     def target(self, spec: DestinationSpec) -> S3Target:
         member = spec.amazon_s3
@@ -432,6 +440,10 @@ class OracleCloudStorageProvider(S3ApiProvider):
     """
 
     type = DestinationType.OracleCloudStorage
+
+    def location(self, spec: DestinationSpec) -> str:
+        member = spec.oracle_cloud_storage
+        return f"oci://{member.namespace}/{member.bucket}" if member else ""
 
     def target(self, spec: DestinationSpec) -> S3Target:
         member = spec.oracle_cloud_storage

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+import canaries
 from controlplane import ControlPlane, ControlPlaneError, find_binaries
 from harness import Cluster
 
@@ -42,6 +43,15 @@ def destination_crd(cluster: Cluster) -> str:
     return cluster.apply_crd(CRD)
 
 
+def _scan_for_canaries(cluster: Cluster, namespace: str) -> None:
+    """No credential value a test stored may be in a Destination's status or an Event."""
+    if not canaries.registered():
+        return
+    seen = cluster.kubectl("get", "destinations,events", "-n", namespace, "-o", "json").stdout
+    leaked = canaries.found_in(seen)
+    assert not leaked, f"credential values in statuses or events of {namespace}: {leaked}"
+
+
 @pytest.fixture
 def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace named after the test; deleted afterwards."""
@@ -50,6 +60,7 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     core = client.CoreV1Api(cluster.api_client())
     core.create_namespace({"metadata": {"name": name}})
     yield name
+    _scan_for_canaries(cluster, name)
     try:
         core.delete_namespace(name)
     except client.ApiException as err:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import canaries
 from controlplane import die_with_parent
 from harness import Cluster
 from s3server import S3Server
@@ -25,6 +26,7 @@ OPERATOR_SA = "destination-operator"
 # exception may ever contain them (see test_zz_canary.py).
 CANARY_SECRET_KEY = "canary-SECRET-7f3a9c1e-never-show-me"
 CANARY_TOKEN = "canary-TOKEN-b41d0e77-never-show-me"
+canaries.register(CANARY_SECRET_KEY, CANARY_TOKEN)
 
 
 class OperatorProcess:
@@ -84,6 +86,7 @@ class OperatorProcess:
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """The real S3 server on loopback: signatures and IAM policies enforced."""
     with S3Server(tmp_path_factory.mktemp("s3")) as server:
+        canaries.register(*(user.secret_access_key for user in server.users.values()))
         yield server
 
 

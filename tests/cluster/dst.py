@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+import canaries
 from harness import Cluster
 from s3server import S3Server
 
@@ -44,6 +45,8 @@ def s3_destination(
 
 
 def secret(name: str, data: dict[str, str]) -> dict[str, Any]:
+    """A Secret manifest; its values are registered as canaries (see `canaries`)."""
+    canaries.register(*data.values())
     return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data}
 
 

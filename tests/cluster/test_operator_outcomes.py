@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from dst import (
@@ -16,7 +18,7 @@ from dst import (
     wait_for,
 )
 
-from conftest import CANARY_SECRET_KEY, OperatorProcess
+from conftest import CANARY_SECRET_KEY, CANARY_TOKEN, OperatorProcess
 from harness import Cluster
 from s3server import S3Server
 
@@ -182,3 +184,49 @@ def test_metadata_address_is_always_blocked(
         s3_destination("meta", s3, secret="s3", endpoint="http://169.254.169.254"),
     )
     wait_for(cluster, namespace, "meta", "Verified", "False", reason="EndpointBlocked")
+
+
+class _ReflectingReceiver(BaseHTTPRequestHandler):
+    """A hostile webhook receiver: refuses, and puts every header it got in its answer."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = ("refused; you sent: " + repr(dict(self.headers.items()))).encode()
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", f"Bearer error={self.headers.get('Authorization')}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_a_receiver_that_echoes_the_tokens_gets_them_in_no_status(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ReflectingReceiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        hook = {
+            "apiVersion": "destinations.io/v1alpha1",
+            "kind": "Destination",
+            "metadata": {"name": "hook"},
+            "spec": {
+                "type": "Webhook",
+                "environment": "Development",
+                "webhook": {"url": f"http://127.0.0.1:{server.server_port}/deliveries"},
+                "credentials": {"secretRef": {"name": "hook"}},
+            },
+        }
+        tokens = {"verificationToken": CANARY_TOKEN, "bearerToken": CANARY_SECRET_KEY}
+        apply(cluster, namespace, secret("hook", tokens), hook)
+        body = wait_for(
+            cluster, namespace, "hook", "Verified", "False", reason="AuthenticationFailed"
+        )
+        text = str(body["status"]) + str(events(cluster, namespace, "hook"))
+        assert "401" in text
+        assert CANARY_TOKEN not in text and CANARY_SECRET_KEY not in text
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -11,6 +11,9 @@ So, for every address the endpoint's host resolves to:
   ...) are always refused;
 - link-local (169.254.0.0/16, fe80::/10), multicast and reserved addresses
   are always refused;
+- an IPv4 address inside an IPv6 one (IPv4-mapped, NAT64, 6to4, Teredo) is
+  judged as that IPv4 address, and IPv4 spelt in decimal, octal, hex or short
+  form (`2130706433`, `0177.0.0.1`, `0x7f.1`) as its dotted form;
 - loopback, unspecified (0.0.0.0 reaches the local host) and private ranges
   (RFC 1918, fc00::/7, 100.64.0.0/10, ...) are refused unless the operator
   was started with `allow_private` (the tests and the demo use it).
@@ -32,6 +35,7 @@ answer.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -122,13 +126,32 @@ def _resolve(host: str, port: int) -> Sequence[str]:
 
 
 def _embedded_ipv4(address: IPAddress) -> IPAddress:
-    """The IPv4 address inside an IPv4-mapped or NAT64 IPv6 address, else `address`."""
+    """The IPv4 address inside an IPv4-mapped, NAT64, 6to4 or Teredo IPv6 address,
+    else `address`: each of them reaches that IPv4 address through a gateway."""
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return address.ipv4_mapped
         if address in _NAT64:
             return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if address.sixtofour is not None:
+            return address.sixtofour
+        if address.teredo is not None:
+            return address.teredo[1]  # the client's address
     return address
+
+
+_NUMERIC_HOST = re.compile(r"(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}")
+
+
+def _numeric_ipv4(host: str) -> str | None:
+    """The dotted-quad form of an IPv4 address spelt in decimal, octal, hex or short form
+    (`2130706433`, `0177.0.0.1`, `0x7f.1`, `127.1`), which resolvers accept; else None."""
+    if not _NUMERIC_HOST.fullmatch(host):
+        return None
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return None
 
 
 def classify_address(address: str) -> tuple[bool, str]:
@@ -178,6 +201,7 @@ def check_endpoint(
             f"endpoint host {host!r} is a cloud metadata service and is always refused"
         )
 
+    host = _numeric_ipv4(host) or host
     try:
         literal: IPAddress | None = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:

@@ -19,9 +19,11 @@ thread; the deadline counts from that moment. While it runs:
     host (`pin()`); a pinned host is never resolved again, so a DNS answer
     that changes between the check and the connection (rebinding) cannot
     redirect the probe. Unpinned hosts (AWS's own endpoints, when the
-    Destination names none) are resolved, with the bounded resolver below,
-    and an address the guard always refuses (cloud metadata, link-local) is
-    refused for them too, so a redirect cannot reach one;
+    Destination names none, or wherever a redirect points) are resolved,
+    with the bounded resolver below, and an address the guard always refuses
+    (cloud metadata, link-local) is refused for them too, so a redirect
+    cannot reach one; so are private and loopback addresses when
+    `refuse_private` is set (the operator does not allow private endpoints);
   - sets the socket's timeout to at most what is left of the deadline;
   - registers the socket. At the deadline one watchdog thread, shared by
     the whole process (a heap of deadlines), calls `shutdown(SHUT_RDWR)` on
@@ -143,6 +145,9 @@ class ProbeControl:
         self._specific: str = ""  # a more precise timeout message (which host's DNS stalled)
         self._entered = False
         self._finished = threading.Event()
+        # Set by the caller that knows the operator's setting (reconcile.verify): then an
+        # unpinned host (a redirect's, an SDK's own) may not lead to a private address either.
+        self.refuse_private = False
         for host, addresses in (pins or {}).items():
             self.pin(host, addresses)
 
@@ -568,6 +573,12 @@ def _connect_under(
             if always:
                 raise ConnectionRefusedError(
                     errno.ECONNREFUSED, f"{host!r} ({answer}) is {what} and is always refused"
+                )
+            if what and control.refuse_private:
+                raise ConnectionRefusedError(
+                    errno.ECONNREFUSED,
+                    f"{host!r} ({answer}) is a {what} address; the operator refuses those "
+                    "unless it is started with private endpoints allowed",
                 )
     family = allowed_gai_family()
     error: OSError | None = None

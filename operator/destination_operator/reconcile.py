@@ -229,6 +229,8 @@ def verify(
     if bound is None:
         bound = ProbeControl(spec.verification.timeout_seconds or default_timeout, resolve=resolve)
 
+    bound.refuse_private = not allow_private
+
     def guard_resolve(host: str, port: int) -> Sequence[str]:
         return bound.resolve(host, port, resolve)
 

@@ -40,6 +40,13 @@ ALWAYS = [
     "http://[::ffff:169.254.169.254]",
     "http://[64:ff9b::a9fe:a9fe]",  # NAT64 of 169.254.169.254
     "http://100.100.100.200",
+    "http://[2002:a9fe:a9fe::1]",  # 6to4 of 169.254.169.254
+    "http://[2001:0:4136:e378:8000:63bf:5601:5601]",  # Teredo, client 169.254.169.254
+    "http://2852039166",  # 169.254.169.254 in decimal
+    "http://0xa9fea9fe",  # ... in hex
+    "http://0251.0376.0251.0376",  # ... in octal
+    "http://0xa9.0xfe.0xa9.0xfe",
+    "http://169.254.43518",  # short form
     "http://metadata.google.internal",
     "http://METADATA.google.internal.",
     "http://224.0.0.1",
@@ -57,6 +64,12 @@ PRIVATE = [
     "http://[fd12:3456::1]",
     "http://[::ffff:127.0.0.1]",
     "http://localhost:9000",
+    "http://2130706433",  # 127.0.0.1 in decimal
+    "http://0x7f.1",
+    "http://0177.0.0.1",
+    "http://127.1",
+    "http://012.0.0.1",  # 10.0.0.1 in octal
+    "http://[2002:7f00:1::]",  # 6to4 of 127.0.0.1
 ]
 
 
@@ -141,3 +154,21 @@ def test_all_of_ipv4_link_local_is_always_refused(address: object) -> None:
 def test_private_and_loopback_are_refusable(address: object) -> None:
     always, kind = classify_address(str(address))
     assert not always and kind in {"private", "loopback"}
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("http://2852039166", "cloud metadata"),
+        ("http://0251.0376.0251.0376", "cloud metadata"),
+        ("http://0x7f.1", "loopback"),
+        ("http://127.1", "loopback"),
+        ("http://[2002:a9fe:a9fe::1]", "cloud metadata"),
+        ("http://[2002:c0a8:101::1]", "private"),  # 6to4 of 192.168.1.1
+    ],
+)
+def test_numeric_spellings_are_judged_as_addresses_not_sent_to_dns(url: str, kind: str) -> None:
+    # A resolver that would say "public": the guard must not ask it.
+    with pytest.raises(EndpointBlockedError) as info:
+        check_endpoint(url, allow_private=False, resolve=resolver("93.184.215.14"))
+    assert kind in info.value.message

@@ -258,6 +258,8 @@ class _Client:
         )
         http = self.session.session  # the requests.Session underneath
         http.trust_env = False
+        # oss2 lets requests follow redirects; a redirect could lead past the endpoint guard
+        http.max_redirects = 0
         if options.ca_bundle:
             http.verify = options.ca_bundle
         self.proxies = (

@@ -367,7 +367,6 @@ class Engine:
                         object_key=reconcile.probe_object_key(spec, entry.uid, now),
                         allow_private=self.settings.allow_private_endpoints,
                         now=now,
-                        default_timeout=self.settings.timeout_seconds,
                         control=control,
                     ),
                 )

@@ -32,7 +32,7 @@ from typing import Any
 
 from . import conditions, decide, metrics, reconcile
 from .api.spec import DestinationSpec
-from .kube import events
+from .kube import events, namespaces
 from .kube.client import ApiUnavailable
 from .kube.secrets import SecretUnreadable, StoredSecret, read_secret
 from .kube.status import StatusWriteFailed, patch_status, remove_finalizer
@@ -49,6 +49,7 @@ LEGACY_FINALIZER = "destinations.io/operator"
 """The finalizer of the operator's first releases (one daemon per Destination); removed on sight."""
 
 API_BACKOFF_BASE, API_BACKOFF_CAP = 0.5, 30.0
+NAMESPACE_CHECK_SECONDS = 5.0
 
 
 def utcnow() -> datetime.datetime:
@@ -120,6 +121,8 @@ class Engine:
         self.entries: dict[Key, Entry] = {}
         self.users: dict[Key, set[Key]] = {}  # Secret key -> Destination keys naming it
         self.secret_cache: dict[Key, tuple[str, StoredSecret]] = {}  # fingerprint, data
+        # namespace -> (when checked, being deleted): see kube.namespaces
+        self.namespaces_checked: dict[str, tuple[float, bool]] = {}
         self.queue: WorkQueue[Key] = WorkQueue()
         self.probe_slots = asyncio.Semaphore(settings.probe_concurrency)
         self.probes_running: set[ProbeControl] = set()
@@ -272,6 +275,13 @@ class Engine:
             plan.status is not None,
             plan.requeue_after,
         )
+        if (
+            observed.secret is None
+            and plan.status is not None
+            and await self._namespace_terminating(key[0])
+        ):
+            logger.debug("%s/%s: its namespace is being deleted; nothing to report", *key)
+            return
         if plan.status is not None and not await self._write(key, entry, plan.status):
             return
         if plan.probe and plan.spec is not None:
@@ -297,6 +307,16 @@ class Engine:
             entry.seen = True
             self.synced += 1
             metrics.SYNCED.set(self.synced)
+
+    async def _namespace_terminating(self, namespace: str) -> bool:
+        """Whether `namespace` is being deleted; a "no" is trusted for a few seconds."""
+        now = asyncio.get_running_loop().time()
+        known = self.namespaces_checked.get(namespace)
+        if known is not None and (known[1] or now - known[0] < NAMESPACE_CHECK_SECONDS):
+            return known[1]
+        found: bool = await self._api(namespaces.terminating, namespace)
+        self.namespaces_checked[namespace] = (now, found)
+        return found
 
     async def _write(self, key: Key, entry: Entry, status: dict[str, Any]) -> bool:
         """Patch the status; post the transition events. False when the object is gone."""

@@ -99,3 +99,50 @@ def test_a_restart_neither_probes_nor_writes_verified_destinations(
     while len(probe_requests(s3, "calm/")) == probes:
         assert time.monotonic() < deadline, "the restarted operator never probed"
         time.sleep(0.2)
+
+
+def test_a_namespace_being_deleted_gets_no_secret_not_found_writes(
+    cluster: Cluster, s3: S3Server, operator: OperatorProcess
+) -> None:
+    namespace = f"goodbye-{time.monotonic_ns() % 100000}"
+    cluster.kubectl("create", "namespace", namespace)
+    count = 10
+    # A finalizer of the test's own holds the Destinations while the Secret goes first,
+    # the order a namespace deletion may take.
+    held = [
+        s3_destination(f"d{i}", s3, secret="s3") | {"metadata": {"name": f"d{i}"}}
+        for i in range(count)
+    ]
+    for body in held:
+        body["metadata"]["finalizers"] = ["tests.destinations.io/hold"]
+    apply(cluster, namespace, s3_secret(s3), *held)
+    for i in range(count):
+        wait_for(cluster, namespace, f"d{i}", "Ready", "True")
+    before = sum(len(operator_writes(cluster, namespace, f"d{i}")) for i in range(count))
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+    deadline = time.monotonic() + 30
+    while cluster.kubectl("get", "secret", "s3", "-n", namespace, check=False).returncode == 0:
+        assert time.monotonic() < deadline, "the namespace controller kept the Secret"
+        time.sleep(0.2)
+    time.sleep(5)  # the operator has seen the Secret go
+    after = sum(len(operator_writes(cluster, namespace, f"d{i}")) for i in range(count))
+    try:
+        assert after == before, f"{after - before} writes to Destinations of a deleted namespace"
+        assert (
+            "SecretNotFound"
+            not in cluster.kubectl("get", "dst", "-n", namespace, "-o", "yaml").stdout
+        )
+    finally:
+        for i in range(count):
+            cluster.kubectl(
+                "patch",
+                "dst",
+                f"d{i}",
+                "-n",
+                namespace,
+                "--type=merge",
+                "-p",
+                '{"metadata":{"finalizers":null}}',
+                check=False,
+            )
+        cluster.wait_namespace_gone(namespace, timeout=60)

@@ -5,9 +5,14 @@
 1. a provider for the spec's type;
 2. the Secret exists (`SecretNotFound`) and has the provider's keys
    (`SecretKeyMissing`, naming the key, never a value);
-3. the endpoint guard, on every URL the Destination's author chose, before
-   any connection (`EndpointBlocked`);
-4. the provider's probe (write, then delete in `WriteDelete` mode).
+3. the probe's transport (`providers.transport`): `spec.transport` and the
+   Secret's `caBundle` (`SecretKeyMissing` when it holds no usable
+   certificate; `InvalidSpec` for TLS verification skipped outside
+   Development);
+4. the endpoint guard, on every URL the Destination's author chose, the
+   proxy's included, before any connection (`EndpointBlocked`);
+5. the provider's probe (write, then delete in `WriteDelete` mode). A probe
+   that skipped TLS verification says so in its success message.
 
 Every failure becomes an `Outcome` with the `Reason` of its
 `DestinationError`, its message scrubbed of every value in the Secret. The
@@ -26,9 +31,16 @@ from typing import Any
 
 from destination_operator.api.spec import DestinationSpec, VerificationMode, render_prefix
 from destination_operator.api.status import Reason
-from destination_operator.endpoints import Resolver, check_endpoints
+from destination_operator.endpoints import (
+    CheckedEndpoint,
+    Resolver,
+    check_endpoint,
+    check_endpoints,
+)
 from destination_operator.errors import (
     DestinationError,
+    EndpointBlockedError,
+    EndpointUnreachableError,
     InvalidSpecError,
     SecretKeyMissingError,
     SecretNotFoundError,
@@ -39,6 +51,7 @@ from destination_operator.probecontrol import ProbeControl
 from destination_operator.providers.base import StepName, StepOutcome, StepResult, Stopwatch
 from destination_operator.providers.base import probe_object_key as _key_under
 from destination_operator.providers.registry import Registry, default_registry
+from destination_operator.providers.transport import TLS_SKIPPED_NOTE, Transport, transport_for
 
 __all__ = [
     "FINGERPRINT_LABEL",
@@ -166,6 +179,14 @@ def _decode(secret_data: Mapping[str, bytes]) -> tuple[dict[str, str], set[str]]
     return text, undecodable
 
 
+def _check_proxy(url: str, allow_private: bool, resolve: Resolver) -> CheckedEndpoint:
+    """The endpoint guard on the proxy's URL; a refusal says it was the proxy's."""
+    try:
+        return check_endpoint(url, allow_private=allow_private, resolve=resolve)
+    except (EndpointBlockedError, EndpointUnreachableError, InvalidSpecError) as err:
+        raise type(err)(f"the proxy (spec.transport.httpsProxy): {err.message}") from None
+
+
 def verify(
     spec: DestinationSpec,
     secret_data: Mapping[str, bytes] | None,
@@ -222,8 +243,11 @@ def verify(
                 err.key, secret_name=secret_name, hint=hint, alternatives=err.alternatives
             ) from None
         urls = provider.endpoints(spec)
+        transport = transport_for(spec, secret_data)
     except Exception as err:  # noqa: BLE001 - ours, or a provider bug: never take the operator down
         return failure(translate(err, secrets=secrets), **context)
+    # Only when there is something to say: a provider written before transports keeps working.
+    options: dict[str, Any] = {"transport": transport} if transport != Transport() else {}
 
     bound = control
     if bound is None:
@@ -240,12 +264,17 @@ def verify(
                 urls, allow_private=allow_private, resolve=guard_resolve
             ):
                 bound.pin(checked.host, checked.addresses)
+            if transport.https_proxy:
+                checked = _check_proxy(transport.https_proxy, allow_private, guard_resolve)
+                bound.pin(checked.host, checked.addresses)
         except Exception as err:  # noqa: BLE001 - as above
             return failure(translate(bound.timeout_error() or err, secrets=secrets), **context)
 
         watch = Stopwatch()
         try:
-            result = provider.probe(spec, credentials, object_key, mode, bound.timeout_seconds)
+            result = provider.probe(
+                spec, credentials, object_key, mode, bound.timeout_seconds, **options
+            )
         except Exception as err:  # noqa: BLE001 - steps fail in the result; anything else here
             error = translate(bound.timeout_error() or err, secrets=secrets)
             return Outcome(
@@ -283,10 +312,13 @@ def verify(
                 **context,
             )
     done = "wrote and deleted" if mode == VerificationMode.WriteDelete else "wrote"
+    message = result.summary or f"{done} probe object {object_key!r}"
+    if not transport.verify_tls:  # first: a long message is shortened at its end
+        message = f"{TLS_SKIPPED_NOTE}: {message}"
     return Outcome(
         verified=True,
         reason=Reason.ProbeSucceeded,
-        message=scrub(result.summary or f"{done} probe object {object_key!r}", secrets),
+        message=scrub(message, secrets),
         steps=result.steps,
         duration_ms=watch.ms(),
         probed=True,

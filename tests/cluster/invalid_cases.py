@@ -488,6 +488,51 @@ CASES: list[Case] = [
         {"verification": {"mode": "Delete"}},
         'supported values: "WriteDelete"',
     ),
+    # --- transport -------------------------------------------------------------------------------
+    _c(
+        "transport-insecure-in-production",
+        "S3Compatible",
+        {"transport": {"insecureSkipTLSVerify": True}},
+        "spec.transport.insecureSkipTLSVerify may be true only when spec.environment is "
+        "Development",
+    ),
+    _c(
+        "transport-insecure-in-staging",
+        "Webhook",
+        {"environment": "Staging", "transport": {"insecureSkipTLSVerify": True}},
+        "spec.transport.insecureSkipTLSVerify may be true only when spec.environment is "
+        "Development",
+    ),
+    _c(
+        "transport-insecure-string",
+        "AzureBlobStorage",
+        {"environment": "Development", "transport": {"insecureSkipTLSVerify": "true"}},
+        "must be of type boolean",
+    ),
+    _c(
+        "transport-proxy-userinfo",
+        "AmazonS3",
+        {"transport": {"httpsProxy": "http://user:password@proxy.example.com:3128"}},
+        "spec.transport.httpsProxy must not contain user:password@",
+    ),
+    _c(
+        "transport-proxy-path",
+        "GoogleCloudStorage",
+        {"transport": {"httpsProxy": "http://proxy.example.com:3128/proxy"}},
+        "spec.transport.httpsProxy must be an http:// or https:// URL of a proxy",
+    ),
+    _c(
+        "transport-proxy-socks",
+        "AlibabaOSS",
+        {"transport": {"httpsProxy": "socks5://proxy.example.com:1080"}},
+        "spec.transport.httpsProxy must be an http:// or https:// URL of a proxy",
+    ),
+    _c(
+        "transport-ca-bundle-in-spec",
+        "OracleCloudStorage",
+        {"transport": {"caBundle": "-----BEGIN CERTIFICATE-----"}},
+        'unknown field "spec.transport.caBundle"',
+    ),
     # --- flags, types and structure ----------------------------------------------------------
     _c("enabled-string", "AmazonS3", {"enabled": "yes"}, "must be of type boolean"),
     _c("archived-number", "AmazonS3", {"archived": 1}, "must be of type boolean"),

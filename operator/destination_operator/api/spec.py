@@ -53,6 +53,7 @@ __all__ = [
     "SecretRef",
     "ServerSideEncryption",
     "SpecError",
+    "Transport",
     "Verification",
     "VerificationMode",
     "Webhook",
@@ -751,7 +752,9 @@ class SecretRef(RuleModel):
                 "sessionToken); GoogleCloudStorage reads serviceAccountJson, or hmacAccessKey "
                 "and hmacSecret; AzureBlobStorage reads accountKey, or sasToken, or "
                 "connectionString; AlibabaOSS reads accessKeyId and accessKeySecret; Webhook "
-                "reads verificationToken (optional bearerToken)."
+                "reads verificationToken (optional bearerToken). Every type also reads "
+                "caBundle (optional): PEM CA certificates that the probe trusts instead of the "
+                "system's."
             ),
         ),
         Checks(
@@ -851,6 +854,69 @@ class Verification(RuleModel):
         return None if self.timeout is None else parse_duration(self.timeout)
 
 
+_PROXY_PATH = "spec.transport.httpsProxy"
+PROXY_PATTERN = f"^https?://{_HOST}/?$"
+_PROXY_ALLOWED = (
+    "must be an http:// or https:// URL of a proxy: a host name or IPv4 address and an "
+    "optional :port; no path, query or user:password@"
+)
+
+
+def _no_userinfo(path: str) -> Rule:
+    def check(value: str) -> bool:
+        return "@" not in value
+
+    return Rule(
+        cel="!self.contains('@')",
+        message=f"{path} must not contain user:password@: proxy credentials are not supported",
+        check=check,
+    )
+
+
+class Transport(RuleModel):
+    """How the probe's connections reach the target: through an HTTP(S) proxy, and whether the
+    target's TLS certificate is verified. CA certificates to trust are not set here but in the
+    Secret (spec.credentials.secretRef.name), under the optional key caBundle (PEM): they are
+    trusted instead of the system's CAs, for every type.
+    """
+
+    https_proxy: (
+        Annotated[
+            str,
+            Field(
+                max_length=512,
+                description=(
+                    "URL of the proxy that the probe's https:// connections go through, such as "
+                    "http://proxy.example.com:3128 (https:// for a proxy that itself speaks TLS). "
+                    "The probe opens a CONNECT tunnel through it, so TLS runs from the operator "
+                    "to the target and the proxy sees only the target's host and port; the "
+                    "proxy resolves that host itself. http:// targets (Development only) are "
+                    "reached directly. A host name or IPv4 address and an optional :port; no "
+                    "user:password@ (proxy credentials are not supported). The operator checks "
+                    "the proxy's address as it checks endpoints (cloud metadata and link-local "
+                    "addresses are refused, private ones unless the operator allows them)."
+                ),
+            ),
+            Checks(
+                pattern_rule(_PROXY_PATH, PROXY_PATTERN, _PROXY_ALLOWED),
+                _no_userinfo(_PROXY_PATH),
+            ),
+        ]
+        | None
+    ) = None
+    insecure_skip_tls_verify: bool = Field(
+        default=False,
+        alias="insecureSkipTLSVerify",
+        description=(
+            "true: the probe does not verify the target's TLS certificate nor its host name. "
+            "Allowed only when spec.environment is Development (for a test server with a "
+            "throw-away certificate); the Verified condition's message then says that TLS "
+            "verification was skipped. Elsewhere, put the CA that signed the certificate in the "
+            "Secret's caBundle key."
+        ),
+    )
+
+
 MEMBER_FIELDS: dict[DestinationType, tuple[str, str]] = {
     DestinationType.AmazonS3: ("amazon_s3", "amazonS3"),
     DestinationType.S3Compatible: ("s3_compatible", "s3Compatible"),
@@ -934,6 +1000,33 @@ def _https_rules() -> tuple[Rule, ...]:
             )
         )
     return tuple(rules)
+
+
+def _transport_rules() -> tuple[Rule, ...]:
+    def check(spec: DestinationSpec) -> bool:
+        transport = spec.transport
+        return (
+            transport is None
+            or not transport.insecure_skip_tls_verify
+            or spec.environment == Environment.Development
+        )
+
+    return (
+        Rule(
+            cel=(
+                "!has(self.transport) || !has(self.transport.insecureSkipTLSVerify) || "
+                "!self.transport.insecureSkipTLSVerify || "
+                "(has(self.environment) && self.environment == 'Development')"
+            ),
+            message=(
+                "spec.transport.insecureSkipTLSVerify may be true only when spec.environment is "
+                "Development (Production and Staging always verify certificates: put the CA "
+                "that signed the target's certificate in the Secret's caBundle key instead)"
+            ),
+            check=check,
+            field_path=".transport.insecureSkipTLSVerify",
+        ),
+    )
 
 
 def _prefix_rules() -> tuple[Rule, ...]:
@@ -1066,8 +1159,15 @@ class DestinationSpec(RuleModel):
         description="When and how the Destination is verified.",
         json_schema_extra={"default": {}},
     )
+    transport: Transport | None = Field(
+        default=None,
+        description=(
+            "Unset: the probe connects directly and verifies certificates against the system's "
+            "CAs (or the Secret's caBundle)."
+        ),
+    )
 
-    cel_rules: ClassVar[tuple[AnyRule, ...]] = _union_rules() + _https_rules()
+    cel_rules: ClassVar[tuple[AnyRule, ...]] = _union_rules() + _https_rules() + _transport_rules()
 
     @property
     def member(self) -> Member:

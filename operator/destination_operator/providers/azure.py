@@ -86,6 +86,7 @@ from destination_operator.providers.base import (
     StepResult,
     Stopwatch,
 )
+from destination_operator.providers.transport import Transport
 
 __all__ = [
     "AZURE_SECRET_KEYS",
@@ -331,14 +332,16 @@ def check_location(target: AzureTarget, credentials: AzureCredentials) -> None:
 class ClientOptions:
     """How a probe's client connects.
 
-    `ca_bundle` (a CA file to trust instead of the system's) and `https_proxy`
-    (a proxy URL for https) are for operator settings to come; nothing sets
-    them yet.
+    `ca_bundle` (a CA file to trust instead of the system's), `https_proxy`
+    (a proxy URL for https) and `verify` (False, in Development only: no
+    certificate check) come from the probe's `Transport` over the provider's
+    own settings.
     """
 
     timeout_seconds: float
     ca_bundle: str | None = None
     https_proxy: str | None = None
+    verify: bool = True
 
     def as_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the SDK's client constructors."""
@@ -348,7 +351,7 @@ class ClientOptions:
             "permit_redirects": False,  # a redirect could lead past the endpoint guard
             "connection_timeout": timeout,
             "read_timeout": timeout,
-            "connection_verify": self.ca_bundle or True,
+            "connection_verify": (self.ca_bundle or True) if self.verify else False,
             "user_agent": "destination-operator",
         }
         if self.https_proxy:
@@ -457,8 +460,8 @@ def storage_error(
 class AzureBlobStorageProvider:
     """`type: AzureBlobStorage`: Put Blob, then Delete Blob, in the spec's container.
 
-    `ca_bundle` and `https_proxy` go to every probe's client (see `ClientOptions`);
-    the operator sets neither yet.
+    `ca_bundle` and `https_proxy` go to every probe's client (see `ClientOptions`),
+    unless the probe's own transport sets them.
     """
 
     type: ClassVar[DestinationType] = DestinationType.AzureBlobStorage
@@ -491,6 +494,8 @@ class AzureBlobStorageProvider:
         object_key: str,
         mode: VerificationMode,
         timeout_seconds: float,
+        *,
+        transport: Transport | None = None,
     ) -> ProbeResult:
         """Put Blob at `object_key`; in `WriteDelete` mode delete it again.
 
@@ -499,8 +504,12 @@ class AzureBlobStorageProvider:
         """
         secrets = credentials.secrets
         watch = Stopwatch()
+        connection = (transport or Transport()).with_fallback(self.ca_bundle, self.https_proxy)
         options = ClientOptions(
-            timeout_seconds, ca_bundle=self.ca_bundle, https_proxy=self.https_proxy
+            timeout_seconds,
+            ca_bundle=connection.ca_bundle_path,
+            https_proxy=connection.https_proxy,
+            verify=connection.verify_tls,
         )
         try:
             target = azure_target(spec)

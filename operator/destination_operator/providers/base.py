@@ -8,9 +8,10 @@ A provider knows one `DestinationType`. It
 3. lists the URLs the Destination's author chose (`endpoints`), so that the
    endpoint guard can check them before any connection is made, and says
    where data goes in one line (`location`, the TARGET column);
-4. probes (`probe`): builds its SDK client with the probe's timeout, writes a
-   small object and, in `WriteDelete` mode, deletes it again, and reports
-   each step. It is synchronous (the operator runs it in a worker thread)
+4. probes (`probe`): builds its SDK client with the probe's timeout and
+   transport (`providers.transport`: CA bundle, proxy, TLS verification),
+   writes a small object and, in `WriteDelete` mode, deletes it again, and
+   reports each step. It is synchronous (the operator runs it in a worker thread)
    and reports failures as `ProbeResult.error`, already translated by
    `errors.translate` and scrubbed of the credentials.
 
@@ -31,6 +32,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from destination_operator.api.spec import DestinationSpec, DestinationType, VerificationMode
 from destination_operator.api.status import StepOutcome
 from destination_operator.errors import DestinationError
+from destination_operator.providers.transport import Transport
 
 __all__ = [
     "PROBE_BODY",
@@ -183,6 +185,12 @@ class Provider(Protocol):
         object_key: str,
         mode: VerificationMode,
         timeout_seconds: float,
+        *,
+        transport: Transport | None = None,
     ) -> ProbeResult:
-        """Write (and in `WriteDelete` mode delete) `object_key`; never raises for a failed step."""
+        """Write (and in `WriteDelete` mode delete) `object_key`; never raises for a failed step.
+
+        `transport` is this probe's (from the spec and the Secret); what it
+        leaves unset, the provider's own settings decide. None: those alone.
+        """
         ...

@@ -75,6 +75,7 @@ from destination_operator.providers.s3 import (
     S3Transport,
     client_timeout,
 )
+from destination_operator.providers.transport import Transport
 
 __all__ = [
     "GOOGLE_STORAGE_ENDPOINT",
@@ -271,19 +272,42 @@ def _grant_error(status: int, body: bytes) -> DestinationError:
 
 @dataclass(frozen=True)
 class HttpOptions:
-    """How the probe's HTTP sessions reach Google: a CA bundle and an HTTPS proxy.
+    """How the probe's HTTP sessions reach Google: a CA bundle, an HTTPS proxy, verification.
 
     Both default to None (the system's trust store; no proxy but what the
-    environment sets, as for every other SDK the operator uses).
+    environment sets, as for every other SDK the operator uses). `verify`
+    False (Development only) checks no certificate.
     """
 
     ca_bundle: str | None = None
     https_proxy: str | None = None
+    verify: bool = True
+
+    def over(self, probe: Transport | None) -> HttpOptions:
+        """These options with a probe's laid over them (those the probe sets win)."""
+        if probe is None:
+            return self
+        return HttpOptions(
+            ca_bundle=probe.ca_bundle_path or self.ca_bundle,
+            https_proxy=probe.https_proxy or self.https_proxy,
+            verify=self.verify and probe.verify_tls,
+        )
 
     def configure(self, session: Any) -> Any:
         """Apply the options to a `requests.Session`, and refuse redirects; returns it."""
-        if self.ca_bundle:
-            session.verify = self.ca_bundle
+        if not self.verify or self.ca_bundle:
+            trust: str | bool = self.ca_bundle if self.verify and self.ca_bundle else False
+            session.verify = trust
+            # requests lets REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE replace a session's
+            # `verify` on every request; this probe's trust must win over the environment.
+            merge = session.merge_environment_settings
+
+            def keep_trust(*args: Any, **kwargs: Any) -> dict[str, Any]:
+                settings = dict(merge(*args, **kwargs))
+                settings["verify"] = trust
+                return settings
+
+            session.merge_environment_settings = keep_trust
         if self.https_proxy:
             session.proxies = {"https": self.https_proxy}
         # Neither the token endpoint nor the storage API redirects: a redirect
@@ -429,7 +453,7 @@ class GoogleCloudStorageProvider:
     Google's storage endpoint for each API (a replaced one is then checked
     by the endpoint guard, like an author's); `token_uris` are the token
     endpoints a key file may name; `ca_bundle` and `https_proxy` shape the
-    HTTP clients of both paths.
+    HTTP clients of both paths, under each probe's own transport.
     """
 
     type: ClassVar[DestinationType] = DestinationType.GoogleCloudStorage
@@ -490,13 +514,16 @@ class GoogleCloudStorageProvider:
         object_key: str,
         mode: VerificationMode,
         timeout_seconds: float,
+        *,
+        transport: Transport | None = None,
     ) -> ProbeResult:
         """Upload a small object at `object_key`; in `WriteDelete` mode delete it again."""
         if isinstance(credentials, S3Credentials):
             return self._interoperability.probe(
-                spec, credentials, object_key, mode, timeout_seconds
+                spec, credentials, object_key, mode, timeout_seconds, transport=transport
             )
-        return self._probe_json_api(spec, credentials, object_key, mode, timeout_seconds)
+        options = self._options.over(transport)
+        return self._probe_json_api(spec, credentials, object_key, mode, timeout_seconds, options)
 
     def _probe_json_api(
         self,
@@ -505,6 +532,7 @@ class GoogleCloudStorageProvider:
         object_key: str,
         mode: VerificationMode,
         timeout_seconds: float,
+        options: HttpOptions,
     ) -> ProbeResult:
         bucket = _bucket(spec)
         watch = Stopwatch()
@@ -526,7 +554,7 @@ class GoogleCloudStorageProvider:
                 return err
             return StepResult(name, StepOutcome.Succeeded, step.ms())
 
-        probe = _JsonApiProbe(key, self._api_endpoint, self._options)
+        probe = _JsonApiProbe(key, self._api_endpoint, options)
 
         def write() -> None:
             with _google_errors("token endpoint", secrets):

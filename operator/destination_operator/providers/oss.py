@@ -28,8 +28,10 @@ backoff), closed when the probe ends; each step's timeout is what is left of
 the probe's. The session reads nothing from the environment (proxy
 variables, CA bundle variables, `.netrc`): a proxy would connect in place of
 the address the guard checked, and a `.netrc` entry would replace the
-signature. A CA bundle and an HTTPS proxy can be given to the provider
-(`AlibabaOSSProvider(ca_bundle=..., https_proxy=...)`); nothing sets them yet.
+signature. A CA bundle and an HTTPS proxy come from the probe's transport
+(`providers.transport`: `spec.transport` and the Secret's `caBundle`), or
+from the provider's own settings (`AlibabaOSSProvider(ca_bundle=...,
+https_proxy=...)`) where the probe's set none.
 
 Logging: oss2 logs each request's headers (with the Authorization header and
 so the access key id) at DEBUG, and its exceptions (quoting OSS's error body,
@@ -83,6 +85,7 @@ from destination_operator.providers.base import (
     StepResult,
     Stopwatch,
 )
+from destination_operator.providers.transport import Transport
 
 __all__ = [
     "OSS_SECRET_KEYS",
@@ -135,11 +138,23 @@ class ClientOptions:
     """How the HTTP client reaches OSS, beyond the spec: a CA bundle, an HTTPS proxy.
 
     `ca_bundle`: a PEM file of the CAs to trust (None: the CAs requests
-    ships). `https_proxy`: a proxy URL for every request (None: direct).
+    ships). `https_proxy`: a proxy URL for https:// requests (None: direct).
+    `verify`: False (Development only) checks no certificate.
     """
 
     ca_bundle: str | None = None
     https_proxy: str | None = None
+    verify: bool = True
+
+    def over(self, probe: Transport | None) -> ClientOptions:
+        """These options with a probe's laid over them (those the probe sets win)."""
+        if probe is None:
+            return self
+        return ClientOptions(
+            ca_bundle=probe.ca_bundle_path or self.ca_bundle,
+            https_proxy=probe.https_proxy or self.https_proxy,
+            verify=self.verify and probe.verify_tls,
+        )
 
 
 @dataclass(frozen=True)
@@ -260,13 +275,12 @@ class _Client:
         http.trust_env = False
         # oss2 lets requests follow redirects; a redirect could lead past the endpoint guard
         http.max_redirects = 0
-        if options.ca_bundle:
+        if not options.verify:
+            http.verify = False
+        elif options.ca_bundle:
             http.verify = options.ca_bundle
-        self.proxies = (
-            {"http": options.https_proxy, "https": options.https_proxy}
-            if options.https_proxy
-            else None
-        )
+        # https:// only: an http:// endpoint (Development) is reached directly.
+        self.proxies = {"https": options.https_proxy} if options.https_proxy else None
         self.auth = self.oss2.AuthV4(credentials.access_key_id, credentials.access_key_secret)
 
     def bucket(self, timeout_seconds: float) -> Any:
@@ -374,7 +388,7 @@ class AlibabaOSSProvider:
     secret_keys: ClassVar[SecretKeys] = OSS_SECRET_KEYS
 
     def __init__(self, *, ca_bundle: str | None = None, https_proxy: str | None = None) -> None:
-        """`ca_bundle` and `https_proxy`: see `ClientOptions` (nothing sets them yet)."""
+        """`ca_bundle` and `https_proxy`: see `ClientOptions` (a probe's transport wins)."""
         self.options = ClientOptions(ca_bundle=ca_bundle, https_proxy=https_proxy)
 
     def load_credentials(self, data: Mapping[str, str]) -> OSSCredentials:
@@ -402,12 +416,14 @@ class AlibabaOSSProvider:
         object_key: str,
         mode: VerificationMode,
         timeout_seconds: float,
+        *,
+        transport: Transport | None = None,
     ) -> ProbeResult:
         """PUT a small object at `object_key`; in `WriteDelete` mode DELETE it again."""
         secrets = credentials.values()
         watch = Stopwatch()
         try:
-            client = _Client(oss_target(spec), credentials, self.options)
+            client = _Client(oss_target(spec), credentials, self.options.over(transport))
         except Exception as exc:  # noqa: BLE001 - the SDK missing, or a bad spec: a failed write
             error = translate_oss_error(exc, "PutObject", secrets)
             return _write_failed(error, watch.ms())

@@ -23,12 +23,14 @@ trips them. The probe's hard deadline is the `ProbeControl` it runs under
 (`reconcile.verify` sees to it), which shuts the client's sockets when the
 time is up; see `probecontrol`.
 
-Two knobs exist for what a spec cannot say. `endpoint_override` (a
-constructor argument, so no Destination can set it) sends a provider's
-requests to another endpoint, which the endpoint guard then checks: the
-tests point Amazon S3 and Oracle Cloud at an S3 server on loopback with it.
-`S3Transport` carries a CA bundle and an HTTPS proxy for the client; nothing
-sets them yet, and they default to the SDK's own behaviour.
+`endpoint_override` (a constructor argument, so no Destination can set it)
+sends a provider's requests to another endpoint, which the endpoint guard
+then checks: the tests point Amazon S3 and Oracle Cloud at an S3 server on
+loopback with it. `S3Transport` is what the client trusts and how it
+connects: a CA bundle, a proxy for https:// endpoints, TLS verification. A
+provider has one of its own (constructor); each probe's `Transport` (from
+`spec.transport` and the Secret's `caBundle`, see `providers.transport`)
+overrides it where it sets something.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from destination_operator.providers.base import (
     Stopwatch,
 )
 from destination_operator.providers.s3errors import classify_botocore
+from destination_operator.providers.transport import Transport
 
 __all__ = [
     "DEFAULT_REGION",
@@ -129,13 +132,29 @@ class S3Target:
 
 @dataclass(frozen=True)
 class S3Transport:
-    """How the client reaches any endpoint: a CA bundle to trust and an HTTPS proxy.
+    """How the client reaches any endpoint: a CA bundle to trust, an HTTPS proxy, verification.
 
     None means the SDK's default: the system's trusted CAs, and no proxy.
+    `verify=False` (Development only) checks no certificate at all.
     """
 
     ca_bundle: str | None = None  # path of a PEM file: botocore's `verify`
     https_proxy: str | None = None  # URL of a proxy for https:// endpoints
+    verify: bool = True
+
+    def over(self, probe: Transport | None) -> S3Transport:
+        """This transport with a probe's options laid over it (those the probe sets win)."""
+        if probe is None:
+            return self
+        return S3Transport(
+            ca_bundle=probe.ca_bundle_path or self.ca_bundle,
+            https_proxy=probe.https_proxy or self.https_proxy,
+            verify=self.verify and probe.verify_tls,
+        )
+
+    def botocore_verify(self) -> str | bool | None:
+        """botocore's `verify`: False, a CA bundle's path, or None (the SDK's default trust)."""
+        return False if not self.verify else self.ca_bundle
 
 
 def use_path_style(endpoint_url: str | None, force_path_style: bool) -> bool:
@@ -159,9 +178,17 @@ def use_path_style(endpoint_url: str | None, force_path_style: bool) -> bool:
 
 
 def client_config(
-    timeout_seconds: float, *, path_style: bool, https_proxy: str | None = None
+    timeout_seconds: float,
+    *,
+    path_style: bool,
+    https_proxy: str | None = None,
+    proxy_ca_bundle: str | None = None,
 ) -> dict[str, Any]:
-    """The keyword arguments of `botocore.config.Config` for a probe client."""
+    """The keyword arguments of `botocore.config.Config` for a probe client.
+
+    `proxy_ca_bundle`: the CAs that an https:// proxy's certificate is checked
+    against (the client's CA bundle, so that one bundle serves both).
+    """
     timeout = max(_MIN_TIMEOUT, timeout_seconds)
     config: dict[str, Any] = {
         "connect_timeout": timeout,
@@ -176,6 +203,8 @@ def client_config(
     }
     if https_proxy:
         config["proxies"] = {"https": https_proxy}
+        if proxy_ca_bundle and https_proxy.startswith("https://"):
+            config["proxies_config"] = {"proxy_ca_bundle": proxy_ca_bundle}
     return config
 
 
@@ -237,7 +266,10 @@ class _Sdk:
                 self._session, self._config = boto3.session.Session(), Config
             config = self._config(
                 **client_config(
-                    timeout, path_style=target.path_style, https_proxy=transport.https_proxy
+                    timeout,
+                    path_style=target.path_style,
+                    https_proxy=transport.https_proxy,
+                    proxy_ca_bundle=transport.ca_bundle if transport.verify else None,
                 )
             )
             made = self._session.client(
@@ -247,7 +279,7 @@ class _Sdk:
                 aws_access_key_id=credentials.access_key_id,
                 aws_secret_access_key=credentials.secret_access_key,
                 aws_session_token=credentials.session_token,
-                verify=transport.ca_bundle,  # None: the SDK's default trust
+                verify=transport.botocore_verify(),
                 config=config,
             )
             self._clients[key] = made
@@ -264,7 +296,7 @@ class S3ApiProvider:
 
     `endpoint_override` replaces the endpoint the spec implies (for tests: a
     server on loopback); the endpoint guard checks it like a user's endpoint.
-    `transport` is the client's CA bundle and proxy.
+    `transport` is the client's CA bundle and proxy, under each probe's own.
     """
 
     type: ClassVar[DestinationType]
@@ -317,10 +349,13 @@ class S3ApiProvider:
         object_key: str,
         mode: VerificationMode,
         timeout_seconds: float,
+        *,
+        transport: Transport | None = None,
     ) -> ProbeResult:
         """PUT a small object at `object_key`; in `WriteDelete` mode DELETE it again."""
         target = self.connect_target(spec)
         secrets = credentials.values()
+        connection = self.transport.over(transport)
         watch = Stopwatch()
 
         def run(name: StepName, call: Callable[[Any], object]) -> StepResult | DestinationError:
@@ -332,7 +367,7 @@ class S3ApiProvider:
                         raise ProbeTimeoutError(
                             f"the probe's {timeout_seconds:g}s were used up before {name.value}"
                         )
-                    call(_sdk.client(target, credentials, remaining, self.transport))
+                    call(_sdk.client(target, credentials, remaining, connection))
             except DestinationError as err:
                 return err
             return StepResult(name, StepOutcome.Succeeded, step.ms())

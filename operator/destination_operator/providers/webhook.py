@@ -44,10 +44,13 @@ left of the probe's budget, and the probe's hard deadline is its
 
 The client is urllib3 itself (it ships with the operator's Kubernetes client):
 `ProbeControl` hooks urllib3's connection factory, so every connection is
-bounded and pinned to the addresses the endpoint guard checked. A provider can
-be given a CA bundle that replaces the system's trust store, and an HTTPS
-proxy; the operator sets neither yet. Through a proxy, the proxy resolves the
-webhook's host itself, so the guard's pinning does not reach past it.
+bounded and pinned to the addresses the endpoint guard checked. Each probe's
+transport (`providers.transport`: `spec.transport` and the Secret's
+`caBundle`) can bring a CA bundle that replaces the system's trust store, a
+proxy for https:// URLs, and (in Development) no certificate check at all;
+the provider's own `ca_bundle` and `https_proxy` apply where it brings none.
+Through a proxy, the proxy resolves the webhook's host itself, so the
+guard's pinning does not reach past it.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ from destination_operator.providers.base import (
     StepResult,
     Stopwatch,
 )
+from destination_operator.providers.transport import Transport
 
 __all__ = [
     "EVENT_TYPE",
@@ -219,8 +223,9 @@ class WebhookProvider:
     """`type: Webhook`: one verification request to `spec.webhook.url`.
 
     `ca_bundle`: a PEM file of the CAs to trust instead of the system's;
-    `https_proxy`: the proxy to send requests through. Both default to None
-    (the system's CAs, a direct connection).
+    `https_proxy`: the proxy to send https:// requests through. Both default
+    to None (the system's CAs, a direct connection); a probe's transport
+    overrides them.
     """
 
     type: ClassVar[DestinationType] = DestinationType.Webhook
@@ -253,15 +258,18 @@ class WebhookProvider:
         object_key: str,
         mode: VerificationMode,
         timeout_seconds: float,
+        *,
+        transport: Transport | None = None,
     ) -> ProbeResult:
         """POST the verification event; the `Delete` step is skipped in every mode."""
         url = self._url(spec)
         watch = Stopwatch()
         skipped = StepResult(StepName.Delete, StepOutcome.Skipped, 0, _DELETE_SKIPPED)
+        connection = (transport or Transport()).with_fallback(self.ca_bundle, self.https_proxy)
         try:
-            with map_exceptions(self._secrets(credentials)):
+            with map_exceptions(self._secrets(credentials, connection)):
                 message = self._deliver(
-                    url, credentials, object_key, watch.remaining(timeout_seconds)
+                    url, credentials, object_key, watch.remaining(timeout_seconds), connection
                 )
         except DestinationError as err:
             failed = StepResult(StepName.Write, StepOutcome.Failed, watch.ms(), err.message)
@@ -276,34 +284,43 @@ class WebhookProvider:
             raise InvalidSpecError("type Webhook needs the webhook block")
         return spec.webhook.url
 
-    def _secrets(self, credentials: WebhookCredentials) -> tuple[str, ...]:
-        proxy_password = urlsplit(self.https_proxy).password if self.https_proxy else None
+    def _secrets(self, credentials: WebhookCredentials, connection: Transport) -> tuple[str, ...]:
+        proxy = connection.https_proxy
+        proxy_password = urlsplit(proxy).password if proxy else None
         if not proxy_password:
             return credentials.values()
         return (*credentials.values(), proxy_password, unquote(proxy_password))
 
-    def _manager(self) -> urllib3.PoolManager:
-        """A pool for one probe: certificates always checked, no retries."""
-        if not self.https_proxy:
+    def _manager(self, url: str, connection: Transport) -> urllib3.PoolManager:
+        """A pool for one probe: no retries; certificates checked unless the transport says
+        not to (Development only). The proxy serves https:// URLs only."""
+        cert_reqs = "CERT_REQUIRED" if connection.verify_tls else "CERT_NONE"
+        ca_certs = connection.ca_bundle_path if connection.verify_tls else None
+        if not connection.https_proxy or not url.lower().startswith("https://"):
             return urllib3.PoolManager(
-                num_pools=1, maxsize=1, cert_reqs="CERT_REQUIRED", ca_certs=self.ca_bundle
+                num_pools=1, maxsize=1, cert_reqs=cert_reqs, ca_certs=ca_certs
             )
-        proxy = urlsplit(self.https_proxy)
+        proxy = urlsplit(connection.https_proxy)
         headers = None
         if proxy.username:
             auth = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}"
             headers = urllib3.util.make_headers(proxy_basic_auth=auth)
         return urllib3.ProxyManager(
-            self.https_proxy,
+            connection.https_proxy,
             num_pools=1,
             maxsize=1,
             proxy_headers=headers,
-            cert_reqs="CERT_REQUIRED",
-            ca_certs=self.ca_bundle,
+            cert_reqs=cert_reqs,
+            ca_certs=ca_certs,
         )
 
     def _deliver(
-        self, url: str, credentials: WebhookCredentials, object_key: str, remaining: float
+        self,
+        url: str,
+        credentials: WebhookCredentials,
+        object_key: str,
+        remaining: float,
+        connection: Transport,
     ) -> str:
         """Send the verification request; the step message, or the error its answer means."""
         if remaining <= 0:
@@ -317,7 +334,7 @@ class WebhookProvider:
         if credentials.bearer_token:
             headers["Authorization"] = f"Bearer {credentials.bearer_token}"
         timeout = max(_MIN_TIMEOUT, remaining)
-        manager = self._manager()
+        manager = self._manager(url, connection)
         try:
             response = manager.request(
                 "POST",

@@ -89,6 +89,15 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9+/=._~\-]{8,}"), rf"\1 {_MASK}"),
     (re.compile(r"\b(SharedKey|OSS|AWS)\s+[\w.\-]+:[A-Za-z0-9+/=]+"), rf"\1 {_MASK}"),
+    # JSON Web Tokens (OAuth2 assertions and access tokens): header.payload.signature.
+    (
+        re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
+        f"{_MASK}jwt{_MASK}",
+    ),
+    # Credentials in a URL: scheme://user:password@host keeps the scheme and the host.
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), rf"\1{_MASK}@"),
+    # AWS access key ids (long-term AKIA, temporary ASIA).
+    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), _MASK),
     # PEM private keys (a service-account JSON pasted into an error).
     (
         re.compile(

@@ -256,3 +256,28 @@ def test_secret_key_missing_names_the_alternatives() -> None:
         error.message == "Secret 'az' has none of the keys accountKey, sasToken or connectionString"
     )
     assert error.alternatives == ("accountKey", "sasToken", "connectionString")
+
+
+@pytest.mark.parametrize(
+    ("text", "gone"),
+    [
+        (
+            "token refused: eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJhQGIuY29tIn0.c2lnbmF0dXJl-_x",
+            "eyJhbGciOiJSUzI1NiJ9",
+        ),
+        ("proxy https://alice:s3cr3t-pass@proxy.example.com:3128 refused", "s3cr3t-pass"),
+        ("key AKIAIOSFODNN7EXAMPLE is not valid", "AKIAIOSFODNN7EXAMPLE"),
+        ("temporary ASIAIOSFODNN7EXAMPLE expired", "ASIAIOSFODNN7EXAMPLE"),
+        ("sas ?sv=2024-01-01&sp=cw&sig=AbCdEf%2Bghij%3D denied", "AbCdEf%2Bghij%3D"),
+    ],
+)
+def test_scrub_removes_credential_shapes_nobody_named(text: str, gone: str) -> None:
+    cleaned = scrub(text)
+    assert gone not in cleaned
+    assert "***" in cleaned
+
+
+def test_scrub_keeps_the_host_of_a_url_with_credentials() -> None:
+    assert (
+        scrub("via https://u:p4ssw0rd@proxy.example.com/") == "via https://***@proxy.example.com/"
+    )

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager, kubectl, etcd and helm, and the
+# Builds kube-apiserver, kube-controller-manager, kubectl, etcd and helm, the
+# node's kubelet and kube-scheduler (for the install tests, hack/node.py), and the
 # test helper kstatus (hack/kstatus), from the Go module proxy into a cache outside
-# the repo, keyed by version, and prints the folder that holds all six. Nothing is
+# the repo, keyed by version, and prints the folder that holds them all. Nothing is
 # rebuilt while the versions stay the same.
 #
 #   hack/build-binaries.sh            build what is missing, print the bin folder
 #
 # KUBEBUILDER_ASSETS: a folder whose binaries are used instead of building them.
-#   kstatus is built unless the folder has it too; without Go it is left out (a
-#   warning), since only the tests that pin kstatus verdicts need it.
+#   kstatus, kubelet and kube-scheduler are built unless the folder has them too;
+#   without Go they are left out (a warning), since only the tests that pin kstatus
+#   verdicts, or that run pods on a node, need them.
 # DESTINATION_OPERATOR_CACHE: the cache root (default ~/.cache/destination-operator).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -63,8 +65,10 @@ build_component() {
 
 # k8s.io/kubernetes points its staging modules at ./staging, which a dependency
 # cannot see: a wrapper module replaces each one with its published v0.Y.Z.
-build_kubernetes() {
-  local version=$1 minor staging
+# build_kubernetes_commands VERSION COMMAND...: the wrapper module, then the commands.
+build_kubernetes_commands() {
+  local version=$1 minor staging; shift
+  local cmds=("$@")
   minor=$(echo "$version" | cut -d. -f2)
   go mod init wrapper.local/kubernetes >/dev/null
   local gomod
@@ -77,7 +81,7 @@ build_kubernetes() {
     go mod edit -replace "$mod=$mod@v0.${version#v1.}"
   done
   go get "k8s.io/kubernetes@$version"
-  local pkgs=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl)
+  local pkgs=("${cmds[@]/#/k8s.io/kubernetes/cmd/}")
   local ld="-s -w" p
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld+=" -X $p.gitVersion=$version -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
@@ -86,6 +90,16 @@ build_kubernetes() {
   mkdir -p bin
   # -mod=mod records the go.sum entries of every package the commands import.
   CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "$ld" -o bin/ "${pkgs[@]}"
+}
+
+build_kubernetes() {
+  build_kubernetes_commands "$1" kube-apiserver kube-controller-manager kubectl
+}
+
+# The node's binaries are a cache entry of their own (kubernetes-node-VERSION), so
+# the control plane's entry stays valid and only the install tests pay for these.
+build_kubernetes_node() {
+  build_kubernetes_commands "$1" kubelet kube-scheduler
 }
 
 # etcd's server module has replace directives of its own, so it is built
@@ -136,6 +150,14 @@ from_assets() {
 k8s_dir=$(from_assets kube-apiserver kube-controller-manager kubectl ||
   build_component kubernetes "$KUBERNETES_VERSION" build_kubernetes kube-apiserver kube-controller-manager kubectl)
 etcd_dir=$(from_assets etcd || build_component etcd "$ETCD_VERSION" build_etcd etcd)
+if node_dir=$(from_assets kubelet kube-scheduler); then
+  :
+elif [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && ! command -v go >/dev/null 2>&1; then
+  log "warning: kubelet and kube-scheduler left out: Go is not installed (only the install tests need them)"
+  node_dir=
+else
+  node_dir=$(build_component kubernetes-node "$KUBERNETES_VERSION" build_kubernetes_node kubelet kube-scheduler)
+fi
 helm_dir=$(from_assets helm || build_component helm "$HELM_VERSION" build_helm helm)
 if kstatus_dir=$(from_assets kstatus); then
   :
@@ -146,7 +168,7 @@ else
   kstatus_dir=$(build_component kstatus "$CLI_UTILS_VERSION" build_kstatus kstatus)
 fi
 
-# One folder with all six, keyed by the versions, for PATH and KUBEBUILDER_ASSETS users.
+# One folder with them all, keyed by the versions, for PATH and KUBEBUILDER_ASSETS users.
 key="kubernetes-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION-kstatus-$CLI_UTILS_VERSION"
 [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && key="assets-$(echo "$KUBEBUILDER_ASSETS" | cksum | cut -d' ' -f1)"
 out="$cache/$key/bin"
@@ -159,4 +181,7 @@ if [[ -n "$kstatus_dir" ]]; then
 else
   rm -f "$out/kstatus"
 fi
+for bin in kubelet kube-scheduler; do
+  if [[ -n "$node_dir" ]]; then ln -sfn "$node_dir/$bin" "$out/$bin"; else rm -f "$out/$bin"; fi
+done
 echo "$out"

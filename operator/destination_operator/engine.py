@@ -25,12 +25,14 @@ import contextlib
 import datetime
 import logging
 import random
+import sys
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import conditions, decide, metrics, reconcile
+from .api import VERIFY_REQUESTED_AT
 from .api.spec import DestinationSpec
 from .kube import events, namespaces
 from .kube.client import ApiUnavailable
@@ -49,7 +51,6 @@ LEGACY_FINALIZER = "destinations.io/operator"
 """The finalizer of the operator's first releases (one daemon per Destination); removed on sight."""
 
 API_BACKOFF_BASE, API_BACKOFF_CAP = 0.5, 30.0
-NAMESPACE_CHECK_SECONDS = 5.0
 
 
 def utcnow() -> datetime.datetime:
@@ -64,9 +65,50 @@ def _version(value: Any) -> int:
         return -1
 
 
+KEPT_METADATA = (
+    "name",
+    "namespace",
+    "uid",
+    "generation",
+    "resourceVersion",
+    "finalizers",
+    "deletionTimestamp",
+)
+
+
+def slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the engine keeps of a watched Destination: its spec, its status and the metadata
+    decisions read. Not `managedFields`, nor annotations other than the verify request (a
+    client-side `kubectl apply` stores a whole copy of the object in one): at 10,000
+    Destinations those were most of the operator's memory."""
+    meta = body.get("metadata") or {}
+    kept: dict[str, Any] = {key: meta[key] for key in KEPT_METADATA if key in meta}
+    request = (meta.get("annotations") or {}).get(VERIFY_REQUESTED_AT)
+    if request is not None:
+        kept["annotations"] = {VERIFY_REQUESTED_AT: request}
+    return {
+        "metadata": kept,
+        "spec": _interned(body.get("spec") or {}),
+        "status": _interned(body.get("status") or {}),
+    }
+
+
+def _interned(value: Any) -> Any:
+    """A copy of a JSON value whose keys and short strings are interned: each watch event
+    is parsed on its own, so without this every body holds its own copy of
+    "lastTransitionTime", "ProbeSucceeded", ..."""
+    if isinstance(value, Mapping):
+        return {sys.intern(str(k)): _interned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interned(item) for item in value]
+    if isinstance(value, str) and len(value) <= 32:
+        return sys.intern(value)
+    return value
+
+
 @dataclass
 class Entry:
-    """One Destination in the engine's cache."""
+    """One Destination in the engine's cache (its body `slim`med)."""
 
     body: Mapping[str, Any]
     memory: decide.Memory = field(default_factory=decide.Memory)
@@ -121,8 +163,8 @@ class Engine:
         self.entries: dict[Key, Entry] = {}
         self.users: dict[Key, set[Key]] = {}  # Secret key -> Destination keys naming it
         self.secret_cache: dict[Key, tuple[str, StoredSecret]] = {}  # fingerprint, data
-        # namespace -> (when checked, being deleted): see kube.namespaces
-        self.namespaces_checked: dict[str, tuple[float, bool]] = {}
+        # namespaces seen being deleted: see kube.namespaces
+        self.namespaces_deleted: set[str] = set()
         self.queue: WorkQueue[Key] = WorkQueue()
         self.probe_slots = asyncio.Semaphore(settings.probe_concurrency)
         self.probes_running: set[ProbeControl] = set()
@@ -141,7 +183,8 @@ class Engine:
 
     def observe(self, body: Mapping[str, Any]) -> None:
         """A Destination was added or changed (a watch event): cache it and queue its key."""
-        meta = body.get("metadata") or {}
+        body = slim(body)
+        meta = body["metadata"]
         key = (str(meta.get("namespace")), str(meta.get("name")))
         entry = self.entries.get(key)
         if entry is not None and entry.uid != str(meta.get("uid")):
@@ -152,6 +195,7 @@ class Engine:
         else:
             self._unlink(key, entry)
             entry.body = body
+            entry.status()  # lets go of the status it wrote, once the watch shows it
         secret = entry.secret_name
         if secret is not None:
             self.users.setdefault((key[0], secret), set()).add(key)
@@ -264,6 +308,10 @@ class Engine:
     async def _process(self, key: Key, entry: Entry) -> None:
         if LEGACY_FINALIZER in (entry.body.get("metadata", {}).get("finalizers") or []):
             await self._drop_legacy_finalizer(key, entry)
+        if entry.body["metadata"].get("deletionTimestamp"):
+            # Going away (held only by someone else's finalizer): its deletion bumped the
+            # generation, which is no reason to probe or report again.
+            return
         observed = self._observed(key, entry)
         plan = decide.plan(observed, entry.memory, self.policy)
         logger.debug(
@@ -309,13 +357,14 @@ class Engine:
             metrics.SYNCED.set(self.synced)
 
     async def _namespace_terminating(self, namespace: str) -> bool:
-        """Whether `namespace` is being deleted; a "no" is trusted for a few seconds."""
-        now = asyncio.get_running_loop().time()
-        known = self.namespaces_checked.get(namespace)
-        if known is not None and (known[1] or now - known[0] < NAMESPACE_CHECK_SECONDS):
-            return known[1]
+        """Whether `namespace` is being deleted. A "yes" is remembered (a namespace being
+        deleted never comes back); a "no" is asked again each time, since the deletion may
+        have begun since (this path runs only when a Secret is missing: rarely)."""
+        if namespace in self.namespaces_deleted:
+            return True
         found: bool = await self._api(namespaces.terminating, namespace)
-        self.namespaces_checked[namespace] = (now, found)
+        if found:
+            self.namespaces_deleted.add(namespace)
         return found
 
     async def _write(self, key: Key, entry: Entry, status: dict[str, Any]) -> bool:

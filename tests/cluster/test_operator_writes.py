@@ -127,7 +127,7 @@ def test_a_namespace_being_deleted_gets_no_secret_not_found_writes(
     time.sleep(5)  # the operator has seen the Secret go
     after = sum(len(operator_writes(cluster, namespace, f"d{i}")) for i in range(count))
     try:
-        assert after == before, f"{after - before} writes to Destinations of a deleted namespace"
+        assert after == before, f"{after - before} writes to Destinations being deleted"
         assert (
             "SecretNotFound"
             not in cluster.kubectl("get", "dst", "-n", namespace, "-o", "yaml").stdout

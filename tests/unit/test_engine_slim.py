@@ -1,0 +1,49 @@
+"""What the engine keeps of a watched Destination (its memory at 10,000 objects)."""
+
+from __future__ import annotations
+
+from destination_operator.api import VERIFY_REQUESTED_AT
+from destination_operator.engine import slim
+
+BODY = {
+    "apiVersion": "destinations.io/v1alpha1",
+    "kind": "Destination",
+    "metadata": {
+        "name": "d",
+        "namespace": "ns",
+        "uid": "u-1",
+        "generation": 3,
+        "resourceVersion": "42",
+        "finalizers": ["destinations.io/operator"],
+        "labels": {"team": "a"},
+        "annotations": {
+            VERIFY_REQUESTED_AT: "2026-11-24T00:00:00Z",
+            "kubectl.kubernetes.io/last-applied-configuration": '{"a whole": "copy"}',
+        },
+        "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+    },
+    "spec": {"type": "S3Compatible"},
+    "status": {"observedGeneration": 3},
+}
+
+
+def test_slim_keeps_what_decisions_read_and_drops_the_rest() -> None:
+    kept = slim(BODY)
+    assert kept == {
+        "metadata": {
+            "name": "d",
+            "namespace": "ns",
+            "uid": "u-1",
+            "generation": 3,
+            "resourceVersion": "42",
+            "finalizers": ["destinations.io/operator"],
+            "annotations": {VERIFY_REQUESTED_AT: "2026-11-24T00:00:00Z"},
+        },
+        "spec": {"type": "S3Compatible"},
+        "status": {"observedGeneration": 3},
+    }
+
+
+def test_slim_of_a_new_object_has_empty_status_and_no_annotations() -> None:
+    kept = slim({"metadata": {"name": "d", "namespace": "ns", "uid": "u"}, "spec": {}})
+    assert kept["status"] == {} and "annotations" not in kept["metadata"]

@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 ASSETS_FILE := .cluster-assets
 
 .PHONY: help venv binaries demo demo-down test test-unit test-cluster lint typecheck crds verify \
-        cluster-up cluster-down bench clean
+        cluster-up cluster-down image bench clean
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml hack/bootstrap.sh
 
 venv: $(STAMP) ## create .venv with the operator and its test tools
 
-binaries: ## build (or reuse) kube-apiserver, kube-controller-manager, kubectl, etcd, helm
+binaries: ## build (or reuse) the control plane, the node's kubelet and kube-scheduler, kubectl, etcd, helm
 	@bash hack/build-binaries.sh >/dev/null
 
 demo: $(STAMP) binaries ## the main job: control plane, S3 server, operator, sample Destinations
@@ -41,17 +41,21 @@ lint: $(STAMP) ## ruff and mypy --strict
 	@$(BIN)/ruff format --check operator tests hack bench
 	@$(BIN)/mypy
 
-crds: $(STAMP) ## regenerate crds/ from the models
+crds: $(STAMP) binaries ## regenerate crds/ from the models, and manifests/ from the chart
 	@$(BIN)/python -m destination_operator.crdgen --write crds/destinations.destinations.io.yaml
+	@$(BIN)/python hack/chart.py render
 
-verify: crds ## fail when the committed CRD drifts from the models
-	@git diff --exit-code -- crds/ || { echo "verify: crds/ is stale: run 'make crds' and commit the result" >&2; exit 1; }
+verify: crds ## fail when the committed CRD or manifests/ drift from the models and the chart
+	@git diff --exit-code -- crds/ manifests/ || { echo "verify: crds/ or manifests/ is stale: run 'make crds' and commit the result" >&2; exit 1; }
 
 test: $(STAMP) binaries verify lint ## the whole suite: lint, unit, providers, cluster
 	@DESTINATION_OPERATOR_BIN_DIR=$$(bash hack/build-binaries.sh) $(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## unit tests only (no control plane)
 	@$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+image: $(STAMP) ## build the operator's image with buildah (an OCI archive; see docs/image.md)
+	@$(BIN)/python hack/image.py build
 
 bench: $(STAMP) binaries ## benchmarks: print numbers, never fail on them
 	@DESTINATION_OPERATOR_BIN_DIR=$$(bash hack/build-binaries.sh) $(BIN)/python bench/run.py

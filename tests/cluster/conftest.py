@@ -100,12 +100,24 @@ def operator(
     kubeconfig = cluster.token_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_SA, out_dir=folder)
     process = OperatorProcess(kubeconfig, folder / "operator.log")
     process.start()
+    _RUNNING.append(process)
     time.sleep(1.0)
     assert process.alive(), process.text()[-3000:]
     try:
         yield process
     finally:
         process.stop()
+
+
+_RUNNING: list[OperatorProcess] = []
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """After the last test of this folder, stop the session's operator: later tests
+    (tests/install) run operators of their own, and two would act on the same Destinations."""
+    if nextitem is None or Path(__file__).parent not in Path(nextitem.path).parents:
+        for process in _RUNNING:
+            process.stop()
 
 
 @pytest.fixture

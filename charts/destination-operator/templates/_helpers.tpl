@@ -1,0 +1,60 @@
+{{/* Names, labels and small computed values shared by the templates. */}}
+
+{{- define "destination-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The release's full name: the release name alone when it already holds the chart name. */}}
+{{- define "destination-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "destination-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "destination-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* hack/chart.py drops helm.sh/chart and app.kubernetes.io/managed-by for manifests/. */}}
+{{- define "destination-operator.labels" -}}
+{{ include "destination-operator.selectorLabels" . }}
+app.kubernetes.io/component: operator
+{{ include "destination-operator.commonLabels" . }}
+{{- end }}
+
+{{/* Labels of every object that are not selectors. */}}
+{{- define "destination-operator.commonLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: destination-operator
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "destination-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "destination-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "destination-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/* The metrics Service's name, and the prefix of the variables the kubelet derives from it. */}}
+{{- define "destination-operator.metricsService" -}}
+{{- printf "%s-metrics" (include "destination-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "destination-operator.metricsServiceEnv" -}}
+{{- include "destination-operator.metricsService" . | upper | replace "-" "_" }}
+{{- end }}

@@ -1,0 +1,273 @@
+"""The operator installed as users install it, onto the real node, doing its job.
+
+The image built from the Dockerfile (hack/image.py) is loaded into the node's
+containerd; the chart is installed with `helm install --wait`, so the pod must
+pass its readiness probe; a Destination against the S3 server (reached by the
+pod through the node's gateway) turns Verified. Then what operations do to a
+running operator: deleting its pod, a `helm upgrade` that rolls it (neither
+re-probes nor rewrites what is already verified), `helm uninstall` (no
+namespace left stuck), and the same with `kubectl apply -k manifests/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import chart
+import image
+from cluster.dst import apply, s3_destination, s3_secret, wait_for
+from harness import Cluster
+from node import Node
+from s3server import S3Server
+
+pytestmark = pytest.mark.install
+
+ROOT = Path(__file__).resolve().parents[2]
+WRITES = {"create", "update", "patch", "delete"}
+
+
+@dataclass
+class Storage:
+    server: S3Server
+    endpoint: str  # as pods reach it
+
+
+@pytest.fixture(scope="module")
+def operator_image(node: Node) -> str:
+    built = image.build()
+    print(built.summary())
+    started = time.monotonic()
+    node.import_image(built.archive, built.name)
+    print(f"imported into the node in {time.monotonic() - started:.1f} s")
+    return built.name
+
+
+@pytest.fixture(scope="module")
+def storage(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storage]:
+    with S3Server(tmp_path_factory.mktemp("node-s3")) as server:
+        host, port = node.expose(server.port)
+        yield Storage(server, f"http://{host}:{port}")
+
+
+def helm(cluster: Cluster, *args: str) -> str:
+    done = subprocess.run(
+        [str(cluster.bin_dir / "helm"), f"--kubeconfig={cluster.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, f"helm {args[0]}: {done.stderr}"
+    return done.stdout
+
+
+def operator_writes(cluster: Cluster, user: str, namespace: str) -> int:
+    count = 0
+    for line in cluster.plane.audit_log.read_text().splitlines():
+        entry = json.loads(line)
+        ref = entry.get("objectRef") or {}
+        if (
+            entry.get("user", {}).get("username") == user
+            and entry.get("verb") in WRITES
+            and ref.get("namespace") == namespace
+            and ref.get("resource") in ("destinations", "events")
+        ):
+            count += 1
+    return count
+
+
+def probes(storage: Storage, prefix: str) -> int:
+    return sum(1 for line in storage.server.requests() if f"/{prefix}" in line and " PUT " in line)
+
+
+def pod_names(cluster: Cluster, namespace: str) -> list[str]:
+    out = cluster.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout
+    return sorted(
+        item["metadata"]["name"]
+        for item in json.loads(out)["items"]
+        if not item["metadata"].get("deletionTimestamp")
+    )
+
+
+def wait_rolled(cluster: Cluster, namespace: str, deployment: str, old: list[str]) -> None:
+    cluster.kubectl(
+        "rollout", "status", "-n", namespace, f"deployment/{deployment}", "--timeout=180s"
+    )
+    deadline = time.monotonic() + 120
+    while (pods := pod_names(cluster, namespace)) == old or len(pods) != 1:
+        assert time.monotonic() < deadline, f"pods never changed from {old}: {pods}"
+        time.sleep(0.5)
+    cluster.kubectl(
+        "wait", "-n", namespace, "--for=condition=Ready", f"pod/{pods[0]}", "--timeout=120s"
+    )
+
+
+def destination(name: str, storage: Storage) -> dict[str, Any]:
+    # interval 0s: nothing is ever due again, so any later probe would need a reason
+    return s3_destination(
+        name,
+        storage.server,
+        secret="s3",
+        endpoint=storage.endpoint,
+        verification={"interval": "0s", "timeout": "10s"},
+    )
+
+
+def test_the_chart_on_the_node_verifies_and_survives_what_operations_do(
+    cluster: Cluster,
+    destination_crd: str,
+    node: Node,
+    operator_image: str,
+    storage: Storage,
+) -> None:
+    suffix = secrets.token_hex(3)
+    release, namespace, team = f"e2e-{suffix}", f"e2e-operator-{suffix}", f"e2e-team-{suffix}"
+    repository, tag = operator_image.rsplit(":", 1)
+    image_values = {"repository": repository, "tag": tag, "pullPolicy": "Never"}
+    started = time.monotonic()
+    helm(
+        cluster,
+        "install",
+        release,
+        str(chart.CHART),
+        "-n",
+        namespace,
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "240s",
+        "--set-json",
+        f"image={json.dumps(image_values)}",
+        "--set",
+        "allowPrivateEndpoints=true",  # the S3 server is on the node's gateway
+    )
+    print(f"helm install --wait: Ready in {time.monotonic() - started:.1f} s")
+    try:
+        deployment = json.loads(
+            cluster.kubectl("get", "deployment", "-n", namespace, "-o", "json").stdout
+        )["items"][0]
+        name = deployment["metadata"]["name"]
+        account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        user = f"system:serviceaccount:{namespace}:{account}"
+
+        cluster.kubectl("create", "namespace", team)
+        apply(cluster, team, s3_secret(storage.server), destination("on-node", storage))
+        wait_for(cluster, team, "on-node", "Ready", "True", timeout=120)
+        writes, puts = operator_writes(cluster, user, team), probes(storage, "on-node/")
+        assert writes >= 2 and puts == 1, (writes, puts)
+
+        # the pod deleted: the new one converges and leaves the verified object alone
+        old = pod_names(cluster, namespace)
+        cluster.kubectl("delete", "pod", "-n", namespace, *old, "--wait=false")
+        wait_rolled(cluster, namespace, name, old)
+        time.sleep(5)
+        assert (operator_writes(cluster, user, team), probes(storage, "on-node/")) == (
+            writes,
+            puts,
+        )
+
+        # an upgrade that changes a value rolls the pod, and re-probes nothing
+        old = pod_names(cluster, namespace)
+        helm(
+            cluster,
+            "upgrade",
+            release,
+            str(chart.CHART),
+            "-n",
+            namespace,
+            "--reuse-values",
+            "--set",
+            "logLevel=DEBUG",
+            "--wait",
+            "--timeout",
+            "240s",
+        )
+        wait_rolled(cluster, namespace, name, old)
+        time.sleep(5)
+        assert (operator_writes(cluster, user, team), probes(storage, "on-node/")) == (
+            writes,
+            puts,
+        )
+        # and it still works: a new Destination is verified by the new pod
+        apply(cluster, team, destination("after-upgrade", storage))
+        wait_for(cluster, team, "after-upgrade", "Ready", "True", timeout=120)
+    finally:
+        helm(cluster, "uninstall", release, "-n", namespace, "--wait", "--timeout", "120s")
+    # uninstalled: namespaces holding Destinations still delete (no finalizer is left)
+    cluster.kubectl("delete", "namespace", team, namespace, "--wait=false")
+    cluster.wait_namespace_gone(team, timeout=120)
+    cluster.wait_namespace_gone(namespace, timeout=120)
+
+
+def test_the_kustomize_base_on_the_node_verifies_a_destination(
+    cluster: Cluster,
+    destination_crd: str,
+    node: Node,
+    operator_image: str,
+    storage: Storage,
+    tmp_path: Path,
+) -> None:
+    # An overlay, as a user would write one: the image built here, private endpoints allowed.
+    repository, tag = operator_image.rsplit(":", 1)
+    overlay = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(ROOT / "manifests", tmp_path)],  # kustomize: relative
+        "images": [{"name": repository, "newTag": tag}],
+        "patches": [
+            {
+                # a strategic merge patch: env entries merge by name
+                "patch": yaml.safe_dump(
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "metadata": {"name": "destination-operator", "namespace": chart.NAMESPACE},
+                        "spec": {
+                            "template": {
+                                "spec": {
+                                    "containers": [
+                                        {
+                                            "name": "operator",
+                                            "imagePullPolicy": "Never",
+                                            "env": [
+                                                {
+                                                    "name": "DESTINATION_OPERATOR_"
+                                                    "ALLOW_PRIVATE_ENDPOINTS",
+                                                    "value": "true",
+                                                }
+                                            ],
+                                        }
+                                    ]
+                                }
+                            }
+                        },
+                    }
+                ),
+            }
+        ],
+    }
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(tmp_path))
+    namespace = chart.NAMESPACE
+    team = f"kustomize-team-{secrets.token_hex(3)}"
+    try:
+        cluster.kubectl("rollout", "status", "-n", namespace, "deployment", "--timeout=240s")
+        cluster.kubectl("create", "namespace", team)
+        apply(cluster, team, s3_secret(storage.server), destination("by-kustomize", storage))
+        wait_for(cluster, team, "by-kustomize", "Ready", "True", timeout=120)
+    finally:
+        # the operator goes, the CRD and the Destinations stay (as after an uninstall)
+        cluster.kubectl("delete", "deployment", "-n", namespace, "--all", "--wait=true")
+    cluster.kubectl("delete", "namespace", team, "--wait=false")
+    cluster.wait_namespace_gone(team, timeout=120)

@@ -51,6 +51,7 @@ LEGACY_FINALIZER = "destinations.io/operator"
 """The finalizer of the operator's first releases (one daemon per Destination); removed on sight."""
 
 API_BACKOFF_BASE, API_BACKOFF_CAP = 0.5, 30.0
+NAMESPACE_DELETED_SECONDS = 30.0
 
 
 def utcnow() -> datetime.datetime:
@@ -163,8 +164,8 @@ class Engine:
         self.entries: dict[Key, Entry] = {}
         self.users: dict[Key, set[Key]] = {}  # Secret key -> Destination keys naming it
         self.secret_cache: dict[Key, tuple[str, StoredSecret]] = {}  # fingerprint, data
-        # namespaces seen being deleted: see kube.namespaces
-        self.namespaces_deleted: set[str] = set()
+        # namespace -> when it was seen being deleted: see kube.namespaces
+        self.namespaces_deleted: dict[str, float] = {}
         self.queue: WorkQueue[Key] = WorkQueue()
         self.probe_slots = asyncio.Semaphore(settings.probe_concurrency)
         self.probes_running: set[ProbeControl] = set()
@@ -357,14 +358,19 @@ class Engine:
             metrics.SYNCED.set(self.synced)
 
     async def _namespace_terminating(self, namespace: str) -> bool:
-        """Whether `namespace` is being deleted. A "yes" is remembered (a namespace being
-        deleted never comes back); a "no" is asked again each time, since the deletion may
-        have begun since (this path runs only when a Secret is missing: rarely)."""
-        if namespace in self.namespaces_deleted:
+        """Whether `namespace` is being deleted. A "yes" is trusted for a while (all its
+        Destinations ask at once; a namespace made again under the same name later is asked
+        again); a "no" is asked again each time, since the deletion may have begun since
+        (this path runs only when a Secret is missing: rarely)."""
+        now = asyncio.get_running_loop().time()
+        seen = self.namespaces_deleted.get(namespace)
+        if seen is not None and now - seen < NAMESPACE_DELETED_SECONDS:
             return True
         found: bool = await self._api(namespaces.terminating, namespace)
         if found:
-            self.namespaces_deleted.add(namespace)
+            self.namespaces_deleted[namespace] = now
+        else:
+            self.namespaces_deleted.pop(namespace, None)
         return found
 
     async def _write(self, key: Key, entry: Entry, status: dict[str, Any]) -> bool:

@@ -85,3 +85,18 @@ def test_json_logs_are_one_json_object_a_line(capsys: pytest.CaptureFixture[str]
     finally:
         root.handlers[:], _ = saved
         root.setLevel(saved[1])
+
+
+def test_kopfs_line_per_event_shows_only_at_debug() -> None:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        cli._configure_logging(OperatorSettings(log_level="INFO"))
+        assert logging.getLogger("kopf.objects").level == logging.WARNING
+        assert logging.getLogger("destination_operator").getEffectiveLevel() == logging.INFO
+        cli._configure_logging(OperatorSettings(log_level="DEBUG"))
+        assert logging.getLogger("kopf.objects").level == logging.DEBUG
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+        logging.getLogger("kopf.objects").setLevel(logging.NOTSET)

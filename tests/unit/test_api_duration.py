@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
+
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from destination_operator.api.duration import (
@@ -129,6 +132,7 @@ def test_parse_duration_refuses_non_strings() -> None:
 
 
 @given(st.text(alphabet="0123456789.hmsunµμ+- ", max_size=12))
+@example("1000000000m")  # overflows int64 nanoseconds in 11 characters
 def test_pattern_accepts_only_what_go_parses_unsigned(text: str) -> None:
     """The CRD's grammar check never lets through what Go refuses for a grammar reason."""
     if matches(text, DURATION_PATTERN):
@@ -137,7 +141,25 @@ def test_pattern_accepts_only_what_go_parses_unsigned(text: str) -> None:
             assert parse_go_duration(text) >= 0
         except DurationError as err:  # only overflow may remain
             assert "invalid duration" in str(err)
-            assert len(text) >= 19
+            assert _nanoseconds(text) > 2**63 - 1, text
+
+
+_UNIT_NS = {
+    "ns": 1,
+    "us": 10**3,
+    "µs": 10**3,
+    "μs": 10**3,
+    "ms": 10**6,
+    "s": 10**9,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
+}
+
+
+def _nanoseconds(text: str) -> Decimal:
+    """The exact length of a duration the pattern accepted (Go refuses it past int64)."""
+    parts = re.findall(r"([0-9]*\.?[0-9]*)(ns|us|µs|μs|ms|s|m|h)", text)
+    return sum((Decimal(number) * _UNIT_NS[unit] for number, unit in parts), Decimal(0))
 
 
 @given(

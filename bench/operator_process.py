@@ -24,7 +24,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from controlplane import die_with_parent
+from controlplane import die_with_parent, stop_child
 
 START_MARKER = "--- bench: operator started for "
 
@@ -154,15 +154,7 @@ class OperatorProcess:
         if ended is not None:
             self.samples.append({"process": self.label, "moment": "had exited", "how": ended})
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_child(proc, timeout=30)
 
     def metrics(self) -> dict[str, float]:
         """Every sample of /metrics summed over its labels, by sample name."""

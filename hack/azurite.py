@@ -45,7 +45,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from controlplane import die_with_parent, free_port
+from controlplane import die_with_parent, free_port, stop_child
 
 AZURITE_VERSION = "3.35.0"
 CREDENTIALS_FILE = "credentials.json"
@@ -217,14 +217,7 @@ class Azurite:
     def stop(self) -> None:
         """Stop Azurite (SIGTERM, then SIGKILL) and reap it."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_child(proc)
 
     def terminate(self) -> None:
         """Ask Azurite to stop (SIGTERM) without waiting; for signal handlers."""

@@ -230,6 +230,18 @@ def alive(pid: int) -> bool:
         return False
 
 
+def stop_child(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """Stop a child process: SIGTERM, `timeout` seconds to exit, then SIGKILL; reap it."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 def stop_pid(pid: int, timeout: float = 10.0) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)

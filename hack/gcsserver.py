@@ -59,7 +59,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from controlplane import die_with_parent, free_port
+from controlplane import die_with_parent, free_port, stop_child
 
 HACK = Path(__file__).resolve().parent
 DEFAULT_BUCKETS = ("destinations", "destinations-other")
@@ -554,14 +554,7 @@ class GcsServer:
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL) and reap it; it stops the emulator."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_child(proc, timeout=15)
 
     def requests(self) -> list[str]:
         """The lines of the request log so far."""

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controlplane import die_with_parent, free_port
+from controlplane import die_with_parent, free_port, stop_child
 
 REGION = "us-east-1"
 DEFAULT_BUCKETS = ("destinations", "destinations-other")
@@ -284,14 +284,7 @@ class S3Server:
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL) and reap it."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_child(proc)
 
     def requests(self) -> list[str]:
         """The lines of the request log so far."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import canaries
-from controlplane import die_with_parent
+from controlplane import die_with_parent, stop_child
 from harness import Cluster
 from s3server import S3Server
 
@@ -61,13 +61,7 @@ class OperatorProcess:
             )
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_child(self.proc, timeout=15)
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, no last status patch, as when a node dies."""

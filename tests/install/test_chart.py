@@ -39,7 +39,7 @@ from lupa.lua51 import LuaRuntime
 import chart
 import kstatus
 from cluster.dst import apply, condition, get, s3_destination, s3_secret, wait_for
-from controlplane import die_with_parent, free_port
+from controlplane import die_with_parent, free_port, stop_child
 from destination_operator.engine import LEGACY_FINALIZER
 from destination_operator.settings import OperatorSettings
 from harness import Cluster
@@ -387,13 +387,7 @@ class Operator:
             )
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_child(self.proc, timeout=15)
 
     def text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -85,6 +85,7 @@ from destination_operator.providers.base import (
     StepOutcome,
     StepResult,
     Stopwatch,
+    write_then_delete,
 )
 from destination_operator.providers.transport import Transport
 
@@ -536,50 +537,29 @@ class AzureBlobStorageProvider:
 
         used = f"with the Secret's {credentials.source}"
         with client:
-            write = run(
-                StepName.Write,
-                "PutBlob",
-                f"{used}, {_DATABRICKS_NOTE}" if target.databricks else used,
-                lambda left: client.upload_blob(
-                    object_key,
-                    PROBE_BODY,
-                    overwrite=True,
-                    content_settings=sdk.content_settings(content_type="text/plain"),
-                    metadata={"purpose": "destination_operator_probe"},
-                    connection_timeout=left,
-                    read_timeout=left,
+            return write_then_delete(
+                lambda: run(
+                    StepName.Write,
+                    "PutBlob",
+                    f"{used}, {_DATABRICKS_NOTE}" if target.databricks else used,
+                    lambda left: client.upload_blob(
+                        object_key,
+                        PROBE_BODY,
+                        overwrite=True,
+                        content_settings=sdk.content_settings(content_type="text/plain"),
+                        metadata={"purpose": "destination_operator_probe"},
+                        connection_timeout=left,
+                        read_timeout=left,
+                    ),
                 ),
-            )
-            if isinstance(write, DestinationError):
-                failed = StepResult(StepName.Write, StepOutcome.Failed, watch.ms(), write.message)
-                skipped = StepResult(StepName.Delete, StepOutcome.Skipped, 0, "the write failed")
-                return ProbeResult((failed, skipped), write)
-
-            if mode != VerificationMode.WriteDelete:
-                skipped = StepResult(
+                lambda: run(
                     StepName.Delete,
-                    StepOutcome.Skipped,
-                    0,
-                    "mode Write: the probe object is left in place",
-                )
-                return ProbeResult((write, skipped))
-
-            started = watch.ms()
-            delete = run(
-                StepName.Delete,
-                "DeleteBlob",
-                used,
-                lambda left: client.delete_blob(
-                    object_key, connection_timeout=left, read_timeout=left
+                    "DeleteBlob",
+                    used,
+                    lambda left: client.delete_blob(
+                        object_key, connection_timeout=left, read_timeout=left
+                    ),
                 ),
+                mode,
+                watch,
             )
-        if isinstance(delete, DestinationError):
-            delete.add_detail(
-                "the probe object was written but could not be deleted "
-                "(for write-only credentials, use verification mode Write)"
-            )
-            failed = StepResult(
-                StepName.Delete, StepOutcome.Failed, watch.ms() - started, delete.message
-            )
-            return ProbeResult((write, failed), delete)
-        return ProbeResult((write, delete))

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -44,7 +44,9 @@ __all__ = [
     "StepOutcome",
     "StepResult",
     "Stopwatch",
+    "failed_write",
     "probe_object_key",
+    "write_then_delete",
 ]
 
 PROBE_DIRECTORY = ".destination-operator-probe"
@@ -154,6 +156,48 @@ class Stopwatch:
     def remaining(self, budget_seconds: float) -> float:
         """Seconds left of `budget_seconds` counted from the start (never negative)."""
         return max(0.0, budget_seconds - (time.monotonic() - self.started))
+
+
+Step = Callable[[], "StepResult | DestinationError"]
+"""One step of a probe: its result, or the error that failed it (never raised)."""
+
+
+def failed_write(error: DestinationError, watch: Stopwatch) -> ProbeResult:
+    """A probe whose write failed with `error` (the delete is skipped)."""
+    failed = StepResult(StepName.Write, StepOutcome.Failed, watch.ms(), error.message)
+    skipped = StepResult(StepName.Delete, StepOutcome.Skipped, 0, "the write failed")
+    return ProbeResult((failed, skipped), error)
+
+
+def write_then_delete(
+    write: Step, delete: Step, mode: VerificationMode, watch: Stopwatch
+) -> ProbeResult:
+    """The probe of an object store: `write`, then in `WriteDelete` mode `delete`.
+
+    A failed write skips the delete; mode `Write` leaves the object in place; a
+    failed delete says the object was left and how write-only credentials pass.
+    `watch` started with the probe: a failed step's duration is read from it.
+    """
+    written = write()
+    if isinstance(written, DestinationError):
+        return failed_write(written, watch)
+    if mode != VerificationMode.WriteDelete:
+        kept = StepResult(
+            StepName.Delete, StepOutcome.Skipped, 0, "mode Write: the probe object is left in place"
+        )
+        return ProbeResult((written, kept))
+    started = watch.ms()
+    deleted = delete()
+    if isinstance(deleted, DestinationError):
+        deleted.add_detail(
+            "the probe object was written but could not be deleted "
+            "(for write-only credentials, use verification mode Write)"
+        )
+        failed = StepResult(
+            StepName.Delete, StepOutcome.Failed, watch.ms() - started, deleted.message
+        )
+        return ProbeResult((written, failed), deleted)
+    return ProbeResult((written, deleted))
 
 
 @runtime_checkable

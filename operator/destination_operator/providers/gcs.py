@@ -67,6 +67,7 @@ from destination_operator.providers.base import (
     StepOutcome,
     StepResult,
     Stopwatch,
+    write_then_delete,
 )
 from destination_operator.providers.s3 import (
     S3ApiProvider,
@@ -75,7 +76,7 @@ from destination_operator.providers.s3 import (
     S3Transport,
     client_timeout,
 )
-from destination_operator.providers.transport import Transport
+from destination_operator.providers.transport import ConnectionOptions, Transport
 
 __all__ = [
     "GOOGLE_STORAGE_ENDPOINT",
@@ -271,27 +272,13 @@ def _grant_error(status: int, body: bytes) -> DestinationError:
 
 
 @dataclass(frozen=True)
-class HttpOptions:
+class HttpOptions(ConnectionOptions):
     """How the probe's HTTP sessions reach Google: a CA bundle, an HTTPS proxy, verification.
 
     Both default to None (the system's trust store; no proxy but what the
     environment sets, as for every other SDK the operator uses). `verify`
     False (Development only) checks no certificate.
     """
-
-    ca_bundle: str | None = None
-    https_proxy: str | None = None
-    verify: bool = True
-
-    def over(self, probe: Transport | None) -> HttpOptions:
-        """These options with a probe's laid over them (those the probe sets win)."""
-        if probe is None:
-            return self
-        return HttpOptions(
-            ca_bundle=probe.ca_bundle_path or self.ca_bundle,
-            https_proxy=probe.https_proxy or self.https_proxy,
-            verify=self.verify and probe.verify_tls,
-        )
 
     def configure(self, session: Any) -> Any:
         """Apply the options to a `requests.Session`, and refuse redirects; returns it."""
@@ -567,30 +554,11 @@ class GoogleCloudStorageProvider:
                 probe.delete(timeouts("the delete"))
 
         try:
-            written = run(StepName.Write, write)
-            if isinstance(written, DestinationError):
-                failed = StepResult(StepName.Write, StepOutcome.Failed, watch.ms(), written.message)
-                skipped = StepResult(StepName.Delete, StepOutcome.Skipped, 0, "the write failed")
-                return ProbeResult((failed, skipped), written)
-            if mode != VerificationMode.WriteDelete:
-                kept = StepResult(
-                    StepName.Delete,
-                    StepOutcome.Skipped,
-                    0,
-                    "mode Write: the probe object is left in place",
-                )
-                return ProbeResult((written, kept))
-            started = watch.ms()
-            deleted = run(StepName.Delete, delete)
-            if isinstance(deleted, DestinationError):
-                deleted.add_detail(
-                    "the probe object was written but could not be deleted "
-                    "(for write-only credentials, use verification mode Write)"
-                )
-                failed = StepResult(
-                    StepName.Delete, StepOutcome.Failed, watch.ms() - started, deleted.message
-                )
-                return ProbeResult((written, failed), deleted)
-            return ProbeResult((written, deleted))
+            return write_then_delete(
+                lambda: run(StepName.Write, write),
+                lambda: run(StepName.Delete, delete),
+                mode,
+                watch,
+            )
         finally:
             probe.close()

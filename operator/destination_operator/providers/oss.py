@@ -84,8 +84,10 @@ from destination_operator.providers.base import (
     StepOutcome,
     StepResult,
     Stopwatch,
+    failed_write,
+    write_then_delete,
 )
-from destination_operator.providers.transport import Transport
+from destination_operator.providers.transport import ConnectionOptions, Transport
 
 __all__ = [
     "OSS_SECRET_KEYS",
@@ -134,27 +136,13 @@ class OSSCredentials:
 
 
 @dataclass(frozen=True)
-class ClientOptions:
+class ClientOptions(ConnectionOptions):
     """How the HTTP client reaches OSS, beyond the spec: a CA bundle, an HTTPS proxy.
 
     `ca_bundle`: a PEM file of the CAs to trust (None: the CAs requests
     ships). `https_proxy`: a proxy URL for https:// requests (None: direct).
     `verify`: False (Development only) checks no certificate.
     """
-
-    ca_bundle: str | None = None
-    https_proxy: str | None = None
-    verify: bool = True
-
-    def over(self, probe: Transport | None) -> ClientOptions:
-        """These options with a probe's laid over them (those the probe sets win)."""
-        if probe is None:
-            return self
-        return ClientOptions(
-            ca_bundle=probe.ca_bundle_path or self.ca_bundle,
-            https_proxy=probe.https_proxy or self.https_proxy,
-            verify=self.verify and probe.verify_tls,
-        )
 
 
 @dataclass(frozen=True)
@@ -426,7 +414,7 @@ class AlibabaOSSProvider:
             client = _Client(oss_target(spec), credentials, self.options.over(transport))
         except Exception as exc:  # noqa: BLE001 - the SDK missing, or a bad spec: a failed write
             error = translate_oss_error(exc, "PutObject", secrets)
-            return _write_failed(error, watch.ms())
+            return failed_write(error, watch)
         try:
             return self._steps(client, object_key, mode, timeout_seconds, watch, secrets)
         finally:
@@ -456,47 +444,22 @@ class AlibabaOSSProvider:
                 return translate_oss_error(exc, operation, secrets)
             return StepResult(name, StepOutcome.Succeeded, step.ms())
 
-        write = run(
-            StepName.Write,
-            "PutObject",
-            lambda bucket: bucket.put_object(
-                object_key,
-                PROBE_BODY,
-                headers={
-                    "Content-Type": "text/plain",
-                    "x-oss-meta-purpose": "destination-operator-probe",
-                },
+        return write_then_delete(
+            lambda: run(
+                StepName.Write,
+                "PutObject",
+                lambda bucket: bucket.put_object(
+                    object_key,
+                    PROBE_BODY,
+                    headers={
+                        "Content-Type": "text/plain",
+                        "x-oss-meta-purpose": "destination-operator-probe",
+                    },
+                ),
             ),
+            lambda: run(
+                StepName.Delete, "DeleteObject", lambda bucket: bucket.delete_object(object_key)
+            ),
+            mode,
+            watch,
         )
-        if isinstance(write, DestinationError):
-            return _write_failed(write, watch.ms())
-
-        if mode != VerificationMode.WriteDelete:
-            skipped = StepResult(
-                StepName.Delete,
-                StepOutcome.Skipped,
-                0,
-                "mode Write: the probe object is left in place",
-            )
-            return ProbeResult((write, skipped))
-
-        started = watch.ms()
-        delete = run(
-            StepName.Delete, "DeleteObject", lambda bucket: bucket.delete_object(object_key)
-        )
-        if isinstance(delete, DestinationError):
-            delete.add_detail(
-                "the probe object was written but could not be deleted "
-                "(for write-only credentials, use verification mode Write)"
-            )
-            failed = StepResult(
-                StepName.Delete, StepOutcome.Failed, watch.ms() - started, delete.message
-            )
-            return ProbeResult((write, failed), delete)
-        return ProbeResult((write, delete))
-
-
-def _write_failed(error: DestinationError, duration_ms: int) -> ProbeResult:
-    failed = StepResult(StepName.Write, StepOutcome.Failed, duration_ms, error.message)
-    skipped = StepResult(StepName.Delete, StepOutcome.Skipped, 0, "the write failed")
-    return ProbeResult((failed, skipped), error)

@@ -62,9 +62,10 @@ from destination_operator.providers.base import (
     StepOutcome,
     StepResult,
     Stopwatch,
+    write_then_delete,
 )
 from destination_operator.providers.s3errors import classify_botocore
-from destination_operator.providers.transport import Transport
+from destination_operator.providers.transport import ConnectionOptions, Transport
 
 __all__ = [
     "DEFAULT_REGION",
@@ -131,26 +132,12 @@ class S3Target:
 
 
 @dataclass(frozen=True)
-class S3Transport:
+class S3Transport(ConnectionOptions):
     """How the client reaches any endpoint: a CA bundle to trust, an HTTPS proxy, verification.
 
     None means the SDK's default: the system's trusted CAs, and no proxy.
     `verify=False` (Development only) checks no certificate at all.
     """
-
-    ca_bundle: str | None = None  # path of a PEM file: botocore's `verify`
-    https_proxy: str | None = None  # URL of a proxy for https:// endpoints
-    verify: bool = True
-
-    def over(self, probe: Transport | None) -> S3Transport:
-        """This transport with a probe's options laid over it (those the probe sets win)."""
-        if probe is None:
-            return self
-        return S3Transport(
-            ca_bundle=probe.ca_bundle_path or self.ca_bundle,
-            https_proxy=probe.https_proxy or self.https_proxy,
-            verify=self.verify and probe.verify_tls,
-        )
 
     def botocore_verify(self) -> str | bool | None:
         """botocore's `verify`: False, a CA bundle's path, or None (the SDK's default trust)."""
@@ -372,46 +359,25 @@ class S3ApiProvider:
                 return err
             return StepResult(name, StepOutcome.Succeeded, step.ms())
 
-        write = run(
-            StepName.Write,
-            lambda s3: s3.put_object(
-                Bucket=target.bucket,
-                Key=object_key,
-                Body=PROBE_BODY,
-                ContentType="text/plain",
-                Metadata={"purpose": "destination-operator-probe"},
-                **dict(target.put_arguments),
+        return write_then_delete(
+            lambda: run(
+                StepName.Write,
+                lambda s3: s3.put_object(
+                    Bucket=target.bucket,
+                    Key=object_key,
+                    Body=PROBE_BODY,
+                    ContentType="text/plain",
+                    Metadata={"purpose": "destination-operator-probe"},
+                    **dict(target.put_arguments),
+                ),
             ),
-        )
-        if isinstance(write, DestinationError):
-            failed = StepResult(StepName.Write, StepOutcome.Failed, watch.ms(), write.message)
-            skipped = StepResult(StepName.Delete, StepOutcome.Skipped, 0, "the write failed")
-            return ProbeResult((failed, skipped), write)
-
-        if mode != VerificationMode.WriteDelete:
-            skipped = StepResult(
+            lambda: run(
                 StepName.Delete,
-                StepOutcome.Skipped,
-                0,
-                "mode Write: the probe object is left in place",
-            )
-            return ProbeResult((write, skipped))
-
-        started = watch.ms()
-        delete = run(
-            StepName.Delete,
-            lambda s3: s3.delete_object(Bucket=target.bucket, Key=object_key),
+                lambda s3: s3.delete_object(Bucket=target.bucket, Key=object_key),
+            ),
+            mode,
+            watch,
         )
-        if isinstance(delete, DestinationError):
-            delete.add_detail(
-                "the probe object was written but could not be deleted "
-                "(for write-only credentials, use verification mode Write)"
-            )
-            failed = StepResult(
-                StepName.Delete, StepOutcome.Failed, watch.ms() - started, delete.message
-            )
-            return ProbeResult((write, failed), delete)
-        return ProbeResult((write, delete))
 
 
 def _region(value: str | None, *, default: str | None) -> str:

@@ -45,8 +45,9 @@ import stat
 import tempfile
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Self
 
 from destination_operator.api.spec import DestinationSpec, Environment
 from destination_operator.api.status import Reason
@@ -57,6 +58,7 @@ __all__ = [
     "CA_FOLDER_NAME",
     "TLS_SKIPPED_NOTE",
     "CABundleError",
+    "ConnectionOptions",
     "Transport",
     "ca_bundle_file",
     "certificates",
@@ -102,6 +104,32 @@ class Transport:
             ca_bundle_path=self.ca_bundle_path or ca_bundle,
             https_proxy=self.https_proxy or https_proxy,
             verify_tls=self.verify_tls,
+        )
+
+
+@dataclass(frozen=True)
+class ConnectionOptions:
+    """A provider's own connection options (from its constructor: tests use them), on
+    which each probe's `Transport` is laid. Providers subclass it for their SDK's shape.
+
+    `ca_bundle`: a PEM file of the CAs to trust instead of the system's (None: the
+    SDK's default); `https_proxy`: a proxy URL for https:// targets (None: none);
+    `verify`: False (Development only) checks no certificate.
+    """
+
+    ca_bundle: str | None = None
+    https_proxy: str | None = None
+    verify: bool = True
+
+    def over(self, probe: Transport | None) -> Self:
+        """These options with a probe's laid over them (those the probe sets win)."""
+        if probe is None:
+            return self
+        return replace(
+            self,
+            ca_bundle=probe.ca_bundle_path or self.ca_bundle,
+            https_proxy=probe.https_proxy or self.https_proxy,
+            verify=self.verify and probe.verify_tls,
         )
 
 

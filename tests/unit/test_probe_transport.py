@@ -25,6 +25,7 @@ from destination_operator.providers.transport import (
     CA_BUNDLE_KEY,
     CA_FOLDER_NAME,
     CABundleError,
+    ConnectionOptions,
     Transport,
     ca_bundle_file,
     certificates,
@@ -217,10 +218,9 @@ def test_insecure_is_allowed_in_development_only() -> None:
 
 def test_the_probes_options_win_over_the_providers_where_set() -> None:
     probe = Transport(ca_bundle_path="/probe.pem", https_proxy=None, verify_tls=True)
-    assert probe.with_fallback("/own.pem", "http://own:3128") == Transport(
-        "/probe.pem", "http://own:3128", True
-    )
-    assert Transport().with_fallback(None, None) == Transport()
+    own = ConnectionOptions(ca_bundle="/own.pem", https_proxy="http://own:3128")
+    assert own.over(probe) == ConnectionOptions("/probe.pem", "http://own:3128", True)
+    assert ConnectionOptions().over(Transport()) == ConnectionOptions()
 
 
 def test_s3_transport() -> None:

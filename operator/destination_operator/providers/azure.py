@@ -87,7 +87,7 @@ from destination_operator.providers.base import (
     Stopwatch,
     write_then_delete,
 )
-from destination_operator.providers.transport import Transport
+from destination_operator.providers.transport import ConnectionOptions, Transport
 
 __all__ = [
     "AZURE_SECRET_KEYS",
@@ -469,8 +469,7 @@ class AzureBlobStorageProvider:
     secret_keys: ClassVar[SecretKeys] = AZURE_SECRET_KEYS
 
     def __init__(self, *, ca_bundle: str | None = None, https_proxy: str | None = None) -> None:
-        self.ca_bundle = ca_bundle
-        self.https_proxy = https_proxy
+        self.options = ConnectionOptions(ca_bundle=ca_bundle, https_proxy=https_proxy)
 
     def load_credentials(self, data: Mapping[str, str]) -> AzureCredentials:
         """The first credential set in the Secret; surrounding whitespace is ignored."""
@@ -505,12 +504,12 @@ class AzureBlobStorageProvider:
         """
         secrets = credentials.secrets
         watch = Stopwatch()
-        connection = (transport or Transport()).with_fallback(self.ca_bundle, self.https_proxy)
+        connection = self.options.over(transport)
         options = ClientOptions(
             timeout_seconds,
-            ca_bundle=connection.ca_bundle_path,
+            ca_bundle=connection.ca_bundle,
             https_proxy=connection.https_proxy,
-            verify=connection.verify_tls,
+            verify=connection.verify,
         )
         try:
             target = azure_target(spec)

@@ -98,14 +98,6 @@ class Transport:
     https_proxy: str | None = None
     verify_tls: bool = True
 
-    def with_fallback(self, ca_bundle: str | None, https_proxy: str | None) -> Transport:
-        """These options, with a provider's own (its constructor's) where these leave one unset."""
-        return Transport(
-            ca_bundle_path=self.ca_bundle_path or ca_bundle,
-            https_proxy=self.https_proxy or https_proxy,
-            verify_tls=self.verify_tls,
-        )
-
 
 @dataclass(frozen=True)
 class ConnectionOptions:

@@ -84,7 +84,7 @@ from destination_operator.providers.base import (
     StepResult,
     Stopwatch,
 )
-from destination_operator.providers.transport import Transport
+from destination_operator.providers.transport import ConnectionOptions, Transport
 
 __all__ = [
     "EVENT_TYPE",
@@ -232,8 +232,7 @@ class WebhookProvider:
     secret_keys: ClassVar[SecretKeys] = WEBHOOK_SECRET_KEYS
 
     def __init__(self, *, ca_bundle: str | None = None, https_proxy: str | None = None) -> None:
-        self.ca_bundle = ca_bundle
-        self.https_proxy = https_proxy
+        self.options = ConnectionOptions(ca_bundle=ca_bundle, https_proxy=https_proxy)
 
     def load_credentials(self, data: Mapping[str, str]) -> WebhookCredentials:
         """The tokens from the Secret; surrounding whitespace (a trailing newline) is ignored."""
@@ -265,7 +264,7 @@ class WebhookProvider:
         url = self._url(spec)
         watch = Stopwatch()
         skipped = StepResult(StepName.Delete, StepOutcome.Skipped, 0, _DELETE_SKIPPED)
-        connection = (transport or Transport()).with_fallback(self.ca_bundle, self.https_proxy)
+        connection = self.options.over(transport)
         try:
             with map_exceptions(self._secrets(credentials, connection)):
                 message = self._deliver(
@@ -284,18 +283,20 @@ class WebhookProvider:
             raise InvalidSpecError("type Webhook needs the webhook block")
         return spec.webhook.url
 
-    def _secrets(self, credentials: WebhookCredentials, connection: Transport) -> tuple[str, ...]:
+    def _secrets(
+        self, credentials: WebhookCredentials, connection: ConnectionOptions
+    ) -> tuple[str, ...]:
         proxy = connection.https_proxy
         proxy_password = urlsplit(proxy).password if proxy else None
         if not proxy_password:
             return credentials.values()
         return (*credentials.values(), proxy_password, unquote(proxy_password))
 
-    def _manager(self, url: str, connection: Transport) -> urllib3.PoolManager:
+    def _manager(self, url: str, connection: ConnectionOptions) -> urllib3.PoolManager:
         """A pool for one probe: no retries; certificates checked unless the transport says
         not to (Development only). The proxy serves https:// URLs only."""
-        cert_reqs = "CERT_REQUIRED" if connection.verify_tls else "CERT_NONE"
-        ca_certs = connection.ca_bundle_path if connection.verify_tls else None
+        cert_reqs = "CERT_REQUIRED" if connection.verify else "CERT_NONE"
+        ca_certs = connection.ca_bundle if connection.verify else None
         if not connection.https_proxy or not url.lower().startswith("https://"):
             return urllib3.PoolManager(
                 num_pools=1, maxsize=1, cert_reqs=cert_reqs, ca_certs=ca_certs
@@ -320,7 +321,7 @@ class WebhookProvider:
         credentials: WebhookCredentials,
         object_key: str,
         remaining: float,
-        connection: Transport,
+        connection: ConnectionOptions,
     ) -> str:
         """Send the verification request; the step message, or the error its answer means."""
         if remaining <= 0:

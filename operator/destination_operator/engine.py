@@ -36,7 +36,7 @@ from .api import VERIFY_REQUESTED_AT
 from .api.spec import DestinationSpec
 from .kube import events, namespaces
 from .kube.client import ApiUnavailable
-from .kube.secrets import SecretUnreadable, StoredSecret, read_secret
+from .kube.secrets import SecretForbidden, SecretUnreadable, StoredSecret, read_secret
 from .kube.status import StatusWriteFailed, patch_status, remove_finalizer
 from .probecontrol import ProbeControl
 from .settings import OperatorSettings
@@ -422,6 +422,8 @@ class Engine:
         fingerprint = observed.secret.fingerprint if observed.secret else ""
         try:
             secret = await self._secret_data(key[0], name, fingerprint)
+        except SecretForbidden as err:
+            return reconcile.secret_forbidden(str(err))
         except SecretUnreadable as err:
             return reconcile.secret_unreadable(str(err))
         if secret is None:

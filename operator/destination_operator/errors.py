@@ -5,6 +5,7 @@ The tree (class, then the `Reason` it sets on `Verified=False`)::
     DestinationError                 ProbeFailed           base; `.reason`, `.message`
     ├── InvalidSpecError             InvalidSpec           the spec breaks a rule (won't fix itself)
     ├── SecretNotFoundError          SecretNotFound        the referenced Secret does not exist
+    ├── SecretForbiddenError         SecretForbidden       RBAC does not let the operator read it
     ├── SecretKeyMissingError        SecretKeyMissing      `.key` names the key, never a value
     ├── EndpointBlockedError         EndpointBlocked       the endpoint guard refused the address
     ├── AuthenticationFailedError    AuthenticationFailed  unknown key id, bad signature, expired
@@ -50,6 +51,7 @@ __all__ = [
     "ProbeFailedError",
     "ProbeTimeoutError",
     "ProviderUnavailableError",
+    "SecretForbiddenError",
     "SecretKeyMissingError",
     "SecretNotFoundError",
     "TLSError",
@@ -184,6 +186,12 @@ class SecretNotFoundError(DestinationError):
     """The Secret named by `spec.credentials.secretRef.name` does not exist."""
 
     reason = Reason.SecretNotFound
+
+
+class SecretForbiddenError(DestinationError):
+    """The API server refused the operator's read of the Secret (RBAC; the message says what)."""
+
+    reason = Reason.SecretForbidden
 
 
 class SecretKeyMissingError(DestinationError):

@@ -42,6 +42,8 @@ from destination_operator.errors import (
     EndpointBlockedError,
     EndpointUnreachableError,
     InvalidSpecError,
+    ProbeFailedError,
+    SecretForbiddenError,
     SecretKeyMissingError,
     SecretNotFoundError,
     scrub,
@@ -156,13 +158,19 @@ def invalid_spec(field_path: str, message: str) -> Outcome:
     return failure(InvalidSpecError(text))
 
 
-def secret_unreadable(message: str) -> Outcome:
-    """The outcome when the Secret could not be read (forbidden or an API error).
+def secret_forbidden(message: str) -> Outcome:
+    """The outcome when the API server refused the operator's read of the Secret.
 
-    Reported as `SecretNotFound`: as far as the operator can tell, there is no
-    Secret it may use; the message says why.
+    Reported as `SecretForbidden`, not `SecretNotFound`: the Secret may well exist, and
+    the fix is a grant to the operator, not a Secret. Retried with backoff, since a grant
+    changes neither the Destination nor the Secret and so queues no probe.
     """
-    return failure(SecretNotFoundError(message))
+    return failure(SecretForbiddenError(message))
+
+
+def secret_unreadable(message: str) -> Outcome:
+    """The outcome when reading the Secret failed with another refusal (reason ProbeFailed)."""
+    return failure(ProbeFailedError(message))
 
 
 def _decode(secret_data: Mapping[str, bytes]) -> tuple[dict[str, str], set[str]]:

@@ -48,6 +48,7 @@ from destination_operator.reconcile import (
     FINGERPRINT_LABEL,
     fingerprint,
     invalid_spec,
+    secret_forbidden,
     secret_unreadable,
     verify,
 )
@@ -142,9 +143,11 @@ def test_invalid_spec_outcome() -> None:
     assert invalid_spec("type", "x").message == "spec.type: x"
 
 
-def test_secret_unreadable_outcome() -> None:
-    outcome = secret_unreadable("the operator may not read Secret 'creds' (forbidden)")
-    assert outcome.reason == Reason.SecretNotFound and "forbidden" in outcome.message
+def test_secret_read_refusals_are_not_reported_as_missing() -> None:
+    forbidden = secret_forbidden("RBAC does not let the operator read Secret 'creds'")
+    assert forbidden.reason == Reason.SecretForbidden and "'creds'" in forbidden.message
+    other = secret_unreadable("reading Secret 'creds' failed with HTTP 409")
+    assert other.reason == Reason.ProbeFailed and "HTTP 409" in other.message
 
 
 def test_verify_reports_a_type_without_provider() -> None:

@@ -9,10 +9,10 @@ Conditions (`metav1.Condition` shape), with the reasons each may carry:
 | type        | status  | reasons                                                       |
 | ----------- | ------- | ------------------------------------------------------------- |
 | Verified    | True    | ProbeSucceeded                                                |
-| Verified    | False   | InvalidSpec, SecretNotFound, SecretKeyMissing,                |
-|             |         | AuthenticationFailed, AccessDenied, BucketNotFound,           |
-|             |         | EndpointUnreachable, TLSError, Timeout, EndpointBlocked,      |
-|             |         | ProbeFailed, ProviderUnavailable                              |
+| Verified    | False   | InvalidSpec, SecretNotFound, SecretForbidden,                 |
+|             |         | SecretKeyMissing, AuthenticationFailed, AccessDenied,         |
+|             |         | BucketNotFound, EndpointUnreachable, TLSError, Timeout,       |
+|             |         | EndpointBlocked, ProbeFailed, ProviderUnavailable             |
 | Verified    | Unknown | Disabled, Archived, Pending                                   |
 | Archived    | True    | Archived (its lastTransitionTime is when it was archived)     |
 | Archived    | False   | NotArchived (never archived), Unarchived (archived before)    |
@@ -92,6 +92,10 @@ class Reason(StrEnum):
     """The stored spec breaks a rule of the models (it may predate the rule)."""
     SecretNotFound = "SecretNotFound"
     """spec.credentials.secretRef.name names no Secret in the Destination's namespace."""
+    SecretForbidden = "SecretForbidden"
+    """The API server does not let the operator read the Secret (RBAC: the message names the
+    verb, resource, namespace and the operator's identity). Retried with backoff, so a grant
+    heals it without an edit of the Destination."""
     SecretKeyMissing = "SecretKeyMissing"
     """The Secret lacks a key the type needs (the message names the key, never a value)."""
     AuthenticationFailed = "AuthenticationFailed"
@@ -144,6 +148,7 @@ FAILURE_REASONS: frozenset[Reason] = frozenset(
     {
         Reason.InvalidSpec,
         Reason.SecretNotFound,
+        Reason.SecretForbidden,
         Reason.SecretKeyMissing,
         Reason.AuthenticationFailed,
         Reason.AccessDenied,

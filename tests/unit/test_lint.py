@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import samples
 from destination_operator import lint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,25 +67,80 @@ def test_samples_pass(capsys: pytest.CaptureFixture[str]) -> None:
     assert "7 Destination(s) in 7 file(s): 0 error(s)" in err
 
 
-def test_samples_cover_every_type_with_its_secret_keys() -> None:
+def test_samples_hold_only_a_destination_each() -> None:
+    """Applying a sample can create or change nothing but its own Destination (no Secret)."""
+    import yaml
+
+    files = sorted(p for p in SAMPLES.rglob("*") if p.is_file())
+    assert files == samples.SAMPLES, "every file under manifests/samples/ is a sample"
+    for path in files:
+        docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
+        assert [(d["apiVersion"], d["kind"]) for d in docs] == [
+            ("destinations.io/v1alpha1", "Destination")
+        ], path.name
+        assert "namespace" not in docs[0]["metadata"], f"{path.name}: `apply -n` must choose it"
+
+
+def test_samples_cover_every_type_and_show_its_secret_command() -> None:
+    """Each sample's `kubectl create secret` names the Secret its Destination reads, with
+    exactly the keys its provider needs: the required ones, plus one set of alternatives."""
     import yaml
 
     from destination_operator.api.spec import DestinationType, parse_spec
     from destination_operator.providers.registry import default_registry
 
     seen = set()
-    for path in sorted(SAMPLES.glob("destinations.io_v1alpha1_destination_*.yaml")):
-        docs = list(yaml.safe_load_all(path.read_text()))
-        secret = next(d for d in docs if d["kind"] == "Secret")
-        dest = next(d for d in docs if d["kind"] == "Destination")
-        spec = parse_spec(dest["spec"])
+    for path in samples.SAMPLES:
+        spec = parse_spec(yaml.safe_load(path.read_text(encoding="utf-8"))["spec"])
         seen.add(spec.type)
         assert path.name == f"destinations.io_v1alpha1_destination_{spec.type.lower()}.yaml"
-        assert spec.secret_name == secret["metadata"]["name"]
-        for key in secret["stringData"]:
-            assert key in default_registry().get(spec.type).secret_keys.names(), (path.name, key)
-            assert "REPLACE" in secret["stringData"][key]
+        command = samples.secret_command(path)
+        assert command.name == spec.secret_name, path.name
+        assert command.namespace == samples.NAMESPACE_PLACEHOLDER, path.name
+        keys = default_registry().get(spec.type).secret_keys
+        extra = command.keys - set(keys.required)
+        assert set(keys.required) <= command.keys, (path.name, sorted(command.keys))
+        if keys.alternatives:
+            assert extra in [set(choice) for choice in keys.alternatives], (path.name, extra)
+        else:
+            assert extra == set(), (path.name, extra)
+        # Placeholders only: a value to paste never sits in the repository.
+        assert set(command.literals.values()) <= {samples.VALUE_PLACEHOLDER}, path.name
+        assert all(name.endswith(".json") for name in command.files.values()), path.name
+        apply = f"kubectl apply -n {samples.NAMESPACE_PLACEHOLDER} -f {path.name}"
+        assert apply in samples.header(path), f"{path.name}: the comment shows how to apply it"
+        text = "\n".join(samples.header(path))
+        assert text.index("kubectl create secret") < text.index("kubectl apply"), path.name
     assert seen == set(DestinationType)
+
+
+@pytest.mark.parametrize(
+    ("command", "error"),
+    [
+        ("kubectl create secret tls x --cert=a", "not `kubectl create secret generic"),
+        ("kubectl create secret generic x --from-literal=a", "needs KEY=VALUE"),
+        ("kubectl create secret generic x --from-literal=a=1 --from-file=a=f", "given twice"),
+        ("kubectl create secret generic x --type=Opaque", "unexpected argument"),
+    ],
+)
+def test_sample_secret_commands_are_read_strictly(command: str, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        samples.parse_secret_command(command)
+
+
+def test_sample_secret_command_is_read_across_continuation_lines(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "s.yaml",
+        "# intro\n#   kubectl create secret generic creds -n <namespace> \\\n"
+        "#     --from-literal=a='x y' \\\n#     --from-file=b=key.json\n# outro\n" + GOOD,
+    )
+    command = samples.secret_command(path)
+    assert command == samples.SecretCommand("creds", "<namespace>", {"a": "x y"}, {"b": "key.json"})
+    assert command.argv("ns", {"a": "1"}, {"b": Path("k")}) == [
+        *("create", "secret", "generic", "creds", "-n", "ns"),
+        *("--from-literal=a=1", "--from-file=b=k"),
+    ]
 
 
 def test_good_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

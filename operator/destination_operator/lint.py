@@ -2,6 +2,7 @@
 
     destination-operator lint manifests/ overlays/prod/extra.yaml
     kustomize build overlays/prod | destination-operator lint -
+    helm template my-release charts/x | destination-operator lint -
 
 Every `destinations.io/v1alpha1` `Destination` in the given files (folders are
 searched for *.yaml and *.yml; `-` or no path reads stdin) is checked against
@@ -13,8 +14,12 @@ validations. Problems are printed one per line as
 where DOCUMENT is the 1-based index of the YAML document in the file. Other
 documents are ignored, except that a Secret holding credential values in
 `stringData` or `data` gets a warning on stderr (naming the keys, never the
-values): credentials belong outside of Git. The exit status is 0 when there is
-no error, 1 when there is one, 2 when a path cannot be read.
+values): credentials belong outside of Git. A folder's Helm charts (a
+`Chart.yaml` beside `templates/`) are linted without their `templates/`, which
+are Go templates, not YAML: a one-line notice on stderr names each one skipped
+and how to lint the rendered chart. `-q` prints errors only: no warnings, no
+notices, no summary. The exit status is 0 when there is no error, 1 when there
+is one, 2 when a path cannot be read.
 """
 
 from __future__ import annotations
@@ -35,9 +40,42 @@ from .api.rules import matches
 from .api.spec import spec_problems
 from .providers.registry import credential_keys
 
-__all__ = ["Problem", "Report", "check_destination", "lint_text", "main"]
+__all__ = [
+    "DESCRIPTION",
+    "EPILOG",
+    "Problem",
+    "Report",
+    "add_arguments",
+    "check_destination",
+    "lint_text",
+    "main",
+    "run",
+]
 
 STDIN = "<stdin>"
+DESCRIPTION = """\
+Check Destination manifests offline against the CRD's rules (schema and CEL),
+as the API server would."""
+EPILOG = """\
+output:
+  errors on stdout, one a line: FILE:DOCUMENT: FIELD: MESSAGE (DOCUMENT counts
+  YAML documents from 1); warnings (Secrets with credential values), notices
+  and a summary on stderr. Documents other than Destinations, Lists of them and
+  Secrets are ignored.
+
+Helm charts:
+  in a folder, a chart's templates/ (a Chart.yaml beside it) is skipped with a
+  notice: Go templates are not YAML until rendered. Lint a chart with:
+    helm template <release> charts/x | destination-operator lint -
+
+exit status:
+  0 no error (warnings allowed), 1 an error, 2 a path that cannot be read or a
+  bad option.
+
+examples:
+  destination-operator lint manifests/ overlays/prod/extra.yaml
+  kustomize build overlays/prod | destination-operator lint -q -
+"""
 _TOP_LEVEL = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
 _DNS_SUBDOMAIN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 _DNS_LABEL = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -290,10 +328,32 @@ def lint_text(text: str, source: str, report: Report | None = None) -> Report:
     return report
 
 
-def _files(path: Path) -> Iterator[Path]:
+def _chart_templates(folder: Path) -> bool:
+    """A Helm chart's `templates/`: Go templates, YAML only once rendered."""
+    folder = folder.resolve()
+    return folder.name == "templates" and (folder.parent / "Chart.yaml").is_file()
+
+
+def _skip_notice(templates: Path) -> str:
+    return (
+        f"lint: skipping {templates} (Helm templates); lint a chart with: "
+        f"helm template <release> {templates.parent} | destination-operator lint -"
+    )
+
+
+def _files(path: Path, skipped: list[Path]) -> Iterator[Path]:
+    """The YAML files to read under `path`; a chart's `templates/` goes to `skipped`."""
     if path.is_dir():
+        if _chart_templates(path):
+            skipped.append(path)
+            return
         for root, dirs, names in os.walk(path):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            chart = "Chart.yaml" in names
+            if chart and "templates" in dirs:
+                skipped.append(Path(root) / "templates")
+            dirs[:] = sorted(
+                d for d in dirs if not d.startswith(".") and not (chart and d == "templates")
+            )
             for name in sorted(names):
                 if name.endswith((".yaml", ".yml")):
                     yield Path(root) / name
@@ -323,24 +383,43 @@ def _safe_streams() -> None:
                 reconfigure(errors="backslashreplace")
 
 
-def main(argv: list[str]) -> int:
-    """Run `destination-operator lint ARGV...`; returns the exit status."""
-    parser = argparse.ArgumentParser(
-        prog="destination-operator lint",
-        description="Check Destination manifests offline against the CRD's rules.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """lint's arguments, on its own parser or on `destination-operator`'s subcommand."""
     parser.add_argument(
         "paths",
         nargs="*",
         metavar="PATH",
-        help="YAML files or folders (searched for *.yaml and *.yml); '-' or none: stdin",
+        help="YAML files or folders (searched for *.yaml and *.yml, skipping Helm chart "
+        "templates); '-' or none: stdin",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="print errors only")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else 2
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print errors only: no warnings, no notices, no summary (the exit status is the same)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="destination-operator lint",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Lint `args.paths` (stdin when none); returns the exit status."""
     _safe_streams()
+    quiet: bool = args.quiet
+
+    def notice(message: str) -> None:
+        if not quiet:
+            print(message, file=sys.stderr)
+
     report = Report()
     unreadable = False
     for raw in args.paths or ["-"]:
@@ -353,12 +432,15 @@ def main(argv: list[str]) -> int:
                 unreadable = True
                 continue
             sources = []
-            for file in _files(path):
+            skipped: list[Path] = []
+            for file in _files(path, skipped):
                 try:
                     sources.append((str(file), file.read_bytes()))
                 except OSError as err:
                     print(f"{file}: cannot read: {err.strerror or err}", file=sys.stderr)
                     unreadable = True
+            for templates in skipped:
+                notice(_skip_notice(templates))
         for source, data in sources:
             text = _decode(data) if data is not None else None
             if text is None:
@@ -369,18 +451,25 @@ def main(argv: list[str]) -> int:
     for problem in report.problems:
         if not problem.warning:
             print(problem)
-        elif not args.quiet:
-            print(problem, file=sys.stderr)
-    if not args.quiet:
-        errors, warnings = len(report.errors), len(report.warnings)
-        print(
-            f"lint: {report.destinations} Destination(s) in {report.sources} file(s): "
-            f"{errors} error(s), {warnings} warning(s)",
-            file=sys.stderr,
-        )
+        else:
+            notice(str(problem))
+    errors, warnings = len(report.errors), len(report.warnings)
+    notice(
+        f"lint: {report.destinations} Destination(s) in {report.sources} file(s): "
+        f"{errors} error(s), {warnings} warning(s)"
+    )
     if unreadable:
         return 2
     return 1 if report.errors else 0
+
+
+def main(argv: list[str]) -> int:
+    """Run `destination-operator lint ARGV...`; returns the exit status."""
+    try:
+        args = _parser().parse_intermixed_args(argv)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 2
+    return run(args)
 
 
 if __name__ == "__main__":

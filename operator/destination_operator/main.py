@@ -22,7 +22,7 @@ import kopf
 from . import metrics
 from .decide import SecretView
 from .engine import Engine
-from .kube.client import GROUP, PLURAL, VERSION
+from .kube.client import GROUP, PLURAL, VERSION, connection_info
 from .kube.secrets import decode
 from .reconcile import fingerprint
 from .settings import OperatorSettings
@@ -37,6 +37,12 @@ def _secret_view(
     for view in index.get((namespace, name), []):
         return view
     return None
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf's watches log in where the operator's own calls go (--kubeconfig, --context)."""
+    return connection_info()
 
 
 @kopf.index("", "v1", "secrets")  # type: ignore[arg-type]

@@ -24,17 +24,31 @@ class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DESTINATION_OPERATOR_", extra="ignore")
 
     namespaces: list[str] = Field(
-        default_factory=list, description="namespaces to watch; empty watches every namespace"
+        default_factory=list, description="a namespace to watch; none: every namespace"
+    )
+    kubeconfig: str | None = Field(
+        default=None,
+        description="kubeconfig file for kopf's watches and the operator's own calls; unset: "
+        "KUBECONFIG, else the pod's ServiceAccount, else ~/.kube/config",
+    )
+    context: str | None = Field(
+        default=None,
+        description="kubeconfig context to use; unset: the kubeconfig's current-context",
     )
     probe_concurrency: int = Field(default=8, ge=1, le=256, description="probes run at once")
     default_interval_seconds: float = Field(
         default=3600.0, ge=0, description="re-probe interval when a Destination sets none"
     )
     timeout_seconds: float = Field(
-        default=30.0, gt=0, le=600, description="bound on one probe when a Destination sets none"
+        default=30.0,
+        gt=0,
+        le=600,
+        description="bound on one probe, in seconds, when a Destination sets none",
     )
     allow_private_endpoints: bool = Field(
-        default=False, description="allow loopback and private endpoints (tests, demos)"
+        default=False,
+        description="let Destinations probe loopback and private addresses (tests, demos); "
+        "link-local and metadata addresses stay refused",
     )
     log_format: LogFormat = Field(default=LogFormat.TEXT, description="text or json")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR")
@@ -58,9 +72,11 @@ class OperatorSettings(BaseSettings):
         gt=0,
         description="health fails when queued Destinations see no progress for this long",
     )
-    health_port: int = Field(default=8080, ge=0, le=65535, description="liveness endpoint; 0 = off")
+    health_port: int = Field(
+        default=8080, ge=0, le=65535, description="liveness endpoint /healthz; 0 = off"
+    )
     metrics_port: int = Field(
-        default=9090, ge=0, le=65535, description="Prometheus metrics; 0 = off"
+        default=9090, ge=0, le=65535, description="Prometheus /metrics; 0 = off"
     )
 
     def apply_to_kopf(self, kopf_settings: Any) -> None:

@@ -1,0 +1,136 @@
+"""`destination-operator lint` as a user calls it: -q, Helm charts in folders, --help."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from destination_operator import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+BAD = textwrap.dedent(
+    """\
+    apiVersion: destinations.io/v1alpha1
+    kind: Destination
+    metadata: {name: bad}
+    spec: {type: Nope}
+    """
+)
+SECRET = textwrap.dedent(
+    """\
+    apiVersion: v1
+    kind: Secret
+    metadata: {name: s3}
+    stringData: {secretAccessKey: from-git}
+    """
+)
+# What a chart's template looks like before `helm template`: not YAML.
+TEMPLATE = textwrap.dedent(
+    """\
+    {{- range .Values.destinations }}
+    ---
+    apiVersion: destinations.io/v1alpha1
+    kind: Destination
+    metadata:
+      name: {{ .name }}
+    {{- end }}
+    """
+)
+
+
+def lint(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(["lint", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def chart(folder: Path, name: str = "x") -> Path:
+    """A Helm chart whose templates/ holds Go template syntax."""
+    path = folder / name
+    (path / "templates").mkdir(parents=True)
+    (path / "Chart.yaml").write_text(f"apiVersion: v2\nname: {name}\nversion: 0.1.0\n")
+    (path / "values.yaml").write_text("destinations: []\n")
+    (path / "templates" / "destinations.yaml").write_text(TEMPLATE)
+    return path
+
+
+def notice(templates: Path) -> str:
+    return (
+        f"lint: skipping {templates} (Helm templates); lint a chart with: "
+        f"helm template <release> {templates.parent} | destination-operator lint -"
+    )
+
+
+def test_quiet_prints_errors_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "mixed.yaml"
+    path.write_text(f"{SECRET}---\n{BAD}")
+    code, out, err = lint(capsys, str(path))
+    assert code == 1
+    assert f"{path}:2: spec.type: Unsupported value" in out
+    assert "warning: stringData" in err and "lint: 1 Destination(s)" in err
+    # -q, before or after the paths: the same errors and status, nothing else
+    for argv in (["-q", str(path)], [str(path), "-q"], ["--quiet", str(path)]):
+        assert lint(capsys, *argv) == (1, out, "")
+
+
+def test_quiet_still_names_a_path_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = lint(capsys, "-q", str(tmp_path / "missing.yaml"))
+    assert (code, out) == (2, "")
+    assert err.strip() == f"{tmp_path / 'missing.yaml'}: no such file or folder"
+
+
+def test_a_charts_templates_are_skipped_with_a_notice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    top = chart(tmp_path)
+    sub = chart(top / "charts", "sub")  # a subchart: its own templates/ too
+    # templates/ beside no Chart.yaml is an ordinary folder and is linted
+    plain = tmp_path / "plain" / "templates"
+    plain.mkdir(parents=True)
+    (plain / "bad.yaml").write_text(BAD)
+    code, out, err = lint(capsys, str(tmp_path))
+    assert code == 1
+    assert out.splitlines() == [
+        f"{plain / 'bad.yaml'}:1: spec.type: Unsupported value: supported values: "
+        '"AmazonS3", "S3Compatible", "GoogleCloudStorage", "AzureBlobStorage", "AlibabaOSS", '
+        '"OracleCloudStorage", "Webhook"',
+        f"{plain / 'bad.yaml'}:1: spec.credentials: Required value",
+    ]
+    lines = err.splitlines()
+    assert notice(top / "templates") in lines
+    assert notice(sub / "templates") in lines
+    # Chart.yaml and values.yaml are YAML and are read; the templates are not
+    assert lines[-1] == "lint: 1 Destination(s) in 5 file(s): 2 error(s), 0 warning(s)"
+
+
+def test_a_charts_templates_folder_named_directly_is_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    templates = chart(tmp_path) / "templates"
+    code, out, err = lint(capsys, str(templates))
+    assert (code, out) == (0, "")
+    assert err.splitlines()[0] == notice(templates)
+
+
+def test_the_projects_charts_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    charts = ROOT / "charts"
+    code, out, err = lint(capsys, str(charts))
+    assert (code, out) == (0, "")
+    assert notice(charts / "destination-operator" / "templates") in err.splitlines()
+    # -q: a skipped folder is no error, so nothing is printed; the status is the same
+    assert lint(capsys, "-q", str(charts)) == (0, "", "")
+
+
+def test_help_documents_quiet_and_charts(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = lint(capsys, "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    assert "usage: destination-operator lint" in text
+    assert "-q, --quiet print errors only" in text
+    assert "helm template <release> charts/x | destination-operator lint -" in text
+    assert "exit status" in text

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver, kube-controller-manager, kubectl, etcd and helm, the
-# node's kubelet and kube-scheduler (for the install tests, hack/node.py), and the
-# test helper kstatus (hack/kstatus), from the Go module proxy into a cache outside
-# the repo, keyed by version, and prints the folder that holds them all. Nothing is
-# rebuilt while the versions stay the same.
+# node's kubelet and kube-scheduler (for the install tests, hack/node.py), the
+# test helper kstatus (hack/kstatus), and the control plane of the oldest supported
+# Kubernetes (MIN_KUBERNETES_VERSION, in the bin folder's minimum/ with the same etcd
+# and helm), from the Go module proxy into a cache outside the repo, keyed by
+# version, and prints the folder that holds them all. Nothing is rebuilt while the
+# versions stay the same.
 #
 #   hack/build-binaries.sh            build what is missing, print the bin folder
 #
 # KUBEBUILDER_ASSETS: a folder whose binaries are used instead of building them.
-#   kstatus, kubelet and kube-scheduler are built unless the folder has them too;
-#   without Go they are left out (a warning), since only the tests that pin kstatus
-#   verdicts, or that run pods on a node, need them.
+#   kstatus, kubelet, kube-scheduler and the oldest version are built unless the
+#   folder has them too; without Go they are left out (a warning), since only the
+#   tests that pin kstatus verdicts, run pods on a node, or run the oldest version
+#   need them.
 # DESTINATION_OPERATOR_CACHE: the cache root (default ~/.cache/destination-operator).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -158,6 +161,14 @@ elif [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && ! command -v go >/dev/null 2>&1; then
 else
   node_dir=$(build_component kubernetes-node "$KUBERNETES_VERSION" build_kubernetes_node kubelet kube-scheduler)
 fi
+# The oldest supported version: the same wrapper-module build, its own cache entry.
+if [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && ! command -v go >/dev/null 2>&1 &&
+  [[ ! -f "$cache/kubernetes-$MIN_KUBERNETES_VERSION/.complete" ]]; then
+  log "warning: Kubernetes $MIN_KUBERNETES_VERSION left out: Go is not installed (only the tests of the oldest supported version need it)"
+  min_dir=
+else
+  min_dir=$(build_component kubernetes "$MIN_KUBERNETES_VERSION" build_kubernetes kube-apiserver kube-controller-manager kubectl)
+fi
 helm_dir=$(from_assets helm || build_component helm "$HELM_VERSION" build_helm helm)
 if kstatus_dir=$(from_assets kstatus); then
   :
@@ -169,7 +180,7 @@ else
 fi
 
 # One folder with them all, keyed by the versions, for PATH and KUBEBUILDER_ASSETS users.
-key="kubernetes-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION-kstatus-$CLI_UTILS_VERSION"
+key="kubernetes-$KUBERNETES_VERSION-min-$MIN_KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION-kstatus-$CLI_UTILS_VERSION"
 [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && key="assets-$(echo "$KUBEBUILDER_ASSETS" | cksum | cut -d' ' -f1)"
 out="$cache/$key/bin"
 mkdir -p "$out"
@@ -184,4 +195,13 @@ fi
 for bin in kubelet kube-scheduler; do
   if [[ -n "$node_dir" ]]; then ln -sfn "$node_dir/$bin" "$out/$bin"; else rm -f "$out/$bin"; fi
 done
+# minimum/: a whole bin folder of the oldest version, for a second ControlPlane.
+if [[ -n "$min_dir" ]]; then
+  mkdir -p "$out/minimum"
+  for bin in kube-apiserver kube-controller-manager kubectl; do ln -sfn "$min_dir/$bin" "$out/minimum/$bin"; done
+  ln -sfn "$etcd_dir/etcd" "$out/minimum/etcd"
+  ln -sfn "$helm_dir/helm" "$out/minimum/helm"
+else
+  rm -rf "$out/minimum"
+fi
 echo "$out"

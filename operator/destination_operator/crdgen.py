@@ -8,25 +8,37 @@ The schema comes from pydantic's JSON schema of `DestinationSpec` and
 inlined, `anyOf: [X, null]` becomes X (an optional field is one that is not in
 `required`), titles and `additionalProperties: false` are dropped (the API
 server prunes and, with strict field validation, refuses unknown fields), and
-the CEL rules attached to the models become `x-kubernetes-validations`. The
-output is deterministic: same models, same bytes.
+the CEL rules attached to the models become `x-kubernetes-validations`. An
+object's description is its class docstring followed by the field's, each
+sentence once. The output is deterministic: same models, same bytes.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from .api import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from .api.spec import DestinationSpec
 from .api.status import DestinationStatus
 
-__all__ = ["CRD_NAME", "GenerationError", "build_crd", "main", "render"]
+__all__ = [
+    "CRD_NAME",
+    "GenerationError",
+    "build_crd",
+    "join_descriptions",
+    "main",
+    "render",
+    "schema_for",
+    "sentences",
+]
 
 CRD_NAME = f"{PLURAL}.{GROUP}"
 
@@ -56,21 +68,47 @@ _KEY_ORDER = (
     "x-kubernetes-validations",
 )
 _DROPPED = {"title", "additionalProperties", "$defs"}
+# A sentence ends at '.', '!' or '?' followed by a space and a capital letter, a quote
+# mark or '(', so "e.g. 1h", "(1h, 30m, ...)" and "s3://bucket, ..." do not split.
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z'\"`(])")
 
 
 class GenerationError(Exception):
     """The models cannot be expressed as a structural schema (a bug in the models)."""
 
 
+def sentences(text: str) -> list[str]:
+    """A description's sentences: split after '.', '!' or '?' where a new sentence starts."""
+    return [part for part in _SENTENCE_BREAK.split(" ".join(text.split())) if part]
+
+
+def _same(sentence: str) -> str:
+    """A sentence as compared for repeats: case, spacing and final punctuation ignored."""
+    return " ".join(sentence.lower().split()).rstrip(".!?;: ")
+
+
+def join_descriptions(*texts: str) -> str:
+    """The texts as one description, each sentence once (the first time it appears)."""
+    seen: set[str] = set()
+    kept: list[str] = []
+    for text in texts:
+        for sentence in sentences(text):
+            if _same(sentence) not in seen:
+                seen.add(_same(sentence))
+                kept.append(sentence)
+    return " ".join(kept)
+
+
 def _merge(shared: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
     """A field's schema: its own keys (description, default) over the shared definition's.
 
-    An object keeps its class docstring after the field's description, so that
-    `kubectl explain` shows both (the docstrings say which Secret keys a type needs).
+    An object's description is its class docstring (what the type is, which Secret keys
+    it needs) followed by the field's (its role where it is used), and a sentence that
+    both say is said once: `kubectl explain` shows the two as one text.
     """
     merged = {**shared, **own}
     if own.get("description") and shared.get("description") and shared.get("type") == "object":
-        merged["description"] = f"{own['description']} {shared['description']}"
+        merged["description"] = join_descriptions(shared["description"], own["description"])
     return merged
 
 
@@ -100,6 +138,16 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
     return {k: _resolve(v, defs) for k, v in node.items()}
 
 
+def _repeated_sentence(text: str) -> str | None:
+    """The first sentence the text says twice, or None."""
+    seen: set[str] = set()
+    for sentence in sentences(text):
+        if _same(sentence) in seen:
+            return sentence
+        seen.add(_same(sentence))
+    return None
+
+
 def _ordered_rule(rule: dict[str, Any]) -> dict[str, Any]:
     return {k: rule[k] for k in ("rule", "message", "fieldPath", "reason") if k in rule}
 
@@ -120,6 +168,9 @@ def _structural(node: dict[str, Any], path: str) -> dict[str, Any]:
             value = _structural(value, f"{path}[]")
         elif key == "description":
             value = " ".join(str(value).split())  # docstrings wrap; descriptions do not
+            repeated = _repeated_sentence(value)
+            if repeated:
+                raise GenerationError(f"{path}: the description says {repeated!r} twice")
         elif key == "x-kubernetes-validations":
             value = [_ordered_rule(rule) for rule in value]
         out[key] = value
@@ -138,9 +189,8 @@ def _without_defaults(node: Any) -> Any:
     return node
 
 
-def _schema(
-    model: type[DestinationSpec] | type[DestinationStatus], path: str, *, defaults: bool
-) -> dict[str, Any]:
+def schema_for(model: type[BaseModel], path: str, *, defaults: bool) -> dict[str, Any]:
+    """The structural schema of one model, as it appears at `path` in the CRD."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.get("$defs", {})
     resolved = _resolve(raw, defs)
@@ -166,8 +216,8 @@ def _printer_columns() -> list[dict[str, Any]]:
 
 def build_crd() -> dict[str, Any]:
     """The CustomResourceDefinition as a dict."""
-    spec = _schema(DestinationSpec, "spec", defaults=True)
-    status = _schema(DestinationStatus, "status", defaults=False)
+    spec = schema_for(DestinationSpec, "spec", defaults=True)
+    status = schema_for(DestinationStatus, "status", defaults=False)
     root = {
         "description": (
             "A Destination is a place where data is delivered (a bucket on Amazon S3, an "

@@ -1,4 +1,5 @@
-"""hack/build-binaries.sh on bad input: Go missing, a failed build, a half-written cache, assets.
+"""hack/build-binaries.sh on bad input: Go missing, a failed build, a half-written cache, assets,
+and the oldest supported version without Go.
 
 Each case runs the real script with its own empty cache and a PATH that holds either no
 `go` or a fake one, so nothing here builds for minutes or touches the shared cache.
@@ -93,3 +94,38 @@ def test_kubebuilder_assets_are_used_without_building(tmp_path: Path, no_go: str
     assert sorted(p.name for p in out.iterdir()) == sorted([*K8S, "etcd", "helm"])
     assert all((out / name).resolve() == assets / name for name in [*K8S, "etcd", "helm"])
     assert "building" not in done.stderr
+
+
+def fake_assets(tmp_path: Path) -> Path:
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    for name in [*K8S, "etcd", "helm"]:
+        (assets / name).write_text("#!/bin/sh\n")
+        (assets / name).chmod(0o755)
+    return assets
+
+
+def test_oldest_version_without_go_is_left_out_with_a_warning(tmp_path: Path, no_go: str) -> None:
+    done = run(tmp_path, path=no_go, KUBEBUILDER_ASSETS=str(fake_assets(tmp_path)))
+    assert done.returncode == 0, done.stderr
+    minimum = VERSIONS["MIN_KUBERNETES_VERSION"]
+    assert f"warning: Kubernetes {minimum} left out: Go is not installed" in done.stderr
+    assert not (Path(done.stdout.strip().splitlines()[-1]) / "minimum").exists()
+
+
+def test_oldest_version_from_the_cache_makes_a_whole_bin_folder(tmp_path: Path, no_go: str) -> None:
+    """A complete cache entry is used without Go; minimum/ adds the same etcd and helm."""
+    entry = tmp_path / "cache" / f"kubernetes-{VERSIONS['MIN_KUBERNETES_VERSION']}"
+    (entry / "bin").mkdir(parents=True)
+    for name in K8S:
+        (entry / "bin" / name).write_text("#!/bin/sh\n")
+        (entry / "bin" / name).chmod(0o755)
+    (entry / ".complete").write_text("built\n")
+    assets = fake_assets(tmp_path)
+    done = run(tmp_path, path=no_go, KUBEBUILDER_ASSETS=str(assets))
+    assert done.returncode == 0, done.stderr
+    minimum = Path(done.stdout.strip().splitlines()[-1]) / "minimum"
+    assert sorted(p.name for p in minimum.iterdir()) == sorted([*K8S, "etcd", "helm"])
+    assert all((minimum / name).resolve() == entry / "bin" / name for name in K8S)
+    assert (minimum / "etcd").resolve() == assets / "etcd"
+    assert (minimum / "helm").resolve() == assets / "helm"

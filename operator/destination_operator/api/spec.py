@@ -775,7 +775,7 @@ class Credentials(RuleModel):
     """
 
     secret_ref: SecretRef = Field(
-        description="The Secret, in the Destination's namespace, that holds the credentials."
+        description="It holds the credentials; the keys it needs are listed under name."
     )
 
 
@@ -1079,31 +1079,31 @@ class DestinationSpec(RuleModel):
         Checks(immutable("spec.type", "the kind of storage")),
     ]
     amazon_s3: AmazonS3 | None = Field(
-        default=None, description="Amazon S3 target; required when type is AmazonS3."
+        default=None, description="Required when type is AmazonS3; forbidden otherwise."
     )
     s3_compatible: S3Compatible | None = Field(
         default=None,
-        description="S3-compatible service target; required when type is S3Compatible.",
+        description="Required when type is S3Compatible; forbidden otherwise.",
     )
     google_cloud_storage: GoogleCloudStorage | None = Field(
         default=None,
-        description="Google Cloud Storage target; required when type is GoogleCloudStorage.",
+        description="Required when type is GoogleCloudStorage; forbidden otherwise.",
     )
     azure_blob_storage: AzureBlobStorage | None = Field(
         default=None,
-        description="Azure Blob Storage target; required when type is AzureBlobStorage.",
+        description="Required when type is AzureBlobStorage; forbidden otherwise.",
     )
     alibaba_oss: AlibabaOSS | None = Field(
         default=None,
         alias="alibabaOSS",
-        description="Alibaba Cloud OSS target; required when type is AlibabaOSS.",
+        description="Required when type is AlibabaOSS; forbidden otherwise.",
     )
     oracle_cloud_storage: OracleCloudStorage | None = Field(
         default=None,
-        description="Oracle Cloud Object Storage target; required when type is OracleCloudStorage.",
+        description="Required when type is OracleCloudStorage; forbidden otherwise.",
     )
     webhook: Webhook | None = Field(
-        default=None, description="HTTPS endpoint target; required when type is Webhook."
+        default=None, description="Required when type is Webhook; forbidden otherwise."
     )
     display_name: (
         Annotated[
@@ -1152,11 +1152,11 @@ class DestinationSpec(RuleModel):
         | None
     ) = None
     credentials: Credentials = Field(
-        description="The Secret with the credentials; which keys it needs depends on spec.type."
+        description="Which keys the Secret needs depends on spec.type."
     )
     verification: Verification = Field(
         default_factory=Verification,
-        description="When and how the Destination is verified.",
+        description="Unset: every field below takes its default.",
         json_schema_extra={"default": {}},
     )
     transport: Transport | None = Field(

@@ -323,7 +323,7 @@ class DestinationStatus(RuleModel):
     conditions: list[Condition] | None = Field(
         default=None,
         max_length=8,
-        description="Verified, Archived, Ready, Reconciling and Stalled (metav1.Condition).",
+        description="Verified, Archived, Ready, Reconciling and Stalled, one entry per type.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     target: str | None = Field(

@@ -1,0 +1,348 @@
+"""Upgrading and uninstalling, as docs/upgrade.md describes them, against a real API server.
+
+Deleting the CRD deletes every Destination, so these tests never touch the session's control
+plane: the module starts a second one from the same binaries. No operator runs on it, as after
+`helm uninstall` or between stopping an old operator and starting a new one; statuses are
+written through the status subresource, as the operator writes them.
+
+- `helm upgrade` leaves the CRD as it was; `helm show crds … | kubectl apply --server-side
+  --force-conflicts` replaces it (without the flag, Helm's ownership of the fields refuses
+  it), and stored Destinations keep their spec (with the first CRD's defaults) and their
+  status; one whose interval the new rule refuses can still be edited elsewhere, and `lint`
+  on `kubectl get -o json` finds it;
+- deleting the CRD deletes every Destination and no Secret, and waits for a Destination that
+  still carries the first releases' finalizer until that finalizer is removed by hand.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import chart
+from controlplane import ControlPlane, ControlPlaneError
+from destination_operator.engine import LEGACY_FINALIZER
+from harness import Cluster
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_PATH = ROOT / "crds" / chart.CRD_FILE
+CRD_NAME = "destinations.destinations.io"
+
+# What the first CRD stored in every Destination created without these fields.
+FIRST_CRD_DEFAULTS = {"interval": "1h", "timeout": "30s"}
+
+VERIFIED_STATUS = {
+    "observedGeneration": 1,
+    "target": "s3://example-reports",
+    "lastVerifiedTime": "2026-11-20T10:00:00Z",
+    "nextVerificationTime": "2026-11-20T11:00:00Z",
+    "credentialsFingerprint": "0123456789abcdef",
+    "conditions": [
+        {
+            "type": "Ready",
+            "status": "True",
+            "reason": "Ready",
+            "message": "verified",
+            "lastTransitionTime": "2026-11-20T10:00:00Z",
+            "observedGeneration": 1,
+        },
+        {
+            "type": "Verified",
+            "status": "True",
+            "reason": "ProbeSucceeded",
+            "message": "probe object written and deleted",
+            "lastTransitionTime": "2026-11-20T10:00:00Z",
+            "observedGeneration": 1,
+        },
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def plane(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A control plane of this module's own, from the session's binaries."""
+    own = ControlPlane(tmp_path_factory.mktemp("upgrade-plane"), cluster.bin_dir, attached=True)
+    try:
+        own.start()
+    except ControlPlaneError as err:
+        own.stop()
+        pytest.fail(f"a second control plane did not start: {err}")
+    try:
+        yield Cluster(own)
+    finally:
+        own.stop()
+
+
+def helm(plane: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [str(plane.bin_dir / "helm"), f"--kubeconfig={plane.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"helm {' '.join(args)}: {done.stderr}"
+    return done
+
+
+def committed_crd() -> dict[str, Any]:
+    crd: dict[str, Any] = yaml.safe_load(CRD_PATH.read_text())
+    return crd
+
+
+def verification_schema(crd: dict[str, Any]) -> dict[str, Any]:
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    found: dict[str, Any] = schema["properties"]["spec"]["properties"]["verification"]
+    properties: dict[str, Any] = found["properties"]
+    return properties
+
+
+def first_release_crd() -> dict[str, Any]:
+    """The committed CRD with what the first CRD did differently for `verification` put back:
+    defaults for interval and timeout, and any interval of 0s or more (now 0s or at least 1m).
+    The rest of the first CRD does not matter to what these tests store."""
+    crd = copy.deepcopy(committed_crd())
+    fields = verification_schema(crd)
+    for field, default in FIRST_CRD_DEFAULTS.items():
+        fields[field]["default"] = default
+    (rule,) = fields["interval"]["x-kubernetes-validations"]
+    rule["rule"] = rule["rule"].split(" && ")[0] + " && duration(self) >= duration('0s')"
+    return crd
+
+
+def cluster_crd(plane: Cluster) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(plane.kubectl("get", "crd", CRD_NAME, "-o", "json").stdout)
+    return found
+
+
+def destination(name: str, **verification: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "destinations.io/v1alpha1",
+        "kind": "Destination",
+        "metadata": {"name": name},
+        "spec": {
+            "type": "AmazonS3",
+            "amazonS3": {"bucket": "example-reports", "region": "eu-west-1"},
+            "credentials": {"secretRef": {"name": "reports-credentials"}},
+            "verification": dict(verification),
+        },
+    }
+
+
+def credentials() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "reports-credentials"},
+        "stringData": {"accessKeyId": "AKIDEXAMPLE", "secretAccessKey": "not-a-real-key"},
+    }
+
+
+def create(plane: Cluster, namespace: str, *objects: dict[str, Any]) -> None:
+    plane.kubectl("create", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(list(objects)))
+
+
+def write_status(plane: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    """Write a verified status through the status subresource, as the operator does."""
+    out = plane.kubectl(
+        "patch",
+        "dst",
+        name,
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": VERIFIED_STATUS}),
+        "-o",
+        "json",
+    ).stdout
+    stored: dict[str, Any] = json.loads(out)
+    assert stored["status"] == VERIFIED_STATUS
+    return stored
+
+
+def get_dst(plane: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(
+        plane.kubectl("get", "dst", name, "-n", namespace, "-o", "json").stdout
+    )
+    return found
+
+
+def wait(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.25)
+
+
+def test_helm_upgrade_keeps_the_crd_and_the_charts_crd_applied_keeps_every_destination(
+    plane: Cluster, tmp_path: Path
+) -> None:
+    # A release installed from a chart whose CRD is the first one (copied: crds/ holds a link).
+    first = tmp_path / "first-chart"
+    shutil.copytree(chart.CHART, first)
+    (first / "crds" / chart.CRD_FILE).unlink()
+    (first / "crds" / chart.CRD_FILE).write_text(yaml.safe_dump(first_release_crd()))
+    release, namespace, team = "upgrade", "upgrade-operator", "upgrade-team"
+    helm(
+        plane,
+        "install",
+        release,
+        str(first),
+        "-n",
+        namespace,
+        "--create-namespace",
+        "--set",
+        "replicas=0",
+    )
+    plane.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    plane.kubectl("create", "namespace", team)
+    create(
+        plane,
+        team,
+        credentials(),
+        destination("old"),
+        destination("pinned", interval="5m"),
+        destination("often", interval="30s"),  # allowed by the first CRD only
+    )
+    old = write_status(plane, team, "old")
+    assert old["spec"]["verification"] == {"mode": "WriteDelete", **FIRST_CRD_DEFAULTS}
+
+    # helm upgrade to this chart: the release changes, the CRD in the cluster does not
+    helm(plane, "upgrade", release, str(chart.CHART), "-n", namespace, "--reuse-values")
+    for field, default in FIRST_CRD_DEFAULTS.items():
+        assert verification_schema(cluster_crd(plane))[field].get("default") == default
+
+    # the CRD, as docs/upgrade.md says. Helm created it, so Helm owns its fields: a
+    # server-side apply without --force-conflicts is refused on every field that changed.
+    crds = helm(plane, "show", "crds", str(chart.CHART)).stdout
+    refused = plane.kubectl("apply", "--server-side", "-f", "-", input=crds, check=False)
+    assert refused.returncode != 0 and 'conflict with "helm"' in refused.stderr, refused
+    plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=crds)
+    plane.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    assert cluster_crd(plane)["spec"]["versions"] == committed_crd()["spec"]["versions"]
+
+    # stored objects keep what the first CRD defaulted, their status and their identity
+    after = get_dst(plane, team, "old")
+    assert after["metadata"]["uid"] == old["metadata"]["uid"]
+    assert after["spec"] == old["spec"]
+    assert after["status"] == VERIFIED_STATUS
+    assert get_dst(plane, team, "pinned")["spec"]["verification"] == {
+        "mode": "WriteDelete",
+        "interval": "5m",
+        "timeout": FIRST_CRD_DEFAULTS["timeout"],
+    }
+    # An interval the new rule refuses stays stored; other fields can still be edited (the
+    # API server ratchets: it does not re-check an unchanged value), the interval itself only
+    # to a value the rule accepts.
+    assert get_dst(plane, team, "often")["spec"]["verification"]["interval"] == "30s"
+    # `lint` on what the cluster holds finds it, and only it
+    stored = plane.kubectl("get", "dst", "-A", "-o", "json").stdout
+    linted = subprocess.run(
+        [str(Path(sys.executable).parent / "destination-operator"), "lint", "-"],
+        input=stored,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    problems = linted.stdout.splitlines()
+    assert linted.returncode == 1, linted
+    assert len(problems) == 1 and "spec.verification.interval" in problems[0], problems
+    plane.kubectl(
+        "patch", "dst", "often", "-n", team, "--type=merge",
+        "-p", '{"spec": {"displayName": "edited after the upgrade"}}',
+    )  # fmt: skip
+    refused = plane.kubectl(
+        "patch", "dst", "often", "-n", team, "--type=merge",
+        "-p", '{"spec": {"verification": {"interval": "45s"}}}',
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "at least 1m" in refused.stderr, refused.stderr
+    plane.kubectl(
+        "patch", "dst", "often", "-n", team, "--type=merge",
+        "-p", '{"spec": {"verification": {"interval": "1m"}}}',
+    )  # fmt: skip
+    # a Destination created now gets no interval or timeout: the operator's settings apply
+    create(plane, team, destination("new"))
+    assert get_dst(plane, team, "new")["spec"]["verification"] == {"mode": "WriteDelete"}
+
+    # uninstall: the CRD, the Destinations and their status stay
+    helm(plane, "uninstall", release, "-n", namespace, "--wait")
+    cluster_crd(plane)
+    assert get_dst(plane, team, "old")["status"] == VERIFIED_STATUS
+
+
+def test_deleting_the_crd_deletes_every_destination_and_no_secret(plane: Cluster) -> None:
+    plane.apply_crd(CRD_PATH)
+    teams = ("crd-delete-a", "crd-delete-b")
+    secrets: dict[str, str] = {}
+    for team in teams:
+        plane.kubectl("create", "namespace", team)
+        create(plane, team, credentials(), destination("reports"), destination("archive"))
+        write_status(plane, team, "reports")
+        secret = json.loads(
+            plane.kubectl("get", "secret", "reports-credentials", "-n", team, "-o", "json").stdout
+        )
+        secrets[team] = secret["metadata"]["uid"]
+    # A Destination of the first releases, whose finalizer no operator will remove now.
+    legacy = destination("legacy") | {
+        "metadata": {"name": "legacy", "finalizers": [LEGACY_FINALIZER]}
+    }
+    create(plane, teams[0], legacy)
+
+    plane.kubectl("delete", "crd", CRD_NAME, "--wait=false")
+    # Every Destination without a finalizer goes; the CRD waits for the one with it.
+    wait(
+        "the Destinations without a finalizer to go",
+        lambda: (
+            [
+                item["metadata"]["name"]
+                for item in json.loads(plane.kubectl("get", "dst", "-A", "-o", "json").stdout)[
+                    "items"
+                ]
+            ]
+            == ["legacy"]
+        ),
+    )
+    time.sleep(2)
+    held = cluster_crd(plane)
+    assert held["metadata"].get("deletionTimestamp"), "the CRD was not being deleted"
+    assert get_dst(plane, teams[0], "legacy")["metadata"].get("deletionTimestamp")
+
+    # The finalizer removed by hand (the command docs/upgrade.md gives): the CRD goes.
+    plane.kubectl(
+        "patch",
+        "dst",
+        "legacy",
+        "-n",
+        teams[0],
+        "--type=json",
+        "-p",
+        '[{"op": "remove", "path": "/metadata/finalizers"}]',
+    )
+    wait(
+        "the CRD to go",
+        lambda: plane.kubectl("get", "crd", CRD_NAME, check=False).returncode != 0,
+    )
+    for team, uid in secrets.items():
+        secret = json.loads(
+            plane.kubectl("get", "secret", "reports-credentials", "-n", team, "-o", "json").stdout
+        )
+        assert secret["metadata"]["uid"] == uid
+    # The same CRD applied again brings none of them back.
+    plane.apply_crd(CRD_PATH)
+    assert json.loads(plane.kubectl("get", "dst", "-A", "-o", "json").stdout)["items"] == []

@@ -8,10 +8,15 @@ at once, re-adds coalesce, due times wait in one timer heap), ask
 `decide.plan()` what to do, and do it:
 
 - write a status (the whole status, one JSON patch that tests the object's uid);
-- probe: read the Secret (once per change of its fingerprint, then from
-  memory), run the provider in a thread under a `ProbeControl` that ends it at
-  `verification.timeout` or on shutdown, and write the result unless the spec
-  or the Secret changed meanwhile;
+- probe: take one of `probe_concurrency` slots, read the Secret (once per
+  change of its fingerprint, then from memory), run the provider in a thread
+  under a `ProbeControl` that ends it at `verification.timeout` or on
+  shutdown, and write the result unless the spec or the Secret changed
+  meanwhile. A Destination that finds every slot taken waits in line without
+  its worker: the slot is handed to it when one frees, and its key queued
+  again; so however many probes hang, workers stay free for writes. Each
+  namespace has its own line and freed slots go round the namespaces in
+  turn, so one namespace's many slow probes delay another's by one turn;
 - come back later: at the next due time, after backoff, or on the next event.
 
 API server trouble (5xx, 429, timeouts, connection errors) requeues the key
@@ -26,6 +31,7 @@ import datetime
 import logging
 import random
 import sys
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -167,7 +173,12 @@ class Engine:
         # namespace -> when it was seen being deleted: see kube.namespaces
         self.namespaces_deleted: dict[str, float] = {}
         self.queue: WorkQueue[Key] = WorkQueue()
-        self.probe_slots = asyncio.Semaphore(settings.probe_concurrency)
+        # Probe slots: free ones, Destinations waiting in line (no worker held), and those
+        # a freed slot was handed to, whose keys are queued again to use it.
+        self.slots_free = settings.probe_concurrency
+        self.slot_lines: OrderedDict[str, deque[Key]] = OrderedDict()  # namespace -> its line
+        self.slot_waiting: set[Key] = set()
+        self.slot_granted: set[Key] = set()
         self.probes_running: set[ProbeControl] = set()
         # Probes in their own pool: a probe that outlives its control (a straggler) waits
         # for a pool thread, never for a slot of the API pool, and is counted.
@@ -211,6 +222,9 @@ class Engine:
             self._unlink(key, entry)
             self.synced -= entry.seen
         self.queue.forget(key)
+        if key in self.slot_granted:  # a slot was handed to it, and it will never use it
+            self.slot_granted.discard(key)
+            self._free_slot()
         metrics.TRACKED.set(len(self.entries))
 
     def secret_changed(self, namespace: str, name: str) -> None:
@@ -263,6 +277,9 @@ class Engine:
                 logger.exception("processing %s/%s failed; retrying with backoff", *key)
                 self._retry_later(key)
             finally:
+                if key in self.slot_granted:  # handed a slot, then decided not to probe
+                    self.slot_granted.discard(key)
+                    self._free_slot()
                 self.queue.done(key)
                 metrics.QUEUE_DEPTH.set(len(self.queue))
 
@@ -413,10 +430,58 @@ class Engine:
             self.secret_cache[(namespace, name)] = (read, secret)
         return secret
 
+    def _take_slot(self, key: Key) -> bool:
+        """A probe slot for `key` now, or False with `key` in line for the next one."""
+        if key in self.slot_granted:
+            self.slot_granted.discard(key)
+            return True
+        if self.slots_free > 0 and not self.slot_lines:
+            self.slots_free -= 1
+            return True
+        if key not in self.slot_waiting:
+            self.slot_waiting.add(key)
+            self.slot_lines.setdefault(key[0], deque()).append(key)
+            metrics.PROBES_WAITING.set(len(self.slot_waiting))
+        return False
+
+    def waiting(self) -> list[Key]:
+        """The Destinations in line for a probe slot, namespace by namespace in turn."""
+        return [key for line in self.slot_lines.values() for key in line]
+
+    def _free_slot(self) -> None:
+        """Hand a freed slot to the first Destination, still there, of the namespace whose
+        turn it is; that namespace goes to the end of the round."""
+        while self.slot_lines:
+            namespace, line = next(iter(self.slot_lines.items()))
+            key = line.popleft()
+            if line:
+                self.slot_lines.move_to_end(namespace)
+            else:
+                del self.slot_lines[namespace]
+            self.slot_waiting.discard(key)
+            metrics.PROBES_WAITING.set(len(self.slot_waiting))
+            if key in self.entries:
+                self.slot_granted.add(key)
+                self.queue.add(key)
+                return
+        self.slots_free += 1
+
     async def _probe(
         self, key: Key, entry: Entry, spec: DestinationSpec, observed: decide.Observed
     ) -> reconcile.Outcome | None:
-        """Read the Secret and probe; None when there is nothing to report (yet)."""
+        """Read the Secret and probe; None when there is nothing to report (yet): the
+        Secret is not there yet, or every probe slot is taken (the key is then queued
+        again when a slot is handed to it, and the worker is free meanwhile)."""
+        if not self._take_slot(key):
+            return None
+        try:
+            return await self._probe_in_slot(key, entry, spec, observed)
+        finally:
+            self._free_slot()
+
+    async def _probe_in_slot(
+        self, key: Key, entry: Entry, spec: DestinationSpec, observed: decide.Observed
+    ) -> reconcile.Outcome | None:
         now = observed.now
         name = spec.credentials.secret_ref.name
         fingerprint = observed.secret.fingerprint if observed.secret else ""
@@ -431,30 +496,29 @@ class Engine:
             return None
         timeout = spec.verification.timeout_seconds or self.settings.timeout_seconds
         control = ProbeControl(timeout)
-        async with self.probe_slots:
-            self.probes_running.add(control)
-            metrics.PROBES_RUNNING.set(len(self.probes_running))
+        self.probes_running.add(control)
+        metrics.PROBES_RUNNING.set(len(self.probes_running))
+        try:
+            future = asyncio.get_running_loop().run_in_executor(
+                self.probe_pool,
+                lambda: reconcile.verify(
+                    spec,
+                    secret.data,
+                    secret_uid=secret.uid,
+                    object_key=reconcile.probe_object_key(spec, entry.uid, now),
+                    allow_private=self.settings.allow_private_endpoints,
+                    now=now,
+                    control=control,
+                ),
+            )
             try:
-                future = asyncio.get_running_loop().run_in_executor(
-                    self.probe_pool,
-                    lambda: reconcile.verify(
-                        spec,
-                        secret.data,
-                        secret_uid=secret.uid,
-                        object_key=reconcile.probe_object_key(spec, entry.uid, now),
-                        allow_private=self.settings.allow_private_endpoints,
-                        now=now,
-                        control=control,
-                    ),
-                )
-                try:
-                    outcome: reconcile.Outcome = await asyncio.shield(future)
-                except asyncio.CancelledError:
-                    control.abort()  # the thread's sockets shut; it returns by itself
-                    raise
-            finally:
-                self.probes_running.discard(control)
-                metrics.PROBES_RUNNING.set(len(self.probes_running))
+                outcome: reconcile.Outcome = await asyncio.shield(future)
+            except asyncio.CancelledError:
+                control.abort()  # the thread's sockets shut; it returns by itself
+                raise
+        finally:
+            self.probes_running.discard(control)
+            metrics.PROBES_RUNNING.set(len(self.probes_running))
         metrics.PROBES.labels(spec.type.value, outcome.reason.value).inc()
         if outcome.probed:
             metrics.PROBE_SECONDS.labels(spec.type.value).observe(outcome.duration_ms / 1000)

@@ -19,6 +19,10 @@ PROBES_RUNNING = Gauge(
     "destination_operator_probes_running",
     "Probes holding a concurrency slot now.",
 )
+PROBES_WAITING = Gauge(
+    "destination_operator_probes_waiting",
+    "Destinations due for a probe and waiting in line for a free slot (no worker held).",
+)
 STATUS_WRITES = Counter(
     "destination_operator_status_writes_total",
     "Status patches sent to the API server.",

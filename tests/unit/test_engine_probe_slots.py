@@ -77,26 +77,88 @@ def test_probes_beyond_probe_concurrency_wait_for_a_slot(monkeypatch: pytest.Mon
         now=now,
     )
 
-    async def probe_all() -> list[Outcome | None]:
-        probes = [
-            engine._probe(
-                ("team", f"d{i}"),
-                Entry(body={"metadata": {"name": f"d{i}", "uid": f"u{i}"}, "spec": SPEC}),
-                spec,
-                observed,
-            )
-            for i in range(DUE)
-        ]
-        return await asyncio.gather(*probes)
+    keys = [("team", f"d{i}") for i in range(DUE)]
+    for key in keys:
+        engine.entries[key] = Entry(
+            body={"metadata": {"name": key[1], "uid": f"u-{key[1]}"}, "spec": SPEC}
+        )
+
+    async def probe(key: tuple[str, str]) -> Outcome | None:
+        return await engine._probe(key, engine.entries[key], spec, observed)
+
+    async def probe_all() -> tuple[list[Outcome | None], list[tuple[str, str]]]:
+        # All due at once: SLOTS probe, the rest return at once, in line (no worker held);
+        # as the first ones end, their slots are handed to the next in line.
+        first = await asyncio.gather(*(probe(key) for key in keys))
+        assert sorted(engine.slot_granted) + engine.waiting() == keys[SLOTS:]
+        # Each freed slot is handed to the next in line, whose key is queued again.
+        handed: list[tuple[str, str]] = []
+        while len(handed) < DUE - SLOTS:
+            key = await engine.queue.get()
+            assert key is not None
+            handed.append(key)
+            outcome = await probe(key)
+            assert outcome is not None and outcome.reason == Reason.ProbeSucceeded
+            engine.queue.done(key)
+        return first, handed
 
     started = time.monotonic()
-    outcomes = asyncio.run(probe_all())
+    first, handed = asyncio.run(probe_all())
     elapsed = time.monotonic() - started
     engine.probe_pool.shutdown(wait=True)
     engine.api_pool.shutdown(wait=True)
 
-    assert [o.reason if o else None for o in outcomes] == [Reason.ProbeSucceeded] * DUE
+    assert [o.reason if o else None for o in first] == [Reason.ProbeSucceeded] * SLOTS + [None] * (
+        DUE - SLOTS
+    )
+    assert handed == keys[SLOTS:]  # first come, first served
     assert storage.done == DUE
     assert storage.most == SLOTS  # the slots fill, and no probe runs beyond them
+    assert engine.slots_free == SLOTS and not engine.waiting()  # every slot given back
     # ten probes through three slots take at least four rounds
     assert elapsed >= 4 * PROBE_SECONDS * 0.9, elapsed
+
+
+def test_a_slot_handed_to_a_destination_that_went_away_is_not_lost() -> None:
+    engine = Engine(OperatorSettings(probe_concurrency=1), secrets=lambda _ns, _name: None)
+    try:
+        first, second, third = ("team", "a"), ("team", "b"), ("team", "c")
+        for key in (first, second, third):
+            engine.entries[key] = Entry(body={"metadata": {"name": key[1], "uid": key[1]}})
+        assert engine._take_slot(first)
+        assert not engine._take_slot(second) and not engine._take_slot(third)
+        engine._free_slot()  # the first probe ends: the slot goes to the second
+        assert engine.slot_granted == {second} and engine.waiting() == [third]
+        engine.forget(*second)  # deleted before it used the slot: the third gets it
+        assert engine.slot_granted == {third} and engine.waiting() == []
+        del engine.entries[third]  # gone without a word (forget comes later): skipped
+        engine.slot_granted.clear()
+        engine._free_slot()
+        assert engine.slots_free == 1
+    finally:
+        engine.probe_pool.shutdown(wait=True)
+        engine.api_pool.shutdown(wait=True)
+
+
+def test_freed_slots_go_round_the_namespaces_in_turn() -> None:
+    """One namespace with many Destinations in line delays another's by one turn, not by
+    its whole line."""
+    engine = Engine(OperatorSettings(probe_concurrency=1), secrets=lambda _ns, _name: None)
+    try:
+        busy = [("busy", f"d{i}") for i in range(5)]
+        quiet = ("quiet", "q")
+        for key in (*busy, quiet):
+            engine.entries[key] = Entry(body={"metadata": {"name": key[1], "uid": key[1]}})
+        assert engine._take_slot(busy[0])
+        for key in (*busy[1:], quiet):  # the quiet namespace's one comes in last
+            assert not engine._take_slot(key)
+        handed = []
+        for _ in range(5):
+            engine._free_slot()
+            (granted,) = engine.slot_granted
+            handed.append(granted)
+            assert engine._take_slot(granted)  # it uses the slot it was handed
+        assert handed == [busy[1], quiet, busy[2], busy[3], busy[4]]
+    finally:
+        engine.probe_pool.shutdown(wait=True)
+        engine.api_pool.shutdown(wait=True)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import yaml
+from kubernetes import client
 
 import canaries
 from harness import Cluster
@@ -42,6 +44,42 @@ def s3_destination(
     }
     body["spec"].update(spec)
     return body
+
+
+GROUP, VERSION, PLURAL = "destinations.io", "v1alpha1", "destinations"
+
+
+def destination(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A Destination manifest with this spec, as given."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Destination",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def refusal(call: Callable[[], Any]) -> str | None:
+    """None if the API server accepted; else its message."""
+    try:
+        call()
+    except client.ApiException as err:
+        try:
+            return str(json.loads(err.body)["message"])
+        except (TypeError, ValueError, KeyError):
+            return f"HTTP {err.status}: {err.body}"
+    return None
+
+
+def create(cluster: Cluster, namespace: str, body: dict[str, Any], *, dry_run: bool) -> str | None:
+    """Create `body` through the API (strict field validation); None, or the refusal."""
+    api = client.CustomObjectsApi(cluster.api_client())
+    extra = {"dry_run": "All"} if dry_run else {}
+    return refusal(
+        lambda: api.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, body, field_validation="Strict", **extra
+        )
+    )
 
 
 def secret(name: str, data: dict[str, str]) -> dict[str, Any]:

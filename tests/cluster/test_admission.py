@@ -7,14 +7,13 @@ message; the unit tests check the same table against the models.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from dst import GROUP, PLURAL, VERSION, create, destination, refusal
 from invalid_cases import ACCEPTED_INTERVALS, CASES, VALID, Case
 from kubernetes import client
 
@@ -36,42 +35,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = sorted(
     (ROOT / "manifests" / "samples").glob("destinations.io_v1alpha1_destination_*.yaml")
 )
-GROUP, VERSION, PLURAL = "destinations.io", "v1alpha1", "destinations"
 
 
 def objects(cluster: Cluster) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(cluster.api_client())
-
-
-def refusal(call: Callable[[], Any]) -> str | None:
-    """None if the API server accepted; else its message."""
-    try:
-        call()
-    except client.ApiException as err:
-        try:
-            return str(json.loads(err.body)["message"])
-        except (TypeError, ValueError, KeyError):
-            return f"HTTP {err.status}: {err.body}"
-    return None
-
-
-def create(cluster: Cluster, namespace: str, body: dict[str, Any], *, dry_run: bool) -> str | None:
-    api = objects(cluster)
-    extra = {"dry_run": "All"} if dry_run else {}
-    return refusal(
-        lambda: api.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, body, field_validation="Strict", **extra
-        )
-    )
-
-
-def destination(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Destination",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
 
 
 def test_every_sample_is_accepted(cluster: Cluster, destination_crd: str, namespace: str) -> None:

@@ -19,13 +19,26 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from dst import apply, condition, events, s3_destination, s3_secret, wait_for
+from dst import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    apply,
+    condition,
+    create,
+    destination,
+    events,
+    refusal,
+    s3_destination,
+    s3_secret,
+    wait_for,
+)
 from invalid_cases import CASES, VALID
 from kubernetes import client
 
@@ -47,7 +60,6 @@ VERSIONS = dict(
     if "=" in line and not line.startswith("#")
 )
 MINIMUM = VERSIONS["MIN_KUBERNETES_VERSION"]
-GROUP, VERSION, PLURAL = "destinations.io", "v1alpha1", "destinations"
 
 
 @pytest.fixture(scope="module")
@@ -75,34 +87,6 @@ def oldest_namespace(oldest: Cluster) -> str:
     name = f"minimum-{secrets.token_hex(3)}"
     client.CoreV1Api(oldest.api_client()).create_namespace({"metadata": {"name": name}})
     return name
-
-
-def refusal(call: Callable[[], Any]) -> str | None:
-    """None if the API server accepted; else its message."""
-    try:
-        call()
-    except client.ApiException as err:
-        return str(json.loads(err.body)["message"])
-    return None
-
-
-def create(cluster: Cluster, namespace: str, body: dict[str, Any], *, dry_run: bool) -> str | None:
-    api = client.CustomObjectsApi(cluster.api_client())
-    extra = {"dry_run": "All"} if dry_run else {}
-    return refusal(
-        lambda: api.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, body, field_validation="Strict", **extra
-        )
-    )
-
-
-def destination(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Destination",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
 
 
 def test_the_oldest_control_plane_runs_the_minimum_version(oldest: Cluster) -> None:

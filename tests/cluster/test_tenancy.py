@@ -10,7 +10,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 import yaml
@@ -97,6 +97,27 @@ def test_who_may_create_destinations_may_send_a_secret_of_the_namespace_to_their
         server.server_close()
 
 
+def apply_hung(
+    cluster: Cluster, namespace: str, s3: S3Server, silent_server: int, count: int, timeout: float
+) -> list[dict[str, Any]]:
+    """`count` Destinations whose probes hang on a server that never answers, each until
+    `timeout`; returns once each has its first status (written just before its probe)."""
+    hung = [
+        s3_destination(
+            f"hung-{number}",
+            s3,
+            secret="s3",
+            endpoint=f"http://127.0.0.1:{silent_server}",
+            verification={"interval": "1h", "timeout": f"{timeout:.0f}s"},
+        )
+        for number in range(count)
+    ]
+    apply(cluster, namespace, s3_secret(s3), *hung)
+    for body in hung:
+        wait_for(cluster, namespace, body["metadata"]["name"], "Reconciling", "True")
+    return hung
+
+
 @pytest.mark.parametrize(
     ("hung_count", "waits"),
     [(PROBE_CONCURRENCY, True), (PROBE_CONCURRENCY - 1, False), (3 * PROBE_CONCURRENCY, True)],
@@ -119,20 +140,8 @@ def test_one_namespaces_hung_probes_delay_another_namespaces_probe_once_they_hol
     other = f"{namespace}-b"[:63]
     cluster.kubectl("create", "namespace", other)
     try:
-        hung = [
-            s3_destination(
-                f"hung-{number}",
-                s3,
-                secret="s3",
-                endpoint=f"http://127.0.0.1:{silent_server}",
-                verification={"interval": "1h", "timeout": f"{timeout:.0f}s"},
-            )
-            for number in range(hung_count)
-        ]
         started = time.monotonic()
-        apply(cluster, namespace, s3_secret(s3), *hung)
-        for body in hung:  # written at first sight, just before the probe takes its slot
-            wait_for(cluster, namespace, body["metadata"]["name"], "Reconciling", "True")
+        hung = apply_hung(cluster, namespace, s3, silent_server, hung_count, timeout)
         apply(cluster, other, s3_secret(s3), s3_destination("waits", s3, secret="s3"))
         ready = wait_for(cluster, other, "waits", "Ready", "True", timeout=timeout + 30)
         waited = time.monotonic() - started
@@ -170,20 +179,8 @@ def test_status_writes_never_wait_for_a_probe_slot(
     other = f"{namespace}-b"[:63]
     cluster.kubectl("create", "namespace", other)
     try:
-        hung = [
-            s3_destination(
-                f"hung-{number}",
-                s3,
-                secret="s3",
-                endpoint=f"http://127.0.0.1:{silent_server}",
-                verification={"interval": "1h", "timeout": f"{timeout:.0f}s"},
-            )
-            for number in range(WORKERS + PROBE_CONCURRENCY)
-        ]
         started = time.monotonic()
-        apply(cluster, namespace, s3_secret(s3), *hung)
-        for body in hung:
-            wait_for(cluster, namespace, body["metadata"]["name"], "Reconciling", "True")
+        apply_hung(cluster, namespace, s3, silent_server, WORKERS + PROBE_CONCURRENCY, timeout)
         asked = time.monotonic()
         apply(cluster, other, s3_destination("off", s3, secret="s3", enabled=False))
         wait_for(cluster, other, "off", "Verified", "Unknown", reason="Disabled", timeout=40)

@@ -222,9 +222,7 @@ class Engine:
             self._unlink(key, entry)
             self.synced -= entry.seen
         self.queue.forget(key)
-        if key in self.slot_granted:  # a slot was handed to it, and it will never use it
-            self.slot_granted.discard(key)
-            self._free_slot()
+        self._drop_grant(key)  # a slot handed to it will never be used
         metrics.TRACKED.set(len(self.entries))
 
     def secret_changed(self, namespace: str, name: str) -> None:
@@ -277,9 +275,7 @@ class Engine:
                 logger.exception("processing %s/%s failed; retrying with backoff", *key)
                 self._retry_later(key)
             finally:
-                if key in self.slot_granted:  # handed a slot, then decided not to probe
-                    self.slot_granted.discard(key)
-                    self._free_slot()
+                self._drop_grant(key)  # handed a slot, then decided not to probe
                 self.queue.done(key)
                 metrics.QUEUE_DEPTH.set(len(self.queue))
 
@@ -447,6 +443,12 @@ class Engine:
     def waiting(self) -> list[Key]:
         """The Destinations in line for a probe slot, namespace by namespace in turn."""
         return [key for line in self.slot_lines.values() for key in line]
+
+    def _drop_grant(self, key: Key) -> None:
+        """Pass on the slot handed to `key`, if one was and it was not used."""
+        if key in self.slot_granted:
+            self.slot_granted.discard(key)
+            self._free_slot()
 
     def _free_slot(self) -> None:
         """Hand a freed slot to the first Destination, still there, of the namespace whose

@@ -81,17 +81,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def build_binaries() -> Path:
+    """Build what is missing with hack/build-binaries.sh (cached); the folder it prints."""
+    done = subprocess.run(
+        ["bash", str(HACK / "build-binaries.sh")], stdout=subprocess.PIPE, text=True
+    )
+    if done.returncode != 0:
+        raise ControlPlaneError("building the binaries failed (see above)")
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
 def find_binaries(bin_dir: str | None = None) -> Path:
     """The folder holding the binaries: given, from the environment, or built now."""
     bin_dir = bin_dir or os.environ.get("DESTINATION_OPERATOR_BIN_DIR")
-    if not bin_dir:
-        done = subprocess.run(
-            ["bash", str(HACK / "build-binaries.sh")], stdout=subprocess.PIPE, text=True
-        )
-        if done.returncode != 0:
-            raise ControlPlaneError("building the control-plane binaries failed (see above)")
-        bin_dir = done.stdout.strip().splitlines()[-1]
-    path = Path(bin_dir)
+    path = Path(bin_dir) if bin_dir else build_binaries()
     missing = [b for b in BINARIES if not os.access(path / b, os.X_OK)]
     if missing:
         raise ControlPlaneError(

@@ -71,7 +71,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from controlplane import ControlPlane, alive, die_with_parent, free_port, kubeconfig_yaml, stop_pid
+from controlplane import (
+    ControlPlane,
+    ControlPlaneError,
+    alive,
+    build_binaries,
+    die_with_parent,
+    free_port,
+    kubeconfig_yaml,
+    stop_pid,
+)
 from ociarchive import ImageConfig, write_archive
 
 HACK = Path(__file__).resolve().parent
@@ -1103,12 +1112,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"node: cleaning up a stale {node.state_dir}/")
         node.stop()
     if not args.bin_dir:
-        done = subprocess.run(
-            ["bash", str(HACK / "build-binaries.sh")], stdout=subprocess.PIPE, text=True
-        )
-        if done.returncode != 0:
-            raise NodeError("building the binaries failed (see above)")
-        node.bin_dir = Path(done.stdout.strip().splitlines()[-1])
+        try:
+            node.bin_dir = build_binaries()
+        except ControlPlaneError as err:
+            raise NodeError(str(err)) from None
     node.start()
     print(
         f"node: {NODE_NAME} Ready in {node.timings['start']}s; bridge {node.bridge}, "

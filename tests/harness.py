@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,26 @@ import yaml
 from kubernetes import client, config
 
 from controlplane import ControlPlane, kubeconfig_yaml
+
+
+def patch_status_as(
+    kubeconfig: str, namespace: str, name: str, uid: str, status: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
+    """The operator's own status writer (`kube.status.patch_status`), run in a process of
+    its own under `kubeconfig`'s identity; its stdout is the JSON of what it returned."""
+    script = (
+        "import json, sys\n"
+        "from destination_operator.kube.status import patch_status\n"
+        "print(json.dumps(patch_status(*sys.argv[1:4], json.loads(sys.argv[4]))))\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script, namespace, name, uid, json.dumps(status)],
+        env={**os.environ, "KUBECONFIG": kubeconfig},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 class Cluster:
@@ -40,6 +63,21 @@ class Cluster:
         )
         if check and done.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+        return done
+
+    def helm(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real helm against this cluster; raise with its stderr when check fails."""
+        done = subprocess.run(
+            [str(self.bin_dir / "helm"), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed: {done.stderr.strip()}")
         return done
 
     def api_client(self, kubeconfig: str | None = None) -> client.ApiClient:

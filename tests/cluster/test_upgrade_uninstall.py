@@ -85,18 +85,6 @@ def plane(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         own.stop()
 
 
-def helm(plane: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [str(plane.bin_dir / "helm"), f"--kubeconfig={plane.kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, f"helm {' '.join(args)}: {done.stderr}"
-    return done
-
-
 def committed_crd() -> dict[str, Any]:
     crd: dict[str, Any] = yaml.safe_load(CRD_PATH.read_text())
     return crd
@@ -197,8 +185,7 @@ def test_helm_upgrade_keeps_the_crd_and_the_charts_crd_applied_keeps_every_desti
     (first / "crds" / chart.CRD_FILE).unlink()
     (first / "crds" / chart.CRD_FILE).write_text(yaml.safe_dump(first_release_crd()))
     release, namespace, team = "upgrade", "upgrade-operator", "upgrade-team"
-    helm(
-        plane,
+    plane.helm(
         "install",
         release,
         str(first),
@@ -222,13 +209,13 @@ def test_helm_upgrade_keeps_the_crd_and_the_charts_crd_applied_keeps_every_desti
     assert old["spec"]["verification"] == {"mode": "WriteDelete", **FIRST_CRD_DEFAULTS}
 
     # helm upgrade to this chart: the release changes, the CRD in the cluster does not
-    helm(plane, "upgrade", release, str(chart.CHART), "-n", namespace, "--reuse-values")
+    plane.helm("upgrade", release, str(chart.CHART), "-n", namespace, "--reuse-values")
     for field, default in FIRST_CRD_DEFAULTS.items():
         assert verification_schema(cluster_crd(plane))[field].get("default") == default
 
     # the CRD, as docs/upgrade.md says. Helm created it, so Helm owns its fields: a
     # server-side apply without --force-conflicts is refused on every field that changed.
-    crds = helm(plane, "show", "crds", str(chart.CHART)).stdout
+    crds = plane.helm("show", "crds", str(chart.CHART)).stdout
     refused = plane.kubectl("apply", "--server-side", "-f", "-", input=crds, check=False)
     assert refused.returncode != 0 and 'conflict with "helm"' in refused.stderr, refused
     plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=crds)
@@ -281,7 +268,7 @@ def test_helm_upgrade_keeps_the_crd_and_the_charts_crd_applied_keeps_every_desti
     assert get_dst(plane, team, "new")["spec"]["verification"] == {"mode": "WriteDelete"}
 
     # uninstall: the CRD, the Destinations and their status stay
-    helm(plane, "uninstall", release, "-n", namespace, "--wait")
+    plane.helm("uninstall", release, "-n", namespace, "--wait")
     cluster_crd(plane)
     assert get_dst(plane, team, "old")["status"] == VERIFIED_STATUS
 

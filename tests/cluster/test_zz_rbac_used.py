@@ -24,9 +24,6 @@ why.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -38,7 +35,7 @@ from dst import apply, get, s3_destination, s3_secret, wait_for
 
 from chart import helm_template
 from destination_operator.engine import LEGACY_FINALIZER
-from harness import Cluster
+from harness import Cluster, patch_status_as
 from s3server import S3Server
 
 pytestmark = pytest.mark.cluster
@@ -145,19 +142,12 @@ def test_a_status_patch_for_a_replaced_destination_is_dropped_under_the_operator
     apply(cluster, namespace, s3_destination("replaced", s3, secret="absent", enabled=False))
     wait_for(cluster, namespace, "replaced", "Verified", "Unknown", reason="Disabled")
     before = get(cluster, namespace, "replaced")
-    script = (
-        "import json, sys\n"
-        "from destination_operator.kube.status import patch_status\n"
-        "print(json.dumps(patch_status(sys.argv[1], 'replaced', 'uid-of-the-deleted-one',"
-        " {'target': 'from a probe of the deleted object'})))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, namespace],
-        env={**os.environ, "KUBECONFIG": str(operator.kubeconfig)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = patch_status_as(
+        str(operator.kubeconfig),
+        namespace,
+        "replaced",
+        "uid-of-the-deleted-one",
+        {"target": "from a probe of the deleted object"},
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "null", done.stdout

@@ -42,7 +42,7 @@ from cluster.dst import apply, condition, get, s3_destination, s3_secret, wait_f
 from controlplane import die_with_parent, free_port, stop_child
 from destination_operator.engine import LEGACY_FINALIZER
 from destination_operator.settings import OperatorSettings
-from harness import Cluster
+from harness import Cluster, patch_status_as
 from s3server import S3Server
 
 pytestmark = pytest.mark.install
@@ -62,19 +62,6 @@ def one(items: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     found = [item for item in items if item["kind"] == kind]
     assert len(found) == 1, f"{len(found)} objects of kind {kind}"
     return found[0]
-
-
-def helm(
-    cluster: Cluster, *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(cluster.bin_dir / "helm"), f"--kubeconfig={cluster.kubeconfig}", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def render(cluster: Cluster, values: dict[str, Any] | None = None, **kwargs: Any) -> str:
@@ -104,7 +91,7 @@ def test_helm_lint_passes(cluster: Cluster, sets: list[str]) -> None:
     args = ["lint", "--strict", str(chart.CHART)]
     for item in sets:
         args += ["--set", item]
-    done = helm(cluster, *args)
+    done = cluster.helm(*args, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 chart(s) linted, 0 chart(s) failed" in done.stdout
 
@@ -261,10 +248,12 @@ def test_wrong_values_are_refused_with_a_clear_message(
         render(cluster, set_values=[value])
     assert message in str(refused.value)
     # helm install refuses them too, before anything reaches the cluster
-    done = helm(cluster, "install", "refused", str(chart.CHART), "-n", namespace, "--set", value)
+    done = cluster.helm(
+        "install", "refused", str(chart.CHART), "-n", namespace, "--set", value, check=False
+    )
     assert done.returncode != 0
     assert message in done.stderr
-    listed = helm(cluster, "list", "-n", namespace, "--all", "-q")
+    listed = cluster.helm("list", "-n", namespace, "--all", "-q", check=False)
     assert listed.returncode == 0 and listed.stdout.strip() == ""
 
 
@@ -461,19 +450,8 @@ def _scenario(cluster: Cluster, release: Release, s3: S3Server, silent_port: int
     found["legacy"] = get(cluster, a, "legacy")
     # A result about a replaced object, written by the operator's own code as the operator:
     # refused by the uid test, then dropped after a GET (the race `get` is granted for).
-    script = (
-        "import json, sys\n"
-        "from destination_operator.kube.status import patch_status\n"
-        "print(json.dumps(patch_status(sys.argv[1], 'verified', 'uid-of-a-deleted-one',"
-        " {'target': 'stale'})))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, a],
-        env={**os.environ, "KUBECONFIG": str(release.kubeconfig)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = patch_status_as(
+        str(release.kubeconfig), a, "verified", "uid-of-a-deleted-one", {"target": "stale"}
     )
     assert done.returncode == 0 and done.stdout.strip() == "null", done.stdout + done.stderr
     found["ignored"] = get(cluster, release.ignored, "ignored")
@@ -503,8 +481,7 @@ def release(
         "health": {"port": health_port},
         "metrics": {"port": metrics_port, "service": {"port": 9090}},
     }
-    done = helm(
-        cluster,
+    done = cluster.helm(
         "install",
         name,
         str(chart.CHART),
@@ -513,7 +490,8 @@ def release(
         "--create-namespace",
         "--values",
         "-",
-        stdin=yaml.safe_dump(values),
+        input=yaml.safe_dump(values),
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     deployment = json.loads(
@@ -549,7 +527,7 @@ def release(
         operator.stop()
         silent.close()
         if not found.uninstalled:
-            helm(cluster, "uninstall", name, "-n", namespace)
+            cluster.helm("uninstall", name, "-n", namespace, check=False)
         for team in (*watched, ignored, namespace):
             cluster.kubectl("delete", "namespace", team, "--wait=false", check=False)
 
@@ -707,7 +685,7 @@ def test_uninstall_keeps_the_crd_and_every_destination_with_its_status(
     release.operator.stop()  # its permissions go with the release
     a = release.watched[0]
     before = {name: get(cluster, a, name)["status"] for name in ("verified", "stalled")}
-    done = helm(cluster, "uninstall", release.name, "-n", release.namespace, "--wait")
+    done = cluster.helm("uninstall", release.name, "-n", release.namespace, "--wait", check=False)
     assert done.returncode == 0, done.stderr
     release.uninstalled = True
     fullname = f"{release.name}-destination-operator"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,18 +57,6 @@ def storage(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
     with S3Server(tmp_path_factory.mktemp("node-s3")) as server:
         host, port = node.expose(server.port)
         yield Storage(server, f"http://{host}:{port}")
-
-
-def helm(cluster: Cluster, *args: str) -> str:
-    done = subprocess.run(
-        [str(cluster.bin_dir / "helm"), f"--kubeconfig={cluster.kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, f"helm {args[0]}: {done.stderr}"
-    return done.stdout
 
 
 def operator_writes(cluster: Cluster, user: str, namespace: str) -> int:
@@ -136,8 +123,7 @@ def test_the_chart_on_the_node_verifies_and_survives_what_operations_do(
     repository, tag = operator_image.rsplit(":", 1)
     image_values = {"repository": repository, "tag": tag, "pullPolicy": "Never"}
     started = time.monotonic()
-    helm(
-        cluster,
+    cluster.helm(
         "install",
         release,
         str(chart.CHART),
@@ -151,6 +137,7 @@ def test_the_chart_on_the_node_verifies_and_survives_what_operations_do(
         f"image={json.dumps(image_values)}",
         "--set",
         "allowPrivateEndpoints=true",  # the S3 server is on the node's gateway
+        timeout=300,
     )
     print(f"helm install --wait: Ready in {time.monotonic() - started:.1f} s")
     try:
@@ -179,8 +166,7 @@ def test_the_chart_on_the_node_verifies_and_survives_what_operations_do(
 
         # an upgrade that changes a value rolls the pod, and re-probes nothing
         old = pod_names(cluster, namespace)
-        helm(
-            cluster,
+        cluster.helm(
             "upgrade",
             release,
             str(chart.CHART),
@@ -192,6 +178,7 @@ def test_the_chart_on_the_node_verifies_and_survives_what_operations_do(
             "--wait",
             "--timeout",
             "240s",
+            timeout=300,
         )
         wait_rolled(cluster, namespace, name, old)
         time.sleep(5)
@@ -203,7 +190,9 @@ def test_the_chart_on_the_node_verifies_and_survives_what_operations_do(
         apply(cluster, team, destination("after-upgrade", storage))
         wait_for(cluster, team, "after-upgrade", "Ready", "True", timeout=120)
     finally:
-        helm(cluster, "uninstall", release, "-n", namespace, "--wait", "--timeout", "120s")
+        cluster.helm(
+            "uninstall", release, "-n", namespace, "--wait", "--timeout", "120s", timeout=300
+        )
     # uninstalled: namespaces holding Destinations still delete (no finalizer is left)
     cluster.kubectl("delete", "namespace", team, namespace, "--wait=false")
     cluster.wait_namespace_gone(team, timeout=120)

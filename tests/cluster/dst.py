@@ -49,8 +49,8 @@ def s3_destination(
 GROUP, VERSION, PLURAL = "destinations.io", "v1alpha1", "destinations"
 
 
-def destination(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    """A Destination manifest with this spec, as given."""
+def destination(name: str, spec: Any) -> dict[str, Any]:
+    """A Destination manifest with this spec, as given (even one of the wrong type)."""
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Destination",

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from dst import GROUP, PLURAL, VERSION, destination
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kubernetes import client
@@ -35,7 +36,6 @@ from harness import Cluster
 
 pytestmark = pytest.mark.cluster
 
-GROUP, VERSION, PLURAL = "destinations.io", "v1alpha1", "destinations"
 EXAMPLES = int(os.environ.get("DESTINATION_OPERATOR_DIFF_EXAMPLES", "1000"))
 UPDATE_EXAMPLES = max(100, EXAMPLES // 4)
 
@@ -327,15 +327,6 @@ def specs(draw: st.DrawFn, kind: str | None = None) -> Any:
 # --- the two sides ----------------------------------------------------------------
 
 
-def manifest(spec: Any, name: str = "generated") -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Destination",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
 def server_says(call: Callable[[], Any]) -> str | None:
     try:
         call()
@@ -383,7 +374,7 @@ def test_server_and_models_agree_on_create(
     @SETTINGS
     @given(spec=specs())
     def check(spec: Any) -> None:
-        body = manifest(spec)
+        body = destination("generated", spec)
         refused = server_says(
             lambda: api.create_namespaced_custom_object(
                 GROUP,
@@ -479,7 +470,9 @@ def test_server_and_models_agree_on_update(
     for kind in TYPES:
         base = {"type": kind, "credentials": {"secretRef": {"name": "c"}}, **BASES[kind]}
         name = kind.lower()
-        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest(base, name))
+        api.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, destination(name, base)
+        )
         stored[kind] = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
     tally = Tally()
 
@@ -514,7 +507,7 @@ def test_server_and_models_agree_on_update(
             if refused is None or "the object has been modified" not in refused:
                 break
             refused = server_says(replace)
-        problems: list[Any] = list(check_destination(manifest(spec)))
+        problems: list[Any] = list(check_destination(destination("generated", spec)))
         if not problems:
             try:
                 validate_update(parse_spec(old["spec"]), parse_spec(spec))

@@ -19,27 +19,26 @@ The tree (class, then the `Reason` it sets on `Verified=False`)::
 
 Lower layers (SDKs, sockets, ssl) raise their own exceptions; they become
 these in exactly one place, `translate()` (or the `map_exceptions()` context
-manager around it). Every message is scrubbed when the error is built: each
-credential value handed in is removed, so is anything shaped like a
-signature, an Authorization header or a token, and the result is one short
-line, fit for a condition message, an Event and a log line.
+manager around it). Every message is scrubbed when the error is built
+(`redaction.scrub`): each credential value handed in is removed in every form
+an error text can carry it, so is anything shaped like a signature, an
+Authorization header or a token, and the result is one short line, fit for a
+condition message, an Event and a log line.
 """
 
 from __future__ import annotations
 
 import errno
-import re
 import socket
 import ssl
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import ClassVar
-from urllib.parse import quote, quote_plus
 
 from destination_operator.api.status import Reason
+from destination_operator.redaction import scrub
 
 __all__ = [
-    "MAX_MESSAGE_LENGTH",
     "AccessDeniedError",
     "AuthenticationFailedError",
     "BucketNotFoundError",
@@ -56,109 +55,8 @@ __all__ = [
     "SecretNotFoundError",
     "TLSError",
     "map_exceptions",
-    "scrub",
     "translate",
 ]
-
-MAX_MESSAGE_LENGTH = 240
-"""Longest message an error carries (condition messages should be short)."""
-
-# A credential shorter than this cannot be masked safely in place: the text
-# around the mask would give it away. A message containing one as a word of its
-# own is withheld (inside a longer word, as "a" in "has", it reveals nothing).
-_SHORT_SECRET = 8
-_WITHHELD = "(details withheld: the provider's message contained a credential)"
-_MASK = "***"
-
-# Things that look like credentials whatever the provider: (pattern, replacement).
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # An Authorization header, in any quoting: keep the header name only.
-    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)[^'\"}\n]+"), rf"\1{_MASK}"),
-    # SigV4 parts, in headers and presigned query strings.
-    (
-        re.compile(
-            r"(?i)\b(x-amz-signature|x-amz-credential|x-amz-security-token|signature)=[^&\s,'\"]+"
-        ),
-        rf"\1={_MASK}",
-    ),
-    (re.compile(r"(?i)\b(credential)=[^,\s'\"]+"), rf"\1={_MASK}"),
-    # Azure connection strings and SAS tokens, OSS/Webhook style tokens.
-    (
-        re.compile(
-            r"(?i)\b(accountkey|sharedaccesssignature|sig|token|access_token|password)=[^&;\s,'\"]+"
-        ),
-        rf"\1={_MASK}",
-    ),
-    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9+/=._~\-]{8,}"), rf"\1 {_MASK}"),
-    (re.compile(r"\b(SharedKey|OSS|AWS)\s+[\w.\-]+:[A-Za-z0-9+/=]+"), rf"\1 {_MASK}"),
-    # JSON Web Tokens (OAuth2 assertions and access tokens): header.payload.signature.
-    (
-        re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
-        f"{_MASK}jwt{_MASK}",
-    ),
-    # Credentials in a URL: scheme://user:password@host keeps the scheme and the host.
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), rf"\1{_MASK}@"),
-    # AWS access key ids (long-term AKIA, temporary ASIA).
-    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), _MASK),
-    # PEM private keys (a service-account JSON pasted into an error).
-    (
-        re.compile(
-            r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S
-        ),
-        f"{_MASK}private key{_MASK}",
-    ),
-)
-
-
-def _as_text(value: str | bytes) -> str:
-    return value.decode("utf-8", "ignore") if isinstance(value, bytes) else value
-
-
-def scrub(text: str, secrets: Iterable[str | bytes] = ()) -> str:
-    """`text` without any of `secrets` nor anything credential-shaped, as one short line.
-
-    Each secret is also removed in its URL-encoded forms. If a secret too
-    short to mask safely (under 8 characters) occurs in the text as a word of
-    its own, the whole text is withheld.
-    """
-    values = {_as_text(s) for s in secrets}
-    variants: set[str] = set()
-    for value in values:
-        if not value.strip():
-            continue
-        variants.update({value, quote(value, safe=""), quote_plus(value), quote(value)})
-    ordered = sorted(variants, key=len, reverse=True)
-    for value in ordered:
-        if len(value) < _SHORT_SECRET:
-            if _as_token(value, text):
-                return _WITHHELD
-            continue
-        while value in text:  # a mask next to look-alike text could form the value again
-            text = text.replace(value, _MASK)
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
-    text = " ".join(text.split())
-    if len(text) > MAX_MESSAGE_LENGTH:
-        text = text[: MAX_MESSAGE_LENGTH - 1].rstrip() + "…"
-    # Last line of defence: whatever the rewriting did, no value (nor its one-line form) survives.
-    for value in ordered:
-        one_line = " ".join(value.split())
-        if len(value) < _SHORT_SECRET:
-            if _as_token(value, text) or _as_token(one_line, text):
-                return _WITHHELD
-        elif value in text or one_line in text:
-            return _WITHHELD
-    return text
-
-
-def _as_token(value: str, text: str) -> bool:
-    """`value` occurs in `text` not as part of a longer word (for values too short to mask).
-
-    A one-letter value inside "has" says nothing about it; "key abc" says everything.
-    """
-    pattern = rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])"
-    return re.search(pattern, text) is not None
-
 
 class DestinationError(Exception):
     """Base of the tree: a verification failed for `reason`, explained by `message`."""

@@ -46,7 +46,6 @@ from destination_operator.errors import (
     SecretForbiddenError,
     SecretKeyMissingError,
     SecretNotFoundError,
-    scrub,
     translate,
 )
 from destination_operator.probecontrol import ProbeControl
@@ -54,6 +53,7 @@ from destination_operator.providers.base import StepName, StepOutcome, StepResul
 from destination_operator.providers.base import probe_object_key as _key_under
 from destination_operator.providers.registry import Registry, default_registry
 from destination_operator.providers.transport import TLS_SKIPPED_NOTE, Transport, transport_for
+from destination_operator.redaction import scrub
 
 __all__ = [
     "FINGERPRINT_LABEL",

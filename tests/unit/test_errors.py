@@ -15,16 +15,15 @@ from hypothesis import strategies as st
 
 from destination_operator.api.status import Reason
 from destination_operator.errors import (
-    MAX_MESSAGE_LENGTH,
     DestinationError,
     ProbeFailedError,
     ProviderUnavailableError,
     SecretKeyMissingError,
     map_exceptions,
-    scrub,
     translate,
 )
 from destination_operator.providers.s3errors import classify_botocore
+from destination_operator.redaction import MAX_MESSAGE_LENGTH, scrub
 
 SECRET = "zQ9+wXs/ECRET-very-distinctive-VALUE-4b1d"
 KEY_ID = "AKIADISTINCTIVEKEYID7"

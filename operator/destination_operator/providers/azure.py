@@ -74,7 +74,6 @@ from destination_operator.errors import (
     ProbeTimeoutError,
     ProviderUnavailableError,
     SecretKeyMissingError,
-    scrub,
     translate,
 )
 from destination_operator.providers.base import (
@@ -88,6 +87,7 @@ from destination_operator.providers.base import (
     write_then_delete,
 )
 from destination_operator.providers.transport import ConnectionOptions, Transport
+from destination_operator.redaction import scrub
 
 __all__ = [
     "AZURE_SECRET_KEYS",

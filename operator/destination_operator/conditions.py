@@ -52,6 +52,7 @@ from destination_operator.api.status import (
     ConditionType,
     EventReason,
     Reason,
+    fit_status,
 )
 from destination_operator.providers.registry import location
 
@@ -305,7 +306,7 @@ def build_status(
     )
     if verify_request:
         status["lastHandledVerifyRequest"] = verify_request
-    return status
+    return fit_status(status)
 
 
 def _normalise(value: Any) -> Any:

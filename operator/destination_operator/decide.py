@@ -31,7 +31,7 @@ from typing import Any
 from . import conditions, reconcile
 from .api import VERIFY_REQUESTED_AT
 from .api.spec import DestinationSpec, SpecError, parse_spec
-from .api.status import ConditionType, Reason
+from .api.status import ConditionType, Reason, fit_verify_request
 from .conditions import RandomLike
 from .errors import SecretNotFoundError
 
@@ -72,8 +72,8 @@ class Observed:
 
     @property
     def verify_request(self) -> str:
-        """The verify-requested-at annotation ("" when absent)."""
-        return str(self.annotations.get(VERIFY_REQUESTED_AT) or "")
+        """The verify-requested-at annotation ("" when absent), as the status can hold it."""
+        return fit_verify_request(str(self.annotations.get(VERIFY_REQUESTED_AT) or ""))
 
 
 @dataclass(frozen=True)

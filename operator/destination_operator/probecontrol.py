@@ -34,10 +34,17 @@ thread; the deadline counts from that moment. While it runs:
   shared, and a socket nobody watches would lift the deadline again;
 - `resolve()` runs `getaddrinfo` (or an injected resolver) in a small
   bounded pool of daemon threads and waits only for what is left; no answer
-  in time raises `ProbeTimeoutError` naming the host.
+  in time raises `ProbeTimeoutError` naming the host;
+- every HTTP answer read in that thread is bounded: at most
+  `MAX_ANSWER_BYTES` of its status line, headers and body as they arrive,
+  and as many once decompressed (two small hooks, on `http.client`'s
+  response and on urllib3's decoder). An SDK reads an error body whole and
+  a hostile endpoint chooses its size; past the bound the probe ends as at
+  its deadline, with reason `ProbeFailed`.
 
-After the deadline (or an abort) `timeout_error()` gives the error to report
-(reason `Timeout`), whatever the SDK made of the shut socket.
+After the deadline, an abort or an answer too long, `end_error()` gives the
+error to report (reason `Timeout`, or `ProbeFailed` for the answer), whatever
+the SDK made of the shut socket.
 
 The limit, honestly: Python cannot kill a thread. The guarantee is that
 sockets opened under the control are shut, so SDK calls blocked on them
@@ -54,6 +61,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import heapq
+import http.client
 import ipaddress
 import itertools
 import logging
@@ -69,10 +77,11 @@ from types import TracebackType
 from typing import Any
 
 from destination_operator.endpoints import Resolver, classify_address
-from destination_operator.errors import ProbeTimeoutError
+from destination_operator.errors import DestinationError, ProbeFailedError, ProbeTimeoutError
 
 __all__ = [
     "DNS_THREADS",
+    "MAX_ANSWER_BYTES",
     "ProbeControl",
     "abort_all",
     "active",
@@ -88,12 +97,17 @@ logger = logging.getLogger(__name__)
 DNS_THREADS = 8
 """Threads that run name resolutions for probes; more queue, each bounded by its deadline."""
 
+MAX_ANSWER_BYTES = 128 * 1024
+"""Bytes of one HTTP answer a probe reads (status line, headers and body), and again once
+decompressed. A probe's answers are a few hundred bytes; a 64 KiB reason phrase still fits."""
+
 _SocketKey = tuple[int, int]  # (st_dev, st_ino): a socket's identity while it is open
 
 
 class _End(Enum):
     DEADLINE = "deadline"
     ABORT = "abort"
+    OVERSIZE = "oversize"
 
 
 def _host_key(host: str) -> str:
@@ -142,7 +156,7 @@ class ProbeControl:
         self._started: float | None = None
         self._ended: _End | None = None
         self._ended_after = 0.0
-        self._specific: str = ""  # a more precise timeout message (which host's DNS stalled)
+        self._specific: str = ""  # a more precise message (which host's DNS stalled, ...)
         self._entered = False
         self._finished = threading.Event()
         # Set by the caller that knows the operator's setting (reconcile.verify): then an
@@ -202,12 +216,13 @@ class ProbeControl:
         """
         self._end(_End.ABORT)
 
-    def timeout_error(self) -> ProbeTimeoutError | None:
-        """The error to report when the probe ended by deadline or abort; None otherwise.
+    def end_error(self) -> DestinationError | None:
+        """The error to report when the probe was ended (deadline, abort, an answer too
+        long); None otherwise.
 
         The message never repeats the SDK's words (which describe a shut
-        socket, not the cause) and holds no secret: only the timeout, and
-        for a stalled name resolution, the host.
+        socket, not the cause) and holds no secret: only the timeout, for a
+        stalled name resolution the host, for an answer too long its status.
         """
         if not self.ended:
             return None
@@ -215,13 +230,17 @@ class ProbeControl:
             return ProbeTimeoutError(
                 f"the probe was aborted after {self._ended_after:.1f}s, before a complete answer"
             )
+        if self._ended is _End.OVERSIZE:
+            return ProbeFailedError(self._specific)
         return ProbeTimeoutError(self._specific or f"no complete answer within {self._timeout:g}s")
 
-    def _end(self, how: _End) -> None:
+    def _end(self, how: _End, why: str = "") -> None:
         with self._cond:
             if self._ended is not None or self._finished.is_set():
                 return
             self._ended = how
+            if why:
+                self._specific = why
             self._ended_after = self.elapsed()
             doomed = list(self._sockets.values())
             self._cond.notify_all()
@@ -271,8 +290,8 @@ class ProbeControl:
             raise job.error
         return job.result
 
-    def _final_error(self) -> ProbeTimeoutError:
-        return self.timeout_error() or ProbeTimeoutError(f"no answer within {self._timeout:g}s")
+    def _final_error(self) -> DestinationError:
+        return self.end_error() or ProbeTimeoutError(f"no answer within {self._timeout:g}s")
 
     # --- sockets ----------------------------------------------------------------------------
 
@@ -311,8 +330,18 @@ class ProbeControl:
         with self._cond:
             return key in self._sockets
 
+    def _oversize(self, status: object) -> OSError:
+        """End the probe for an answer past `MAX_ANSWER_BYTES`; the error to raise in the read."""
+        said = f" (HTTP {status})" if isinstance(status, int) else ""
+        why = (
+            f"the endpoint's answer{said} is longer than {MAX_ANSWER_BYTES // 1024} KiB; "
+            "the probe read no further"
+        )
+        self._end(_End.OVERSIZE, why)
+        return ConnectionAbortedError(errno.ECONNABORTED, why)
+
     def _refusal(self) -> str:
-        error = self.timeout_error()
+        error = self.end_error()
         return error.message if error is not None else "the probe has finished"
 
     # --- the probe's lifetime ---------------------------------------------------------------
@@ -513,6 +542,8 @@ _install_lock = threading.Lock()
 _installed = False
 _original_create_connection: Callable[..., socket.socket] | None = None
 _original_is_connection_dropped: Callable[[Any], bool] | None = None
+_original_response_init: Callable[..., None] | None = None
+_original_decode: Callable[..., bytes] | None = None
 
 
 def install() -> None:
@@ -522,11 +553,17 @@ def install() -> None:
     hook and probes are bounded by their SDK's own timeouts only.
     """
     global _installed, _original_create_connection, _original_is_connection_dropped
+    global _original_response_init, _original_decode
     with _install_lock:
         if _installed:
             return
+        # Every HTTP client of the SDKs reads its answers through http.client's response.
+        answer_class: Any = http.client.HTTPResponse
+        _original_response_init = answer_class.__init__
+        answer_class.__init__ = _response_init
         try:
             import urllib3.connectionpool
+            import urllib3.response
             import urllib3.util.connection
         except ImportError:
             _installed = True
@@ -537,6 +574,9 @@ def install() -> None:
         pool_module: Any = urllib3.connectionpool
         _original_is_connection_dropped = pool_module.is_connection_dropped
         pool_module.is_connection_dropped = _is_connection_dropped
+        decoding_class: Any = urllib3.response.HTTPResponse
+        _original_decode = decoding_class._decode
+        decoding_class._decode = _decode
         _installed = True
 
 
@@ -629,3 +669,80 @@ def _is_connection_dropped(conn: Any) -> bool:
     if control is None or dropped:
         return dropped
     return not control._owns(getattr(conn, "sock", None))
+
+
+# --- bounded answers --------------------------------------------------------------------------
+
+
+def _response_init(response: Any, sock: Any, *args: Any, **kwargs: Any) -> None:
+    """http.client's response; under a control, its socket file is bounded."""
+    assert _original_response_init is not None
+    _original_response_init(response, sock, *args, **kwargs)
+    control = current()
+    if control is not None:
+        response.fp = _BoundedAnswer(response.fp, control, response)
+
+
+def _decode(response: Any, data: bytes, *args: Any, **kwargs: Any) -> bytes:
+    """urllib3's decoder; under a control, an answer may not grow past the bound either.
+
+    One read is decompressed whole before it can be counted: the bound holds from the next.
+    """
+    assert _original_decode is not None
+    decoded = _original_decode(response, data, *args, **kwargs)
+    control = current()
+    if control is not None and decoded:
+        total = getattr(response, "_probe_decoded_bytes", 0) + len(decoded)
+        response._probe_decoded_bytes = total
+        if total > MAX_ANSWER_BYTES:
+            raise control._oversize(getattr(response, "status", None))
+    return decoded
+
+
+class _BoundedAnswer:
+    """A response's socket file that hands out at most `MAX_ANSWER_BYTES`, then ends the probe.
+
+    http.client reads the status line, the headers and the body through it
+    (`readline`, `read`, `readinto`, `read1`), and urllib3 reads chunked
+    bodies through it too; each read asks for no more than one byte past
+    what is left, so no read can pull in more than the bound.
+    """
+
+    def __init__(self, raw: Any, control: ProbeControl, response: Any) -> None:
+        self._raw = raw
+        self._control = control
+        self._response = response
+        self._count = 0
+
+    def _room(self, asked: int | None) -> int:
+        room = MAX_ANSWER_BYTES - self._count + 1
+        return room if asked is None or asked < 0 else min(asked, room)
+
+    def _took(self, size: int) -> None:
+        self._count += size
+        if self._count > MAX_ANSWER_BYTES:
+            raise self._control._oversize(getattr(self._response, "status", None))
+
+    def read(self, size: int | None = -1) -> bytes:
+        data: bytes = self._raw.read(self._room(size))
+        self._took(len(data))
+        return data
+
+    def read1(self, size: int = -1) -> bytes:
+        data: bytes = self._raw.read1(self._room(size))
+        self._took(len(data))
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        data: bytes = self._raw.readline(self._room(size))
+        self._took(len(data))
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        got: int = self._raw.readinto(view[: self._room(len(view))])
+        self._took(got or 0)
+        return got
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)  # close, closed, fileno, flush, peek, ...

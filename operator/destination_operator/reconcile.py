@@ -195,6 +195,14 @@ def _check_proxy(url: str, allow_private: bool, resolve: Resolver) -> CheckedEnd
         raise type(err)(f"the proxy (spec.transport.httpsProxy): {err.message}") from None
 
 
+def _scrubbed(steps: Sequence[StepResult], secrets: Sequence[bytes]) -> tuple[StepResult, ...]:
+    """The provider's steps with messages fit for a status: an endpoint chose their words."""
+    return tuple(
+        replace(step, message=scrub(step.message, secrets)) if step.message else step
+        for step in steps
+    )
+
+
 def verify(
     spec: DestinationSpec,
     secret_data: Mapping[str, bytes] | None,
@@ -276,7 +284,7 @@ def verify(
                 checked = _check_proxy(transport.https_proxy, allow_private, guard_resolve)
                 bound.pin(checked.host, checked.addresses)
         except Exception as err:  # noqa: BLE001 - as above
-            return failure(translate(bound.timeout_error() or err, secrets=secrets), **context)
+            return failure(translate(bound.end_error() or err, secrets=secrets), **context)
 
         watch = Stopwatch()
         try:
@@ -284,7 +292,7 @@ def verify(
                 spec, credentials, object_key, mode, bound.timeout_seconds, **options
             )
         except Exception as err:  # noqa: BLE001 - steps fail in the result; anything else here
-            error = translate(bound.timeout_error() or err, secrets=secrets)
+            error = translate(bound.end_error() or err, secrets=secrets)
             return Outcome(
                 verified=False,
                 reason=error.reason,
@@ -294,11 +302,11 @@ def verify(
                 **context,
             )
         if result.error is not None:
-            ended = bound.timeout_error()
+            ended = bound.end_error()
             error = translate(ended or result.error, secrets=secrets)
-            steps = result.steps
+            steps = _scrubbed(result.steps, secrets)
             if ended is not None:
-                # The SDK's words describe a socket the deadline shut, not the cause.
+                # The SDK's words describe a socket the control shut, not the cause.
                 steps = tuple(
                     replace(step, message=error.message)
                     if step.outcome is StepOutcome.Failed
@@ -327,7 +335,7 @@ def verify(
         verified=True,
         reason=Reason.ProbeSucceeded,
         message=scrub(message, secrets),
-        steps=result.steps,
+        steps=_scrubbed(result.steps, secrets),
         duration_ms=watch.ms(),
         probed=True,
         **context,

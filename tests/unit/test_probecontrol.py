@@ -146,7 +146,7 @@ def test_abort_from_another_thread_wakes_a_blocked_recv_at_once(
     assert not thread.is_alive() and box == [b""]
     assert time.monotonic() - aborted < 0.2
     assert control.aborted and control.finished
-    error = control.timeout_error()
+    error = control.end_error()
     assert error is not None and "aborted" in error.message
 
 
@@ -224,9 +224,9 @@ def test_a_probe_busy_past_its_deadline_is_a_straggler() -> None:
         control = ProbeControl(0.05)
         assert control.deadline is None and control.remaining() == 0.05
         with control:
-            assert control.deadline is not None and control.timeout_error() is None
+            assert control.deadline is not None and control.end_error() is None
             time.sleep(0.15)  # CPU, a lock: nothing the watchdog can shut
-            error = control.timeout_error()
+            error = control.end_error()
             assert error is not None
             return control.ended, probecontrol.stragglers(), error.message
 
@@ -250,7 +250,7 @@ def test_abort_after_the_probe_finished_changes_nothing() -> None:
     with control:
         pass
     control.abort()
-    assert not control.aborted and control.timeout_error() is None
+    assert not control.aborted and control.end_error() is None
 
 
 # --- pinning ----------------------------------------------------------------------------------

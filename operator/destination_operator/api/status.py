@@ -34,10 +34,14 @@ with status True while they apply, otherwise absent (or False).
 from __future__ import annotations
 
 import datetime
+import types
+import typing
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
 
 from .rules import RuleModel
 from .spec import VerificationMode
@@ -54,6 +58,8 @@ __all__ = [
     "Reason",
     "StepOutcome",
     "allowed_reasons",
+    "fit_status",
+    "fit_verify_request",
 ]
 
 
@@ -371,3 +377,60 @@ class DestinationStatus(RuleModel):
             return cls.model_validate(raw, strict=False)
         except ValidationError:
             return cls()
+
+
+def fit_status(status: Mapping[str, Any]) -> dict[str, Any]:
+    """`status` with every string cut to the `maxLength` the CRD gives its field.
+
+    Much of a status comes from outside: an endpoint's answer in a message, an
+    annotation's value. One string over its limit makes the API server refuse
+    the whole patch (422), and then the status never changes again, so a string
+    too long is cut (ending in "…") rather than sent. The limits are read from
+    the models the CRD is generated from, so there is one owner of each.
+    """
+    return _fit(DestinationStatus, status)
+
+
+def _fit(model: type[BaseModel], raw: Mapping[str, Any]) -> dict[str, Any]:
+    fitted = dict(raw)
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        value = fitted.get(key)
+        inner = _model_in(info.annotation)
+        if isinstance(value, str):
+            fitted[key] = _cut(value, _max_length(info))
+        elif inner is not None and isinstance(value, Mapping):
+            fitted[key] = _fit(inner, value)
+        elif inner is not None and isinstance(value, list):
+            fitted[key] = [_fit(inner, v) if isinstance(v, Mapping) else v for v in value]
+    return fitted
+
+
+def fit_verify_request(value: str) -> str:
+    """The verify-requested-at annotation's value as `lastHandledVerifyRequest` can hold it,
+    so that a value longer than the field still compares equal once handled."""
+    return _cut(value, _max_length(DestinationStatus.model_fields["last_handled_verify_request"]))
+
+
+def _cut(value: str, limit: int | None) -> str:
+    return value if limit is None or len(value) <= limit else value[: limit - 1] + "…"
+
+
+def _max_length(info: FieldInfo) -> int | None:
+    for rule in info.metadata:
+        limit = getattr(rule, "max_length", None)
+        if isinstance(limit, int):
+            return limit
+    return None
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds, alone, in a list or optional (`LastProbe | None`, ...)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (list, typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None

@@ -6,9 +6,12 @@ that is a server-side request forgery: the operator's network position could
 be used to reach the cloud's instance metadata service or internal services.
 So, for every address the endpoint's host resolves to:
 
-- cloud-metadata addresses (169.254.169.254, fd00:ec2::254, Alibaba's
-  100.100.100.200, ...) and metadata host names (metadata.google.internal,
-  ...) are always refused;
+- cloud-metadata addresses and host names are always refused: the one list
+  of them is `METADATA_ENDPOINTS` below, a row per address or name with the
+  cloud and the page of its documentation that names it. Some of them sit in
+  ranges that are otherwise only private (fd00:ec2::254, fd20:ce::254 in
+  fc00::/7; 100.100.100.200 in 100.64.0.0/10) or public (Azure's
+  168.63.129.16), so they are checked first;
 - link-local (169.254.0.0/16, fe80::/10), multicast and reserved addresses
   are always refused;
 - an IPv4 address inside an IPv6 one (IPv4-mapped, NAT64, 6to4, Teredo) is
@@ -39,6 +42,7 @@ import re
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from destination_operator.errors import (
@@ -49,8 +53,10 @@ from destination_operator.errors import (
 
 __all__ = [
     "METADATA_ADDRESSES",
+    "METADATA_ENDPOINTS",
     "METADATA_HOSTNAMES",
     "CheckedEndpoint",
+    "MetadataEndpoint",
     "Resolver",
     "check_endpoint",
     "check_endpoints",
@@ -61,34 +67,97 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Sequence[str]]
 """(host, port) -> the addresses it resolves to; raises OSError when it does not resolve."""
 
-METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
-    ipaddress.ip_address(a)
-    for a in (
-        "169.254.169.254",  # AWS, GCP, Azure, OCI, DigitalOcean, OpenStack
-        "169.254.170.2",  # AWS ECS task metadata and credentials
-        "169.254.169.253",  # AWS VPC DNS
-        "169.254.169.123",  # AWS time sync
-        "100.100.100.200",  # Alibaba Cloud
-        "192.0.0.192",  # Oracle Cloud (legacy)
-        "fd00:ec2::254",  # AWS IMDS over IPv6
-        "fd00:ec2::253",  # AWS VPC DNS over IPv6
-        "fd00:ec2::23",  # AWS ECS task metadata over IPv6
+
+class MetadataEndpoint(NamedTuple):
+    """One row of `METADATA_ENDPOINTS`."""
+
+    entry: str
+    """An IP address or a host name (lower case)."""
+    service: str
+    """Whose it is and what it serves."""
+    source: str
+    """The cloud's documentation that names it; "" where none was found (see the row)."""
+
+
+_AWS_IMDS = "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-data-retrieval.html"
+_AWS_DNS = "https://docs.aws.amazon.com/vpc/latest/userguide/AmazonDNS-concepts.html"
+_AWS_NTP = "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/configure-ec2-ntp.html"
+_AWS_ECS = (
+    "https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-metadata-endpoint-v2.html"
+)
+_AWS_EKS = "https://docs.aws.amazon.com/eks/latest/userguide/pod-id-agent-setup.html"
+_GCP = "https://cloud.google.com/compute/docs/metadata/querying-metadata"
+_AZURE_IMDS = "https://learn.microsoft.com/en-us/azure/virtual-machines/instance-metadata-service"
+_AZURE_WIRESERVER = (
+    "https://learn.microsoft.com/en-us/azure/virtual-network/what-is-ip-address-168-63-129-16"
+)
+_OCI = "https://docs.oracle.com/en-us/iaas/Content/Compute/Tasks/gettingmetadata.htm"
+_OCI_CLASSIC = (
+    "https://docs.oracle.com/en/cloud/cloud-at-customer/occ-get-started/"
+    "retrieve-predefined-instance-metadata.html"
+)
+_ALIBABA = "https://www.alibabacloud.com/help/en/ecs/user-guide/view-instance-metadata"
+_SCALEWAY = "https://www.scaleway.com/en/developers/api/instance/user-data"
+_TENCENT = "https://www.tencentcloud.com/document/product/213/4934"
+_EQUINIX = "https://deploy.equinix.com/developers/docs/metal/server-metadata/metadata"
+_PACKET = "https://www.packet.com/developers/docs/servers/key-features/metadata/"
+
+METADATA_ENDPOINTS: tuple[MetadataEndpoint, ...] = tuple(
+    MetadataEndpoint(*row)
+    for row in (
+        ("169.254.169.254", "AWS EC2 instance metadata (IMDS)", _AWS_IMDS),
+        ("fd00:ec2::254", "AWS EC2 instance metadata over IPv6", _AWS_IMDS),
+        ("169.254.169.254", "Azure Instance Metadata Service", _AZURE_IMDS),
+        ("169.254.169.254", "Oracle Cloud (OCI) instance metadata", _OCI),
+        ("fd00:c1::a9fe:a9fe", "Oracle Cloud (OCI) instance metadata over IPv6", _OCI),
+        ("169.254.170.2", "AWS ECS task metadata and task role credentials", _AWS_ECS),
+        ("169.254.170.23", "AWS EKS Pod Identity Agent (credentials)", _AWS_EKS),
+        ("fd00:ec2::23", "AWS EKS Pod Identity Agent over IPv6", _AWS_EKS),
+        ("169.254.169.253", "AWS VPC DNS (Route 53 Resolver)", _AWS_DNS),
+        ("fd00:ec2::253", "AWS VPC DNS over IPv6", _AWS_DNS),
+        ("169.254.169.123", "AWS Time Sync (NTP)", _AWS_NTP),
+        ("fd00:ec2::123", "AWS Time Sync over IPv6", _AWS_NTP),
+        ("fd20:ce::254", "GCP Compute Engine metadata over IPv6", _GCP),
+        ("168.63.129.16", "Azure WireServer (a public-range address)", _AZURE_WIRESERVER),
+        ("100.100.100.200", "Alibaba Cloud ECS instance metadata", _ALIBABA),
+        ("192.0.0.192", "Oracle Cloud at Customer (Compute Classic) metadata", _OCI_CLASSIC),
+        ("169.254.42.42", "Scaleway instance metadata", _SCALEWAY),
+        ("fd00:42::42", "Scaleway instance metadata over IPv6", _SCALEWAY),
+        ("metadata.google.internal", "GCP Compute Engine metadata", _GCP),
+        ("metadata.goog", "GCP Compute Engine metadata", _GCP),
+        ("metadata.tencentyun.com", "Tencent Cloud CVM instance metadata", _TENCENT),
+        ("metadata.platformequinix.com", "Equinix Metal metadata", _EQUINIX),
+        ("metadata.packet.net", "Equinix Metal (formerly Packet) metadata", _PACKET),
+        # Kept without a source: names that reach a metadata service through a cloud's
+        # resolver, for which no page of the cloud's own was found. Refusing them costs nothing.
+        ("metadata", "GCP: the short name of metadata.google.internal", ""),
+        ("instance-data", "AWS EC2: a resolver alias of the IMDS", ""),
+        ("instance-data.ec2.internal", "AWS EC2: a resolver alias of the IMDS", ""),
     )
 )
-"""Cloud instance-metadata addresses: always refused."""
+"""Cloud metadata addresses and host names, each with its source: always refused.
+
+An address may have a row per cloud that documents it; `METADATA_ADDRESSES` and
+`METADATA_HOSTNAMES` are derived from this table, the one place to add to.
+"""
+
+
+def _as_address(entry: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(entry)
+    except ValueError:
+        return None
+
+
+METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
+    address for row in METADATA_ENDPOINTS if (address := _as_address(row.entry)) is not None
+)
+"""The addresses of `METADATA_ENDPOINTS`."""
 
 METADATA_HOSTNAMES: frozenset[str] = frozenset(
-    {
-        "metadata",
-        "metadata.google.internal",
-        "metadata.goog",
-        "instance-data",
-        "instance-data.ec2.internal",
-        "metadata.tencentyun.com",
-        "metadata.platformequinix.com",
-    }
+    row.entry for row in METADATA_ENDPOINTS if _as_address(row.entry) is None
 )
-"""Host names of metadata services: refused before they are even resolved."""
+"""The host names of `METADATA_ENDPOINTS`: refused before they are even resolved."""
 
 _ALWAYS_BLOCKED_NETWORKS = tuple(
     ipaddress.ip_network(n)
@@ -160,8 +229,10 @@ def classify_address(address: str) -> tuple[bool, str]:
     Kinds: `cloud metadata`, `link-local`, `multicast`, `reserved`, `loopback`,
     `unspecified`, `private`.
     """
-    ip = _embedded_ipv4(ipaddress.ip_address(address.split("%", 1)[0]))
-    if ip in METADATA_ADDRESSES:
+    raw = ipaddress.ip_address(address.split("%", 1)[0])
+    ip = _embedded_ipv4(raw)
+    # First: metadata addresses also sit in private (fc00::/7, 100.64.0.0/10) and public ranges.
+    if raw in METADATA_ADDRESSES or ip in METADATA_ADDRESSES:
         return True, "cloud metadata"
     if ip.is_link_local or any(ip in net for net in _ALWAYS_BLOCKED_NETWORKS):
         return True, "link-local"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 
 import pytest
@@ -9,7 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from destination_operator.api.status import Reason
-from destination_operator.endpoints import check_endpoint, check_endpoints, classify_address
+from destination_operator.endpoints import (
+    METADATA_ENDPOINTS,
+    MetadataEndpoint,
+    check_endpoint,
+    check_endpoints,
+    classify_address,
+)
 from destination_operator.errors import (
     EndpointBlockedError,
     EndpointUnreachableError,
@@ -172,3 +179,49 @@ def test_numeric_spellings_are_judged_as_addresses_not_sent_to_dns(url: str, kin
     with pytest.raises(EndpointBlockedError) as info:
         check_endpoint(url, allow_private=False, resolve=resolver("93.184.215.14"))
     assert kind in info.value.message
+
+
+def _url_of(entry: str) -> str:
+    return f"http://[{entry}]" if ":" in entry else f"http://{entry}"
+
+
+@pytest.mark.parametrize("row", METADATA_ENDPOINTS, ids=lambda row: f"{row.entry}-{row.service}")
+@pytest.mark.parametrize("allow_private", [False, True])
+def test_every_metadata_endpoint_is_refused(row: MetadataEndpoint, allow_private: bool) -> None:
+    """Each row of the table, so a new row is tested as soon as it is added."""
+    # A resolver that would say "public": a host name must be refused before it is asked.
+    with pytest.raises(EndpointBlockedError) as info:
+        check_endpoint(
+            _url_of(row.entry), allow_private=allow_private, resolve=resolver("93.184.215.14")
+        )
+    assert info.value.reason == Reason.EndpointBlocked
+    assert "cloud metadata" in info.value.message
+    assert "always refused" in info.value.message
+
+
+def _ipv4_rows() -> list[MetadataEndpoint]:
+    rows = []
+    for row in METADATA_ENDPOINTS:
+        try:
+            if ipaddress.ip_address(row.entry).version == 4:
+                rows.append(row)
+        except ValueError:  # a host name
+            continue
+    return rows
+
+
+@pytest.mark.parametrize("row", _ipv4_rows(), ids=lambda row: f"{row.entry}-{row.service}")
+@pytest.mark.parametrize("form", ["::ffff:{}", "64:ff9b::{}"], ids=["ipv4-mapped", "nat64"])
+def test_every_ipv4_metadata_address_is_refused_inside_ipv6(
+    row: MetadataEndpoint, form: str
+) -> None:
+    with pytest.raises(EndpointBlockedError) as info:
+        check_endpoint(f"http://[{form.format(row.entry)}]", allow_private=True)
+    assert "cloud metadata" in info.value.message
+
+
+def test_azure_wireserver_is_refused_though_its_address_is_public() -> None:
+    assert ipaddress.ip_address("168.63.129.16").is_global
+    assert classify_address("168.63.129.16") == (True, "cloud metadata")
+    # Its neighbours stay ordinary public addresses.
+    assert classify_address("168.63.129.17") == (False, "")

@@ -15,7 +15,11 @@ from destination_operator.api.status import (
     EventReason,
     Reason,
     allowed_reasons,
+    fit_status,
+    fit_verify_request,
 )
+
+NOW = "2026-12-07T00:00:00Z"
 
 FIXED_FALSE = {
     "InvalidSpec",
@@ -146,3 +150,53 @@ def test_condition_shape_is_enforced(change: dict[str, object]) -> None:
     }
     with pytest.raises(ValidationError):
         Condition.model_validate(raw | change)
+
+
+def test_fit_status_cuts_each_string_to_its_crd_limit() -> None:
+    """One string over its maxLength makes the API server refuse the whole status patch."""
+    long = "x" * 50_000
+    status = {
+        "target": long,
+        "lastHandledVerifyRequest": long,
+        "credentialsFingerprint": "abc",
+        "conditions": [
+            {
+                "type": "Verified",
+                "status": "False",
+                "reason": "ProbeFailed",
+                "message": long,
+                "lastTransitionTime": NOW,
+            }
+        ],
+        "lastProbe": {
+            "time": NOW,
+            "objectKey": long,
+            "steps": [{"name": "Write", "outcome": "Failed", "message": long}],
+        },
+    }
+    fitted = fit_status(status)
+    limits = {
+        "target": 2048,
+        "lastHandledVerifyRequest": 256,
+        "message": 32768,
+        "objectKey": 1024,
+        "step": 4096,
+    }
+    assert len(fitted["target"]) == limits["target"] and fitted["target"].endswith("…")
+    assert len(fitted["lastHandledVerifyRequest"]) == limits["lastHandledVerifyRequest"]
+    assert len(fitted["conditions"][0]["message"]) == limits["message"]
+    assert len(fitted["lastProbe"]["objectKey"]) == limits["objectKey"]
+    assert len(fitted["lastProbe"]["steps"][0]["message"]) == limits["step"]
+    assert fitted["credentialsFingerprint"] == "abc"
+    assert status["target"] == long  # the input is left as it was
+    DestinationStatus.model_validate(fitted, strict=False)  # the models hold the CRD's limits
+    with pytest.raises(ValidationError):
+        DestinationStatus.model_validate(status, strict=False)
+
+
+def test_a_verify_request_too_long_to_store_still_compares_equal_once_handled() -> None:
+    value = "2026-12-07T00:00:00Z " + "y" * 1000
+    stored = fit_verify_request(value)
+    assert len(stored) == 256 and fit_verify_request(value) == stored
+    assert fit_status({"lastHandledVerifyRequest": stored})["lastHandledVerifyRequest"] == stored
+    assert fit_verify_request("2026-12-07T00:00:00Z") == "2026-12-07T00:00:00Z"

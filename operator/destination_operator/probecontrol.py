@@ -599,27 +599,10 @@ def _connect_under(
     from urllib3.util.connection import allowed_gai_family
 
     host, port = address
+    # Pinned addresses were checked by the endpoint guard; any other host is checked here.
     addresses = control.pinned(host)
-    if addresses is None and _is_literal(host):
-        addresses = (host.strip("[]"),)
     if addresses is None:
-        try:
-            addresses = tuple(control.resolve(host.strip("[]"), port))
-        except ProbeTimeoutError as err:
-            # An OSError, so that urllib3 reports a connect timeout like any other.
-            raise TimeoutError(err.message) from None
-        for answer in addresses:
-            always, what = classify_address(answer)
-            if always:
-                raise ConnectionRefusedError(
-                    errno.ECONNREFUSED, f"{host!r} ({answer}) is {what} and is always refused"
-                )
-            if what and control.refuse_private:
-                raise ConnectionRefusedError(
-                    errno.ECONNREFUSED,
-                    f"{host!r} ({answer}) is a {what} address; the operator refuses those "
-                    "unless it is started with private endpoints allowed",
-                )
+        addresses = _unchecked_addresses(control, host, port)
     family = allowed_gai_family()
     error: OSError | None = None
     for literal in addresses:
@@ -651,6 +634,40 @@ def _connect_under(
     if error is not None:
         raise error
     raise OSError(f"no address to connect to for {host!r}")
+
+
+def _unchecked_addresses(control: ProbeControl, host: str, port: int) -> tuple[str, ...]:
+    """The addresses to dial for a host the guard did not check (a redirect's, an SDK's own).
+
+    A literal address is its own answer, a name is resolved (bounded by the
+    deadline); either way every address must pass `classify_address`, as in
+    the guard, so a redirect to `169.254.169.254` is refused like one to a
+    name that resolves there. Raises `ConnectionRefusedError` before any
+    connection is made.
+    """
+    bare = host.strip("[]")
+    if _is_literal(host):
+        addresses: tuple[str, ...] = (bare,)
+    else:
+        try:
+            addresses = tuple(control.resolve(bare, port))
+        except ProbeTimeoutError as err:
+            # An OSError, so that urllib3 reports a connect timeout like any other.
+            raise TimeoutError(err.message) from None
+    for answer in addresses:
+        always, what = classify_address(answer)
+        shown = repr(host) if answer == bare else f"{host!r} ({answer})"
+        if always:
+            raise ConnectionRefusedError(
+                errno.ECONNREFUSED, f"{shown} is {what} and is always refused"
+            )
+        if what and control.refuse_private:
+            raise ConnectionRefusedError(
+                errno.ECONNREFUSED,
+                f"{shown} is a {what} address; the operator refuses those "
+                "unless it is started with private endpoints allowed",
+            )
+    return addresses
 
 
 def _is_literal(host: str) -> bool:

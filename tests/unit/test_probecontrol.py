@@ -324,6 +324,72 @@ def test_a_literal_address_is_never_resolved(listener: socket.socket) -> None:
     in_thread(work)
 
 
+@pytest.fixture
+def dialled(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The socket addresses any socket tries to connect to (the connection itself is refused)."""
+    calls: list[Any] = []
+
+    def connect(sock: socket.socket, sockaddr: Any) -> None:
+        calls.append(sockaddr)
+        raise ConnectionRefusedError("the test refuses every connection")
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "host", ["169.254.169.254", "[fd00:ec2::254]", "fd00:ec2::254", "168.63.129.16"]
+)
+def test_an_unpinned_literal_metadata_address_is_refused_without_connecting(
+    host: str, dialled: list[Any]
+) -> None:
+    """A redirect to a literal address gets the same check as one to a name."""
+
+    def work() -> str:
+        with ProbeControl(5, resolve=never), pytest.raises(ConnectionRefusedError) as info:
+            connect(host, 80)
+        return str(info.value)
+
+    message, _ = in_thread(work)
+    assert "cloud metadata" in message and "always refused" in message
+    assert dialled == []
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]", "10.1.2.3", "[fd12:3456::1]"])
+def test_an_unpinned_literal_private_address_is_refused_when_they_are_refused(
+    host: str, dialled: list[Any]
+) -> None:
+    def work() -> str:
+        control = ProbeControl(5, resolve=never)
+        control.refuse_private = True
+        with control, pytest.raises(ConnectionRefusedError) as info:
+            connect(host, 80)
+        return str(info.value)
+
+    message, _ = in_thread(work)
+    assert "unless it is started with private endpoints allowed" in message
+    assert dialled == []
+
+
+def test_an_unpinned_literal_loopback_address_connects_when_private_is_allowed(
+    listener: socket.socket,
+) -> None:
+    def work(refuse_private: bool) -> None:
+        control = ProbeControl(5, resolve=never)
+        control.refuse_private = refuse_private
+        with control, connect("127.0.0.1", port_of(listener)):
+            pass
+
+    with pytest.raises(ConnectionRefusedError):
+        in_thread(lambda: work(True))
+    listener.settimeout(0.5)
+    with pytest.raises(TimeoutError):  # refused before any connection was made
+        listener.accept()
+    in_thread(lambda: work(False))
+    accepted, _ = listener.accept()  # the connection did happen
+    accepted.close()
+
+
 # --- bounded name resolution ------------------------------------------------------------------
 
 

@@ -19,8 +19,9 @@ thread; the deadline counts from that moment. While it runs:
     host (`pin()`); a pinned host is never resolved again, so a DNS answer
     that changes between the check and the connection (rebinding) cannot
     redirect the probe. Unpinned hosts (AWS's own endpoints, when the
-    Destination names none, or wherever a redirect points) are resolved,
-    with the bounded resolver below, and an address the guard always refuses
+    Destination names none, or wherever a redirect points) are resolved
+    with the bounded resolver below (a literal address is its own answer),
+    and every address is checked as the guard checks: one it always refuses
     (cloud metadata, link-local) is refused for them too, so a redirect
     cannot reach one; so are private and loopback addresses when
     `refuse_private` is set (the operator does not allow private endpoints);
@@ -651,7 +652,7 @@ def _unchecked_addresses(control: ProbeControl, host: str, port: int) -> tuple[s
     else:
         try:
             addresses = tuple(control.resolve(bare, port))
-        except ProbeTimeoutError as err:
+        except DestinationError as err:  # the probe ended: deadline, abort, an answer too long
             # An OSError, so that urllib3 reports a connect timeout like any other.
             raise TimeoutError(err.message) from None
     for answer in addresses:

@@ -27,9 +27,9 @@ Reconciling   absent    kstatus: True while a probe of the current generation is
                         pending (Verifying) or a failure is retried with backoff
                         (Retrying); absent otherwise
 Stalled       absent    kstatus: True when retrying alone cannot help: InvalidSpec,
-                        SecretKeyMissing, ProviderUnavailable, and SecretNotFound
-                        once the Secret has been missing for a grace period;
-                        absent otherwise
+                        SecretKeyMissing, SecretKeyInvalid, ProviderUnavailable,
+                        and SecretNotFound once the Secret has been missing for a
+                        grace period; absent otherwise
 ============  ========  ==========================================================
 
 Each condition carries the generation it describes (`observedGeneration`);
@@ -89,7 +89,8 @@ CONDITION_ORDER: tuple[ConditionType, ...] = (
 
 STALLED_REASONS: frozenset[Reason] = REASONS[ConditionType.Stalled][ConditionStatus.TRUE]
 """Failures a person must act on before a retry can pass (kstatus Stalled): InvalidSpec,
-SecretNotFound, SecretKeyMissing. Every other failure is retried (Reconciling=True, Retrying)."""
+SecretNotFound, SecretKeyMissing, SecretKeyInvalid, ProviderUnavailable. Every other failure
+is retried (Reconciling=True, Retrying)."""
 
 
 class Phase(StrEnum):

@@ -7,6 +7,7 @@ The tree (class, then the `Reason` it sets on `Verified=False`)::
     ├── SecretNotFoundError          SecretNotFound        the referenced Secret does not exist
     ├── SecretForbiddenError         SecretForbidden       RBAC does not let the operator read it
     ├── SecretKeyMissingError        SecretKeyMissing      `.key` names the key, never a value
+    ├── SecretKeyInvalidError        SecretKeyInvalid      a line break or control character inside
     ├── EndpointBlockedError         EndpointBlocked       the endpoint guard refused the address
     ├── AuthenticationFailedError    AuthenticationFailed  unknown key id, bad signature, expired
     ├── AccessDeniedError            AccessDenied          authenticated, but the policy refuses
@@ -51,6 +52,7 @@ __all__ = [
     "ProbeTimeoutError",
     "ProviderUnavailableError",
     "SecretForbiddenError",
+    "SecretKeyInvalidError",
     "SecretKeyMissingError",
     "SecretNotFoundError",
     "TLSError",
@@ -117,6 +119,23 @@ class SecretKeyMissingError(DestinationError):
         else:
             message = f"{where} has no key {key!r}"
         super().__init__(f"{message}; {hint}" if hint else message)
+
+
+class SecretKeyInvalidError(DestinationError):
+    """A key's value cannot be sent as it is: a line break or a control character inside it.
+
+    In an HTTP header such a value ends the header, or folds a line of its own
+    into the request. `.key` and `.problem` name the key and what is wrong
+    ("contains a line break"), never the value nor where in it.
+    """
+
+    reason = Reason.SecretKeyInvalid
+
+    def __init__(self, key: str, problem: str, *, secret_name: str | None = None) -> None:
+        self.key = key
+        self.problem = problem
+        where = f"Secret {secret_name!r}" if secret_name else "the Secret"
+        super().__init__(f"{where}: the value of key {key!r} {problem}")
 
 
 class EndpointBlockedError(DestinationError):

@@ -4,7 +4,8 @@
 
 1. a provider for the spec's type;
 2. the Secret exists (`SecretNotFound`) and has the provider's keys
-   (`SecretKeyMissing`, naming the key, never a value);
+   (`SecretKeyMissing`, naming the key, never a value), each one line
+   (`SecretKeyInvalid`: a line break or control character inside);
 3. the probe's transport (`providers.transport`): `spec.transport` and the
    Secret's `caBundle` (`SecretKeyMissing` when it holds no usable
    certificate; `InvalidSpec` for TLS verification skipped outside
@@ -44,6 +45,7 @@ from destination_operator.errors import (
     InvalidSpecError,
     ProbeFailedError,
     SecretForbiddenError,
+    SecretKeyInvalidError,
     SecretKeyMissingError,
     SecretNotFoundError,
     translate,
@@ -258,6 +260,8 @@ def verify(
             raise SecretKeyMissingError(
                 err.key, secret_name=secret_name, hint=hint, alternatives=err.alternatives
             ) from None
+        except SecretKeyInvalidError as err:
+            raise SecretKeyInvalidError(err.key, err.problem, secret_name=secret_name) from None
         urls = provider.endpoints(spec)
         transport = transport_for(spec, secret_data)
     except Exception as err:  # noqa: BLE001 - ours, or a provider bug: never take the operator down

@@ -205,10 +205,18 @@ CASES = [
     ),
     Case(
         "token-a-header-cannot-carry",
-        Reason.ProbeFailed,
+        Reason.SecretKeyInvalid,
         secret={"verificationToken": f"{CANARY}\r\nX-Injected: 1"},
         write=None,
-        says=("verificationToken", "header"),
+        says=("verificationToken", "line break", "'hook'"),
+        received=0,
+    ),
+    Case(
+        "token-beyond-ascii",
+        Reason.SecretKeyInvalid,
+        secret={"verificationToken": f"{CANARY}\u00e9"},
+        write=None,
+        says=("verificationToken", "printable ASCII"),
         received=0,
     ),
     Case(

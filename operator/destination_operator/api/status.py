@@ -10,9 +10,9 @@ Conditions (`metav1.Condition` shape), with the reasons each may carry:
 | ----------- | ------- | ------------------------------------------------------------- |
 | Verified    | True    | ProbeSucceeded                                                |
 | Verified    | False   | InvalidSpec, SecretNotFound, SecretForbidden,                 |
-|             |         | SecretKeyMissing, AuthenticationFailed, AccessDenied,         |
-|             |         | BucketNotFound, EndpointUnreachable, TLSError, Timeout,       |
-|             |         | EndpointBlocked, ProbeFailed, ProviderUnavailable             |
+|             |         | SecretKeyMissing, SecretKeyInvalid, AuthenticationFailed,     |
+|             |         | AccessDenied, BucketNotFound, EndpointUnreachable, TLSError,  |
+|             |         | Timeout, EndpointBlocked, ProbeFailed, ProviderUnavailable    |
 | Verified    | Unknown | Disabled, Archived, Pending                                   |
 | Archived    | True    | Archived (its lastTransitionTime is when it was archived)     |
 | Archived    | False   | NotArchived (never archived), Unarchived (archived before)    |
@@ -22,9 +22,9 @@ Conditions (`metav1.Condition` shape), with the reasons each may carry:
 | Ready       | Unknown | Pending, Verifying                                            |
 | Reconciling | True    | Verifying (a probe of new inputs is due or running),          |
 |             |         | Retrying (the last probe failed; retried with backoff)        |
-| Stalled     | True    | InvalidSpec, SecretKeyMissing, ProviderUnavailable, and       |
-|             |         | SecretNotFound after a grace period (a person must change     |
-|             |         | something before a retry can succeed)                         |
+| Stalled     | True    | InvalidSpec, SecretKeyMissing, SecretKeyInvalid,              |
+|             |         | ProviderUnavailable, and SecretNotFound after a grace period  |
+|             |         | (a person must change something before a retry can succeed)   |
 
 Reconciling and Stalled are "abnormal-true" as kstatus defines them: present
 with status True while they apply, otherwise absent (or False).
@@ -93,7 +93,7 @@ class Reason(StrEnum):
     ProbeSucceeded = "ProbeSucceeded"
     """The probe object was written (and deleted, in WriteDelete mode)."""
 
-    # Verified=False (also Ready=False; the first three also Stalled=True)
+    # Verified=False (also Ready=False; Stalled=True as the table says)
     InvalidSpec = "InvalidSpec"
     """The stored spec breaks a rule of the models (it may predate the rule)."""
     SecretNotFound = "SecretNotFound"
@@ -104,6 +104,10 @@ class Reason(StrEnum):
     heals it without an edit of the Destination."""
     SecretKeyMissing = "SecretKeyMissing"
     """The Secret lacks a key the type needs (the message names the key, never a value)."""
+    SecretKeyInvalid = "SecretKeyInvalid"
+    """A key's value has a line break or another control character inside (only its ends may
+    hold whitespace): it would break or fold the HTTP header it is sent in. The message names
+    the key and what is wrong, never the value. Only an edit of the Secret fixes it (Stalled)."""
     AuthenticationFailed = "AuthenticationFailed"
     """The service refused the credentials (unknown key, bad signature, expired token)."""
     AccessDenied = "AccessDenied"
@@ -156,6 +160,7 @@ FAILURE_REASONS: frozenset[Reason] = frozenset(
         Reason.SecretNotFound,
         Reason.SecretForbidden,
         Reason.SecretKeyMissing,
+        Reason.SecretKeyInvalid,
         Reason.AuthenticationFailed,
         Reason.AccessDenied,
         Reason.BucketNotFound,
@@ -193,6 +198,7 @@ REASONS: dict[ConditionType, dict[ConditionStatus, frozenset[Reason]]] = {
                 Reason.InvalidSpec,
                 Reason.SecretNotFound,
                 Reason.SecretKeyMissing,
+                Reason.SecretKeyInvalid,
                 Reason.ProviderUnavailable,
             }
         ),

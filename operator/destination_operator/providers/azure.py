@@ -73,6 +73,7 @@ from destination_operator.errors import (
     ProbeFailedError,
     ProbeTimeoutError,
     ProviderUnavailableError,
+    SecretKeyInvalidError,
     SecretKeyMissingError,
     translate,
 )
@@ -84,6 +85,8 @@ from destination_operator.providers.base import (
     StepOutcome,
     StepResult,
     Stopwatch,
+    header_problem,
+    header_value,
     write_then_delete,
 )
 from destination_operator.providers.transport import ConnectionOptions, Transport
@@ -196,8 +199,28 @@ def parse_connection_string(text: str) -> dict[str, str]:
     return fields
 
 
+# The fields of a connection string the probe reads, by their lower-case names: each ends up
+# in a URL, a header or a signature, so each must be one line (like a Secret value of its own).
+_READ_FIELDS = {
+    name.lower(): name
+    for name in (
+        "AccountName",
+        "AccountKey",
+        "SharedAccessSignature",
+        "BlobEndpoint",
+        "EndpointSuffix",
+        "DefaultEndpointsProtocol",
+    )
+}
+
+
 def _from_connection_string(text: str) -> AzureCredentials:
     fields = parse_connection_string(text)
+    for name, shown in _READ_FIELDS.items():
+        problem = header_problem(fields.get(name, ""))
+        if problem is not None:
+            # A line break between fields is harmless: each field's ends are stripped.
+            raise SecretKeyInvalidError("connectionString", f"{problem} inside its {shown} field")
     if fields.get("usedevelopmentstorage", "").lower() == "true":
         raise InvalidSpecError(
             "the Secret's connectionString uses UseDevelopmentStorage, which is not supported: "
@@ -238,18 +261,20 @@ def _from_connection_string(text: str) -> AzureCredentials:
 
 
 def load_credentials(data: Mapping[str, str]) -> AzureCredentials:
-    """The credential of the first of `accountKey`, `sasToken`, `connectionString` that is set."""
-    values = {key: (data.get(key) or "").strip() for key in SECRET_KEY_ORDER}
-    if values["accountKey"]:
-        key = _account_key(values["accountKey"], "the Secret's accountKey")
+    """The credential of the first of `accountKey`, `sasToken`, `connectionString` that is set.
+
+    Only the one used is checked for a line break or control character inside
+    (`SecretKeyInvalidError`); a connection string, field by field.
+    """
+    if account_key := header_value(data, "accountKey"):
+        key = _account_key(account_key, "the Secret's accountKey")
         return AzureCredentials("accountKey", account_key=key, secrets=(key,))
-    if values["sasToken"]:
-        token, signatures = _sas_token(values["sasToken"], "the Secret's sasToken")
-        return AzureCredentials(
-            "sasToken", sas_token=token, secrets=(values["sasToken"], token, *signatures)
-        )
-    if values["connectionString"]:
-        return _from_connection_string(values["connectionString"])
+    if sas := header_value(data, "sasToken"):
+        token, signatures = _sas_token(sas, "the Secret's sasToken")
+        return AzureCredentials("sasToken", sas_token=token, secrets=(sas, token, *signatures))
+    # Its ends stripped only: line breaks between its fields are allowed (checked per field).
+    if connection := (data.get("connectionString") or "").strip():
+        return _from_connection_string(connection)
     raise SecretKeyMissingError(SECRET_KEY_ORDER[0], alternatives=SECRET_KEY_ORDER)
 
 

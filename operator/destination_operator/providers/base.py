@@ -4,7 +4,10 @@ A provider knows one `DestinationType`. It
 
 1. documents the Secret keys it reads (`secret_keys`);
 2. turns the Secret's data into credentials (`load_credentials`), raising
-   `SecretKeyMissingError` that names the missing key, never a value;
+   `SecretKeyMissingError` that names the missing key, never a value, and
+   reading every value that goes into a header (or a URL) through
+   `header_value`, which refuses a line break or control character inside it
+   (`SecretKeyInvalidError`) before any connection;
 3. lists the URLs the Destination's author chose (`endpoints`), so that the
    endpoint guard can check them before any connection is made, and says
    where data goes in one line (`location`, the TARGET column);
@@ -31,7 +34,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from destination_operator.api.spec import DestinationSpec, DestinationType, VerificationMode
 from destination_operator.api.status import StepOutcome
-from destination_operator.errors import DestinationError
+from destination_operator.errors import DestinationError, SecretKeyInvalidError
 from destination_operator.providers.transport import Transport
 
 __all__ = [
@@ -45,6 +48,8 @@ __all__ = [
     "StepResult",
     "Stopwatch",
     "failed_write",
+    "header_problem",
+    "header_value",
     "probe_object_key",
     "write_then_delete",
 ]
@@ -73,6 +78,46 @@ def probe_object_key(rendered_prefix: str, token: str) -> str:
     """
     name = _UNSAFE.sub("-", token).strip("-.") or "probe"
     return f"{rendered_prefix}{PROBE_DIRECTORY}/{name}.txt"
+
+
+# What `str.splitlines` splits at: a header value holding one is cut there, or folded.
+_LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+# The other controls: C0, DEL, C1. A tab is legal inside an HTTP header value, but no
+# credential holds one (keys, tokens, signatures are base64, hex or URL text): one inside
+# is a paste gone wrong, and it would be signed and sent as it is. So it is refused too.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def header_problem(value: str) -> str | None:
+    """What makes `value` unfit for an HTTP header, in words ("contains a tab"); None if fit.
+
+    Give it stripped: a newline at an end counts too. The words name the kind
+    of character, never the character's place or its neighbours.
+    """
+    if _LINE_BREAK.search(value):
+        return "contains a line break"
+    if "\t" in value:
+        return "contains a tab"
+    if _CONTROL.search(value):
+        return "contains a control character"
+    return None
+
+
+def header_value(data: Mapping[str, str], key: str, *, secret_name: str | None = None) -> str:
+    """The Secret's value for `key` with its ends stripped ("" when absent or blank).
+
+    The ends may hold whitespace: `kubectl create secret --from-file` keeps a
+    file's last newline. Inside, a line break or control character raises
+    `SecretKeyInvalidError`, naming the key and not the value: in a header it
+    would end the header early or fold a line of its own into the request.
+    """
+    value = (data.get(key) or "").strip()
+    problem = header_problem(value)
+    if problem is not None:
+        raise SecretKeyInvalidError(
+            key, f"{problem} inside; only its ends may hold whitespace", secret_name=secret_name
+        )
+    return value
 
 
 class StepName(StrEnum):

@@ -85,6 +85,7 @@ from destination_operator.providers.base import (
     StepResult,
     Stopwatch,
     failed_write,
+    header_value,
     write_then_delete,
 )
 from destination_operator.providers.transport import ConnectionOptions, Transport
@@ -380,8 +381,9 @@ class AlibabaOSSProvider:
         self.options = ClientOptions(ca_bundle=ca_bundle, https_proxy=https_proxy)
 
     def load_credentials(self, data: Mapping[str, str]) -> OSSCredentials:
-        """The key pair from the Secret; surrounding whitespace (a trailing newline) is ignored."""
-        values = {key: (data.get(key) or "").strip() for key in OSS_SECRET_KEYS.required}
+        """The key pair from the Secret; surrounding whitespace (a trailing newline) is ignored,
+        a line break or control character inside is refused."""
+        values = {key: header_value(data, key) for key in OSS_SECRET_KEYS.required}
         for key, value in values.items():
             if not value:
                 raise SecretKeyMissingError(key)

@@ -62,6 +62,7 @@ from destination_operator.providers.base import (
     StepOutcome,
     StepResult,
     Stopwatch,
+    header_value,
     write_then_delete,
 )
 from destination_operator.providers.s3errors import classify_botocore
@@ -313,15 +314,16 @@ class S3ApiProvider:
         )
 
     def load_credentials(self, data: Mapping[str, str]) -> S3Credentials:
-        """The key pair from the Secret; surrounding whitespace (a trailing newline) is ignored."""
-        values = {key: (data.get(key) or "").strip() for key in S3_SECRET_KEYS.required}
+        """The key pair (and session token) from the Secret; surrounding whitespace (a
+        trailing newline) is ignored, a line break or control character inside is refused."""
+        values = {key: header_value(data, key) for key in S3_SECRET_KEYS.required}
         for key, value in values.items():
             if not value:
                 raise SecretKeyMissingError(key)
         return S3Credentials(
             access_key_id=values["accessKeyId"],
             secret_access_key=values["secretAccessKey"],
-            session_token=(data.get("sessionToken") or "").strip() or None,
+            session_token=header_value(data, "sessionToken") or None,
         )
 
     def endpoints(self, spec: DestinationSpec) -> list[str]:

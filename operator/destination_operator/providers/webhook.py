@@ -73,6 +73,7 @@ from destination_operator.errors import (
     InvalidSpecError,
     ProbeFailedError,
     ProbeTimeoutError,
+    SecretKeyInvalidError,
     SecretKeyMissingError,
     map_exceptions,
 )
@@ -83,6 +84,7 @@ from destination_operator.providers.base import (
     StepOutcome,
     StepResult,
     Stopwatch,
+    header_value,
 )
 from destination_operator.providers.transport import ConnectionOptions, Transport
 
@@ -137,16 +139,13 @@ class WebhookCredentials:
 
 def _header_value(data: Mapping[str, str], key: str) -> str | None:
     """The Secret's value for `key`, trimmed (None if blank); refuses, by key name, a value
-    that a header cannot carry."""
-    value = (data.get(key) or "").strip()
+    that a header cannot carry (`SecretKeyInvalidError`)."""
+    value = header_value(data, key)
     if not value:
         return None
     if not _HEADER_VALUE.fullmatch(value):
-        raise ProbeFailedError(
-            f"Secret key {key!r} holds characters an HTTP header cannot carry "
-            "(only printable ASCII is allowed)",
-            secrets=(value,),
-        )
+        # Stricter than `header_value`: beyond ASCII, receivers disagree on how to decode it.
+        raise SecretKeyInvalidError(key, "contains a character outside printable ASCII")
     return value
 
 

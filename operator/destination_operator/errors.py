@@ -60,6 +60,7 @@ __all__ = [
     "translate",
 ]
 
+
 class DestinationError(Exception):
     """Base of the tree: a verification failed for `reason`, explained by `message`."""
 

@@ -32,8 +32,13 @@ from destination_operator.api.status import ConditionType, Reason
 from destination_operator.decide import Memory, Observed, Policy, SecretView
 from destination_operator.errors import SecretKeyInvalidError
 from destination_operator.providers.base import header_problem, header_value
+from destination_operator.providers.gcs import HMAC_KEYS, GoogleCloudStorageProvider
 from destination_operator.providers.registry import Registry, default_registry
-from destination_operator.providers.s3 import AmazonS3Provider, OracleCloudStorageProvider
+from destination_operator.providers.s3 import (
+    AmazonS3Provider,
+    OracleCloudStorageProvider,
+    S3Credentials,
+)
 from destination_operator.reconcile import Outcome, verify
 
 NOW = datetime.datetime(2026, 11, 25, 7, 0, tzinfo=datetime.UTC)
@@ -428,3 +433,17 @@ def test_an_invalid_value_is_stalled_and_handled_as_a_missing_key() -> None:
         now=NOW + datetime.timedelta(seconds=1),
     )
     assert decide.plan(fixed, memory, POLICY).probe
+
+
+@pytest.mark.parametrize("key", HMAC_KEYS)
+def test_a_gcs_hmac_key_a_header_cannot_carry_is_refused(key: str) -> None:
+    """GCS's HMAC pair signs S3-style requests: its values go into headers too."""
+    pair = {"hmacAccessKey": "GOOG1EXAMPLEACCESSKEY", "hmacSecret": "gcs-hmac-secret-example"}
+    provider = GoogleCloudStorageProvider()
+    with pytest.raises(SecretKeyInvalidError) as refused:
+        provider.load_credentials({**pair, key: "first-line\nsecond-line"})
+    assert refused.value.key == key and key in refused.value.message
+    assert "first-line" not in refused.value.message
+    loaded = provider.load_credentials({**pair, key: pair[key] + "\n"})  # --from-file's newline
+    assert isinstance(loaded, S3Credentials)
+    assert (loaded.access_key_id, loaded.secret_access_key) == tuple(pair.values())

@@ -67,6 +67,7 @@ from destination_operator.providers.base import (
     StepOutcome,
     StepResult,
     Stopwatch,
+    header_value,
     write_then_delete,
 )
 from destination_operator.providers.s3 import (
@@ -474,7 +475,8 @@ class GoogleCloudStorageProvider:
         key_file = (data.get(SERVICE_ACCOUNT_KEY) or "").strip()
         if key_file:
             return parse_service_account_key(key_file, token_uris=self._token_uris)
-        access_key, secret = ((data.get(name) or "").strip() for name in HMAC_KEYS)
+        # The HMAC pair goes into a header (SigV4): one line each, or SecretKeyInvalid.
+        access_key, secret = (header_value(data, name) for name in HMAC_KEYS)
         if not access_key and not secret:
             raise SecretKeyMissingError(
                 SERVICE_ACCOUNT_KEY,

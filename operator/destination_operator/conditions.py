@@ -42,7 +42,6 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from destination_operator.api.status import (
@@ -65,8 +64,6 @@ __all__ = [
     "FAILURE_REASONS",
     "STALLED_REASONS",
     "Event",
-    "Phase",
-    "backoff_delay",
     "build_status",
     "compute_conditions",
     "jittered_interval",
@@ -91,16 +88,6 @@ STALLED_REASONS: frozenset[Reason] = REASONS[ConditionType.Stalled][ConditionSta
 """Failures a person must act on before a retry can pass (kstatus Stalled): InvalidSpec,
 SecretNotFound, SecretKeyMissing, SecretKeyInvalid, ProviderUnavailable. Every other failure
 is retried (Reconciling=True, Retrying)."""
-
-
-class Phase(StrEnum):
-    """Where a Destination is, as far as the conditions are concerned."""
-
-    Pending = "Pending"  # enabled, not archived, the current generation not probed yet
-    Disabled = "Disabled"
-    Archived = "Archived"
-    Verified = "Verified"
-    Failed = "Failed"
 
 
 def rfc3339(moment: datetime.datetime) -> str:
@@ -209,23 +196,6 @@ def compute_conditions(
 
     found = {c["type"]: c for c in (ready, verified, archived_condition, *extra) if c}
     return [found[kind.value] for kind in CONDITION_ORDER if kind.value in found]
-
-
-def phase_of(conditions: Iterable[Mapping[str, Any]]) -> Phase | None:
-    """The phase a conditions list shows (None when it has no Verified condition)."""
-    verified = _find(conditions, ConditionType.Verified)
-    if verified is None:
-        return None
-    status, reason = verified.get("status"), verified.get("reason")
-    if status == TRUE:
-        return Phase.Verified
-    if status == FALSE:
-        return Phase.Failed
-    if reason == Reason.Archived:
-        return Phase.Archived
-    if reason == Reason.Disabled:
-        return Phase.Disabled
-    return Phase.Pending
 
 
 def _find(
@@ -409,10 +379,6 @@ def next_delay(failures: int, base: float, cap: float, rng: RandomLike) -> float
     exponent = min(max(failures, 1) - 1, 62)
     ceiling = min(cap, base * (2.0**exponent))
     return rng.uniform(ceiling / 2, ceiling)
-
-
-backoff_delay = next_delay
-"""Another name for `next_delay`."""
 
 
 def jittered_interval(interval: float, jitter: float, rng: RandomLike) -> float:

@@ -440,10 +440,6 @@ class Engine:
             metrics.PROBES_WAITING.set(len(self.slot_waiting))
         return False
 
-    def waiting(self) -> list[Key]:
-        """The Destinations in line for a probe slot, namespace by namespace in turn."""
-        return [key for line in self.slot_lines.values() for key in line]
-
     def _drop_grant(self, key: Key) -> None:
         """Pass on the slot handed to `key`, if one was and it was not used."""
         if key in self.slot_granted:

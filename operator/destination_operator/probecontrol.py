@@ -84,8 +84,6 @@ __all__ = [
     "DNS_THREADS",
     "MAX_ANSWER_BYTES",
     "ProbeControl",
-    "abort_all",
-    "active",
     "current",
     "install",
     "resolutions_in_flight",
@@ -400,12 +398,6 @@ def current() -> ProbeControl | None:
     return control
 
 
-def active() -> int:
-    """Probes running now under a control (started, not finished)."""
-    with _registry_lock:
-        return len(_registry)
-
-
 def stragglers() -> int:
     """Probe threads still running after their control ended (deadline passed or aborted).
 
@@ -415,15 +407,6 @@ def stragglers() -> int:
     with _registry_lock:
         running = list(_registry)
     return sum(1 for control in running if control.ended)
-
-
-def abort_all() -> int:
-    """Abort every running probe (on shutdown); returns how many were running."""
-    with _registry_lock:
-        running = list(_registry)
-    for control in running:
-        control.abort()
-    return len(running)
 
 
 # --- the watchdog: one thread, a heap of deadlines ---------------------------------------------

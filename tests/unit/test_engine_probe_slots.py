@@ -35,6 +35,11 @@ SPEC = {
 SECRET = StoredSecret(uid="s-uid", data={"accessKeyId": b"a", "secretAccessKey": b"b"})
 
 
+def in_line(engine: Engine) -> list[tuple[str, str]]:
+    """The Destinations in line for a probe slot, namespace by namespace in turn."""
+    return [key for line in engine.slot_lines.values() for key in line]
+
+
 class SlowStorage:
     """Stands in for `reconcile.verify`: counts the probes inside it at once."""
 
@@ -90,7 +95,7 @@ def test_probes_beyond_probe_concurrency_wait_for_a_slot(monkeypatch: pytest.Mon
         # All due at once: SLOTS probe, the rest return at once, in line (no worker held);
         # as the first ones end, their slots are handed to the next in line.
         first = await asyncio.gather(*(probe(key) for key in keys))
-        assert sorted(engine.slot_granted) + engine.waiting() == keys[SLOTS:]
+        assert sorted(engine.slot_granted) + in_line(engine) == keys[SLOTS:]
         # Each freed slot is handed to the next in line, whose key is queued again.
         handed: list[tuple[str, str]] = []
         while len(handed) < DUE - SLOTS:
@@ -114,7 +119,7 @@ def test_probes_beyond_probe_concurrency_wait_for_a_slot(monkeypatch: pytest.Mon
     assert handed == keys[SLOTS:]  # first come, first served
     assert storage.done == DUE
     assert storage.most == SLOTS  # the slots fill, and no probe runs beyond them
-    assert engine.slots_free == SLOTS and not engine.waiting()  # every slot given back
+    assert engine.slots_free == SLOTS and not in_line(engine)  # every slot given back
     # ten probes through three slots take at least four rounds
     assert elapsed >= 4 * PROBE_SECONDS * 0.9, elapsed
 
@@ -128,9 +133,9 @@ def test_a_slot_handed_to_a_destination_that_went_away_is_not_lost() -> None:
         assert engine._take_slot(first)
         assert not engine._take_slot(second) and not engine._take_slot(third)
         engine._free_slot()  # the first probe ends: the slot goes to the second
-        assert engine.slot_granted == {second} and engine.waiting() == [third]
+        assert engine.slot_granted == {second} and in_line(engine) == [third]
         engine.forget(*second)  # deleted before it used the slot: the third gets it
-        assert engine.slot_granted == {third} and engine.waiting() == []
+        assert engine.slot_granted == {third} and in_line(engine) == []
         del engine.entries[third]  # gone without a word (forget comes later): skipped
         engine.slot_granted.clear()
         engine._free_slot()

@@ -157,11 +157,6 @@ class ProbeResult:
     summary: str = ""  # the success message, when "wrote (and deleted) the probe object" is wrong
 
     @property
-    def succeeded(self) -> bool:
-        """No step failed and there is no error."""
-        return self.error is None and all(s.outcome is not StepOutcome.Failed for s in self.steps)
-
-    @property
     def duration_ms(self) -> int:
         """The time the steps took, together."""
         return sum(s.duration_ms for s in self.steps)

@@ -1,4 +1,5 @@
-"""Servers on loopback that answer too slowly, or answer as a tiny S3, for the deadline tests.
+"""Servers on loopback that answer too slowly, answer as a tiny S3, or answer with text shaped
+to be slow to scan, for the deadline and hostile-answer tests.
 
 Each serves every connection in a thread of its own and `close()` ends them
 all, so a test leaves no server thread behind.
@@ -11,6 +12,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable, Mapping
 
 TRICKLED_RESPONSE = (
     b'HTTP/1.1 200 OK\r\nETag: "d41d8cd98f00b204e9800998ecf8427e"\r\nContent-Length: 0\r\n\r\n'
@@ -175,3 +177,99 @@ class TinyS3(_Server):
                 trickle(conn, answer, 0.8, self.stop)
                 return
             conn.sendall(answer)
+
+
+class HostileServer(_Server):
+    """Answers every request with the same answer, whatever was asked: the status line
+    `HTTP/1.1 <status> <reason>`, `headers`, then `body` with its Content-Length.
+
+    The connection stays open for the next request (`keep_alive`), or the
+    answer says `Connection: close` and the server's side ends after it.
+    `requests` records each request line.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        body: bytes = b"",
+        *,
+        headers: Mapping[str, str] | None = None,
+        keep_alive: bool = True,
+    ) -> None:
+        lines = [f"HTTP/1.1 {status} {reason}", f"Content-Length: {len(body)}"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        if not keep_alive:
+            lines.append("Connection: close")
+        self.answer = "\r\n".join([*lines, "", ""]).encode("latin-1") + body
+        self.keep_alive = keep_alive
+        self.requests: list[str] = []
+        super().__init__()
+
+    def handle(self, conn: socket.socket) -> None:
+        while not self.stop.is_set():
+            request = read_request(conn, self.stop)
+            if request is None:
+                return
+            self.requests.append(request[0])
+            send_all(conn, self.answer, self.stop)
+            if not self.keep_alive:
+                conn.shutdown(socket.SHUT_WR)
+                return
+
+
+def send_all(conn: socket.socket, data: bytes, stop: threading.Event) -> None:
+    """`conn.sendall(data)` that gives up once `stop` is set (a client that stopped reading
+    would otherwise hold the thread); an error once the client closed its end."""
+    conn.settimeout(0.1)
+    view = memoryview(data)
+    while view and not stop.is_set():
+        try:
+            sent = conn.send(view[:65536])
+        except TimeoutError:
+            continue
+        view = view[sent:]
+
+
+SHAPES: dict[str, Callable[[int], str]] = {
+    # Many starts of a URL scheme ([a-z][a-z0-9+.-]*://), each scanned to the end of the text.
+    "dotted": lambda n: ("a." * (n // 2 + 1))[:n],
+    "dotted-url": lambda n: ("http://" + "a." * (n // 2 + 1))[:n],
+    # Many starts of a JSON Web Token (eyJ...), each scanned to the end for its first dot;
+    # a URL scheme's characters too.
+    "jwt": lambda n: ("eyJ-" * (n // 4 + 1))[:n],
+    # The same for the token alone: "_" ends a URL scheme but not a token.
+    "jwt-only": lambda n: ("eyJ_-" * (n // 5 + 1))[:n],
+}
+"""Text of `n` characters that a pattern with overlapping repetition scans in quadratic time,
+by name: what a hostile endpoint puts in an error message to hold the GIL for minutes."""
+
+
+class Heartbeat:
+    """A thread that sleeps `interval` in a loop; `longest` is the longest time between two
+    of its wakeups, i.e. how long something else held the interpreter (or the CPU) from it.
+
+    Used as a context manager around the work to watch.
+    """
+
+    def __init__(self, interval: float = 0.01) -> None:
+        self.interval = interval
+        self.longest = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        while not self._stop.is_set():
+            time.sleep(self.interval)
+            now = time.monotonic()
+            self.longest = max(self.longest, now - last)
+            last = now
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -136,15 +136,22 @@ class Entry:
         name = ref.get("name") if isinstance(ref, Mapping) else None
         return name if isinstance(name, str) else None
 
+    def _watch_caught_up(self) -> bool:
+        """The watched body is at least as new as the status this engine last wrote."""
+        version = _version(self.body.get("metadata", {}).get("resourceVersion"))
+        return version >= self.written_version
+
     def status(self) -> dict[str, Any]:
-        """The freshest status known: the watched body's, or the one just written."""
-        watched = dict(self.body.get("status") or {})
-        if self.written_status is None:
-            return watched
-        if _version(self.body.get("metadata", {}).get("resourceVersion")) >= self.written_version:
-            self.written_status = None  # the watch has caught up
-            return watched
-        return dict(self.written_status)
+        """The freshest status known: the one just written until the watch shows it, else
+        the watched body's."""
+        if self.written_status is not None and not self._watch_caught_up():
+            return dict(self.written_status)
+        return dict(self.body.get("status") or {})
+
+    def drop_written_status_once_watched(self) -> None:
+        """Let go of the status this engine wrote once the watched body shows it (or newer)."""
+        if self.written_status is not None and self._watch_caught_up():
+            self.written_status = None
 
 
 class Engine:
@@ -207,7 +214,7 @@ class Engine:
         else:
             self._unlink(key, entry)
             entry.body = body
-            entry.status()  # lets go of the status it wrote, once the watch shows it
+            entry.drop_written_status_once_watched()
         secret = entry.secret_name
         if secret is not None:
             self.users.setdefault((key[0], secret), set()).add(key)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from destination_operator.api import VERIFY_REQUESTED_AT
-from destination_operator.engine import slim
+from destination_operator.engine import Entry, slim
 
 BODY = {
     "apiVersion": "destinations.io/v1alpha1",
@@ -47,3 +47,16 @@ def test_slim_keeps_what_decisions_read_and_drops_the_rest() -> None:
 def test_slim_of_a_new_object_has_empty_status_and_no_annotations() -> None:
     kept = slim({"metadata": {"name": "d", "namespace": "ns", "uid": "u"}, "spec": {}})
     assert kept["status"] == {} and "annotations" not in kept["metadata"]
+
+
+def test_a_written_status_is_the_freshest_until_the_watch_shows_it() -> None:
+    watched = {"metadata": {"resourceVersion": "41"}, "status": {"observedGeneration": 2}}
+    entry = Entry(body=watched, written_status={"observedGeneration": 3}, written_version=42)
+    assert entry.status() == {"observedGeneration": 3}
+    entry.drop_written_status_once_watched()  # the watch is behind: kept
+    assert entry.written_status == {"observedGeneration": 3}
+    entry.body = {"metadata": {"resourceVersion": "42"}, "status": {"observedGeneration": 3}}
+    assert entry.status() == {"observedGeneration": 3}
+    assert entry.written_status is not None  # reading it changes nothing
+    entry.drop_written_status_once_watched()
+    assert entry.written_status is None and entry.status() == {"observedGeneration": 3}

@@ -29,7 +29,8 @@ Reconciling   absent    kstatus: True while a probe of the current generation is
 Stalled       absent    kstatus: True when retrying alone cannot help: InvalidSpec,
                         SecretKeyMissing, SecretKeyInvalid, ProviderUnavailable,
                         and SecretNotFound once the Secret has been missing for a
-                        grace period; absent otherwise
+                        grace period (`decide` says which: the `stalled`
+                        argument); absent otherwise
 ============  ========  ==========================================================
 
 Each condition carries the generation it describes (`observedGeneration`);
@@ -46,8 +47,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from destination_operator.api.status import (
     FAILURE_REASONS,
-    REASONS,
-    ConditionStatus,
     ConditionType,
     EventReason,
     Reason,
@@ -62,7 +61,6 @@ if TYPE_CHECKING:
 __all__ = [
     "CONDITION_ORDER",
     "FAILURE_REASONS",
-    "STALLED_REASONS",
     "Event",
     "build_status",
     "compute_conditions",
@@ -83,11 +81,6 @@ CONDITION_ORDER: tuple[ConditionType, ...] = (
     ConditionType.Stalled,
 )
 """The order conditions are written in (stable, so equal statuses compare equal)."""
-
-STALLED_REASONS: frozenset[Reason] = REASONS[ConditionType.Stalled][ConditionStatus.TRUE]
-"""Failures a person must act on before a retry can pass (kstatus Stalled): InvalidSpec,
-SecretNotFound, SecretKeyMissing, SecretKeyInvalid, ProviderUnavailable. Every other failure
-is retried (Reconciling=True, Retrying)."""
 
 
 def rfc3339(moment: datetime.datetime) -> str:
@@ -128,15 +121,15 @@ def compute_conditions(
     archived: bool,
     outcome: Outcome | None,
     now: datetime.datetime,
-    stalled: bool | None = None,
+    stalled: bool = False,
 ) -> list[dict[str, Any]]:
     """The whole conditions list for this generation.
 
     `outcome` is the latest verification of the current generation, or None
     while one is pending (or not wanted: disabled, archived). An outcome with
     reason `InvalidSpec` wins over the flags, since a spec that does not parse
-    has none to trust. `stalled` overrides whether a failure is Stalled (a
-    person must act) or Reconciling (retried); None takes `STALLED_REASONS`.
+    has none to trust. A failure is Stalled (a person must act) when `stalled`
+    is True, else Reconciling (retried); `decide` owns that choice.
     """
     stamp = rfc3339(now)
     previous = {str(c.get("type")): c for c in old or () if isinstance(c, Mapping)}
@@ -163,11 +156,11 @@ def compute_conditions(
 
     extra: list[dict[str, Any]] = []
     ready: dict[str, Any] | None
+    failed = invalid
     if invalid:
         assert outcome is not None
         verified = make(ConditionType.Verified, FALSE, outcome.reason, outcome.message)
         ready = make(ConditionType.Ready, FALSE, outcome.reason, outcome.message)
-        extra.append(make(ConditionType.Stalled, TRUE, outcome.reason, outcome.message))
     elif archived:
         # No Ready condition: kstatus reads Ready=False as InProgress for ever, and an
         # archived Destination is at rest. `kubectl wait --for=condition=Ready` still waits.
@@ -188,7 +181,10 @@ def compute_conditions(
     else:
         verified = make(ConditionType.Verified, FALSE, outcome.reason, outcome.message)
         ready = make(ConditionType.Ready, FALSE, outcome.reason, outcome.message)
-        if outcome.reason in STALLED_REASONS if stalled is None else stalled:
+        failed = True
+    if failed:
+        assert outcome is not None
+        if stalled:
             extra.append(make(ConditionType.Stalled, TRUE, outcome.reason, outcome.message))
         else:
             retry = f"retrying with backoff after {outcome.reason}"
@@ -225,7 +221,7 @@ def build_status(
     now: datetime.datetime,
     next_verification: datetime.datetime | None = None,
     verify_request: str | None = None,
-    stalled: bool | None = None,
+    stalled: bool = False,
 ) -> dict[str, Any]:
     """The whole status to write (the fields of `api.status.DestinationStatus`, camelCase).
 
@@ -235,6 +231,7 @@ def build_status(
     probe, the target) keep their old values. `nextVerificationTime` and
     `archivedTime` are None (a merge patch deletes them) when they do not
     apply. `archivedTime` is the Archived condition's transition time.
+    `stalled` is `compute_conditions`'.
     """
     old = old or {}
     if spec is not None:

@@ -16,6 +16,11 @@ are given, so every race the engine can meet is a unit test here:
 - a Secret missing for a short while (External Secrets or SOPS create it
   seconds later): `Reconciling` for `secret_grace` seconds, then `Stalled`.
 
+Whether a failure is `Stalled` (a person must act) or retried (`Reconciling`)
+is decided here and only here: `STALLED_REASONS`, read from the documented
+`api.status.REASONS` table, except a missing Secret during its grace period.
+`conditions` writes what it is told.
+
 The inputs of a verification are the generation and the credentials
 fingerprint; a probe runs when they differ from the last verification's, when
 a new request arrives, or when the next verification is due.
@@ -31,12 +36,13 @@ from typing import Any
 from . import conditions, reconcile
 from .api import VERIFY_REQUESTED_AT
 from .api.spec import DestinationSpec, SpecError, parse_spec
-from .api.status import ConditionType, Reason, fit_verify_request
+from .api.status import REASONS, ConditionStatus, ConditionType, Reason, fit_verify_request
 from .conditions import RandomLike
 from .errors import SecretNotFoundError
 
 __all__ = [
     "FOREVER",
+    "STALLED_REASONS",
     "Memory",
     "Observed",
     "Plan",
@@ -49,6 +55,11 @@ __all__ = [
 
 FOREVER = None
 """`Plan.requeue_after` when only a watch event can make a difference."""
+
+STALLED_REASONS: frozenset[Reason] = REASONS[ConditionType.Stalled][ConditionStatus.TRUE]
+"""Failures a person must act on before a retry can pass (kstatus Stalled): InvalidSpec,
+SecretNotFound (once its grace period is over), SecretKeyMissing, SecretKeyInvalid,
+ProviderUnavailable. Every other failure is retried (Reconciling=True, Retrying)."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +107,7 @@ class Memory:
     fingerprint: str | None = None
     handled_request: str = ""
     outcome: reconcile.Outcome | None = None  # its result; None: the stored status says it
-    stalled: bool | None = None
+    stalled: bool = False  # the outcome needs a person (Stalled), not a retry (Reconciling)
     next_due: datetime.datetime | None = None
     failures: int = 0
     secret_missing_since: datetime.datetime | None = None
@@ -104,7 +115,8 @@ class Memory:
     def reset(self) -> None:
         """Forget the last verification: the next plan that may probe, does."""
         self.generation = self.fingerprint = None
-        self.outcome = self.stalled = self.next_due = self.secret_missing_since = None
+        self.outcome = self.next_due = self.secret_missing_since = None
+        self.stalled = False
         self.failures = 0
 
 
@@ -132,6 +144,11 @@ def _condition(status: Mapping[str, Any], kind: ConditionType) -> Mapping[str, A
         if isinstance(item, Mapping) and item.get("type") == kind.value:
             return item
     return None
+
+
+def _stalled(outcome: reconcile.Outcome) -> bool:
+    """Must a person act before `outcome` can change (`STALLED_REASONS`)?"""
+    return not outcome.verified and outcome.reason in STALLED_REASONS
 
 
 def _seconds_until(moment: datetime.datetime | None, now: datetime.datetime) -> float | None:
@@ -180,6 +197,7 @@ def plan(observed: Observed, memory: Memory, policy: Policy) -> Plan:
             raw_spec=observed.raw_spec,
             outcome=outcome,
             now=now,
+            stalled=_stalled(outcome),
         )
         return Plan(status=_changed(status, new))
     if not spec.enabled or spec.archived:
@@ -297,11 +315,10 @@ def after_probe(
     memory.fingerprint = observed.secret.fingerprint if observed.secret else ""
     memory.outcome = outcome
     memory.failures = 0 if outcome.verified else memory.failures + 1
+    memory.stalled = _stalled(outcome)
     # A build without the type's provider cannot pass by retrying: wait for a change.
-    memory.stalled = True if outcome.reason == Reason.ProviderUnavailable else None
-    delay = (
-        None if memory.stalled else next_delay(spec, outcome.verified, memory.failures, policy, rng)
-    )
+    retried = outcome.reason != Reason.ProviderUnavailable
+    delay = next_delay(spec, outcome.verified, memory.failures, policy, rng) if retried else None
     memory.next_due = None if delay is None else now + datetime.timedelta(seconds=delay)
     new = _status_for(observed, spec, memory)
     return Plan(

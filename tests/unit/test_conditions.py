@@ -73,6 +73,7 @@ def compute(
     archived: bool = False,
     outcome: Outcome | None = OK,
     minute: int = 0,
+    stalled: bool = False,
 ) -> dict[str, dict[str, Any]]:
     return by_type(
         compute_conditions(
@@ -82,6 +83,7 @@ def compute(
             archived=archived,
             outcome=outcome,
             now=at(minute),
+            stalled=stalled,
         )
     )
 
@@ -121,7 +123,8 @@ def test_pending_probe_is_reconciling() -> None:
     "reason", [Reason.InvalidSpec, Reason.SecretNotFound, Reason.SecretKeyMissing]
 )
 def test_failures_a_person_must_fix_are_stalled(reason: Reason) -> None:
-    c = compute(outcome=failed(reason))
+    # which failures those are is decide's to say (test_decide.py), here it is told
+    c = compute(outcome=failed(reason), stalled=True)
     assert (c["Stalled"]["status"], c["Stalled"]["reason"]) == ("True", reason.value)
     assert "Reconciling" not in c
     assert (c["Ready"]["status"], c["Ready"]["reason"]) == ("False", reason.value)
@@ -164,7 +167,11 @@ def test_archived_wins_over_disabled() -> None:
 
 
 def test_invalid_spec_wins_over_flags() -> None:
-    c = compute(archived=True, outcome=invalid_spec("s3Compatible.bucket", "Required value"))
+    c = compute(
+        archived=True,
+        outcome=invalid_spec("s3Compatible.bucket", "Required value"),
+        stalled=True,
+    )
     assert c["Verified"]["reason"] == "InvalidSpec"
     assert "spec.s3Compatible.bucket" in c["Verified"]["message"]
     assert c["Stalled"]["status"] == "True"
@@ -344,6 +351,7 @@ def status_for(
         now=at(minute),
         next_verification=kw.pop("next_verification", at(minute + 60)),
         verify_request=kw.pop("verify_request", None),
+        stalled=kw.pop("stalled", False),
     )
 
 
@@ -382,7 +390,11 @@ def test_archived_status_has_archived_time_and_no_next_probe() -> None:
 
 def test_unparsable_spec_reads_flags_from_the_raw_spec() -> None:
     status = status_for(
-        None, invalid_spec("type", "Required value"), spec=None, raw_spec={"archived": True}
+        None,
+        invalid_spec("type", "Required value"),
+        spec=None,
+        raw_spec={"archived": True},
+        stalled=True,
     )
     c = by_type(status["conditions"])
     assert c["Archived"]["status"] == "True" and c["Stalled"]["status"] == "True"

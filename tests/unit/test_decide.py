@@ -6,9 +6,11 @@ import datetime
 import random
 from typing import Any
 
+import pytest
+
 from destination_operator import decide
 from destination_operator.api.spec import VerificationMode, parse_spec
-from destination_operator.api.status import Reason
+from destination_operator.api.status import FAILURE_REASONS, Reason
 from destination_operator.decide import Memory, Observed, Policy, SecretView
 from destination_operator.reconcile import Outcome
 
@@ -214,6 +216,35 @@ def test_a_type_without_provider_stalls_and_is_not_retried() -> None:
     assert done.status is not None
     assert condition(done.status, "Stalled")["status"] == "True"  # type: ignore[index]
     assert "nextVerificationTime" not in done.status or done.status["nextVerificationTime"] is None
+
+
+STALLED = {
+    Reason.InvalidSpec,
+    Reason.SecretNotFound,
+    Reason.SecretKeyMissing,
+    Reason.SecretKeyInvalid,
+    Reason.ProviderUnavailable,
+}
+
+
+@pytest.mark.parametrize("reason", sorted(FAILURE_REASONS))
+def test_a_failure_a_person_must_fix_is_stalled_and_any_other_is_retried(reason: Reason) -> None:
+    memory = Memory()
+    obs = observed()
+    decide.plan(obs, memory, POLICY)
+    done = decide.after_probe(
+        obs, parse_spec(dict(obs.raw_spec)), failed(reason), memory, POLICY, random.Random(1)
+    )
+    assert done.status is not None
+    stalled, reconciling = condition(done.status, "Stalled"), condition(done.status, "Reconciling")
+    if reason in STALLED:
+        assert stalled is not None and stalled["reason"] == reason.value
+        assert reconciling is None
+    else:
+        assert stalled is None
+        assert reconciling is not None and reconciling["reason"] == "Retrying"
+    # only a missing provider waits for a change; every other failure is looked at again
+    assert (done.requeue_after is None) == (reason == Reason.ProviderUnavailable)
 
 
 def test_interval_zero_never_reprobes_and_unset_takes_the_operator_default() -> None:

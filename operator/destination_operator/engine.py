@@ -499,8 +499,10 @@ class Engine:
         if secret is None:
             self.queue.add_after(key, 1.0)  # the watch and the API disagree for a moment
             return None
-        timeout = spec.verification.timeout_seconds or self.settings.timeout_seconds
-        control = ProbeControl(timeout)
+        allow_private = self.settings.allow_private_endpoints
+        control = reconcile.probe_control(
+            spec, default_timeout=self.settings.timeout_seconds, allow_private=allow_private
+        )
         self.probes_running.add(control)
         metrics.PROBES_RUNNING.set(len(self.probes_running))
         try:
@@ -511,7 +513,7 @@ class Engine:
                     secret.data,
                     secret_uid=secret.uid,
                     object_key=reconcile.probe_object_key(spec, entry.uid, now),
-                    allow_private=self.settings.allow_private_endpoints,
+                    allow_private=allow_private,
                     now=now,
                     control=control,
                 ),

@@ -6,8 +6,9 @@ timeout, so a probe with `verification.timeout: 2s` was held for 48 s (and
 then reported success), and a stalled TLS handshake or a slow DNS answer can
 hold one too. Each held probe keeps one of the operator's few probe slots.
 
-A `ProbeControl` is made by the caller with the probe's timeout, possibly
-before the worker thread starts. The probe runs inside `with control:` in its
+A `ProbeControl` is made by the caller with the probe's timeout and whether
+private addresses are refused (`reconcile.probe_control`), possibly before
+the worker thread starts. The probe runs inside `with control:` in its
 thread; the deadline counts from that moment. While it runs:
 
 - every TCP connection urllib3 opens in that thread (and so botocore's, and
@@ -142,6 +143,7 @@ class ProbeControl:
         self,
         timeout_seconds: float,
         *,
+        refuse_private: bool = False,
         resolve: Resolver | None = None,
         pins: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
@@ -158,11 +160,15 @@ class ProbeControl:
         self._specific: str = ""  # a more precise message (which host's DNS stalled, ...)
         self._entered = False
         self._finished = threading.Event()
-        # Set by the caller that knows the operator's setting (reconcile.verify): then an
-        # unpinned host (a redirect's, an SDK's own) may not lead to a private address either.
-        self.refuse_private = False
+        self._refuse_private = refuse_private
         for host, addresses in (pins or {}).items():
             self.pin(host, addresses)
+
+    @property
+    def refuse_private(self) -> bool:
+        """An unpinned host (a redirect's, an SDK's own) may not lead to a private or
+        loopback address either: the operator does not allow private endpoints."""
+        return self._refuse_private
 
     # --- the deadline ---------------------------------------------------------------------
 

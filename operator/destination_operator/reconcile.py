@@ -63,6 +63,7 @@ __all__ = [
     "failure",
     "fingerprint",
     "invalid_spec",
+    "probe_control",
     "probe_object_key",
     "secret_unreadable",
     "verify",
@@ -175,6 +176,23 @@ def secret_unreadable(message: str) -> Outcome:
     return failure(ProbeFailedError(message))
 
 
+def probe_control(
+    spec: DestinationSpec,
+    *,
+    default_timeout: float,
+    allow_private: bool,
+    resolve: Resolver | None = None,
+) -> ProbeControl:
+    """The control of one probe of `spec`: its timeout (the spec's, else `default_timeout`),
+    and the endpoint guard's rule on private addresses for the hosts the guard did not check.
+    `resolve` resolves every name of the probe (tests); None: the system's resolver."""
+    return ProbeControl(
+        spec.verification.timeout_seconds or default_timeout,
+        refuse_private=not allow_private,
+        resolve=resolve,
+    )
+
+
 def _decode(secret_data: Mapping[str, bytes]) -> tuple[dict[str, str], set[str]]:
     text: dict[str, str] = {}
     undecodable: set[str] = set()
@@ -229,13 +247,17 @@ def verify(
     The endpoint guard and the probe run under `control` (see
     `probecontrol`): a hard deadline counted from the guard's start, bounded
     name resolution, and connections pinned to the addresses the guard
-    checked. The engine passes a control to be able to `abort()` the probe
-    (its timeout then replaces the spec's); without one, a control with the
-    spec's timeout (or `default_timeout`) is made here, with `resolve` as the
-    resolver of every name. A probe that fails after its deadline or an abort
-    reports reason `Timeout` with the control's message; one whose every
-    step succeeded stands (its sockets were not shut before it had its answers).
+    checked. The engine passes a control (made by `probe_control`) to be able
+    to `abort()` the probe; without one, `probe_control` makes one here from
+    `default_timeout`, `allow_private` and `resolve`. A control that does not
+    refuse private addresses exactly when `allow_private` is False is a
+    `ValueError`: the guard and the connections would follow different rules.
+    A probe that fails after its deadline or an abort reports reason `Timeout`
+    with the control's message; one whose every step succeeded stands (its
+    sockets were not shut before it had its answers).
     """
+    if control is not None and control.refuse_private == allow_private:
+        raise ValueError("the probe's control and allow_private disagree on private addresses")
     mode = VerificationMode(spec.verification.mode)
     print_ = fingerprint(secret_data, secret_uid)
     secrets: tuple[bytes, ...] = tuple(secret_data.values()) if secret_data else ()
@@ -271,9 +293,9 @@ def verify(
 
     bound = control
     if bound is None:
-        bound = ProbeControl(spec.verification.timeout_seconds or default_timeout, resolve=resolve)
-
-    bound.refuse_private = not allow_private
+        bound = probe_control(
+            spec, default_timeout=default_timeout, allow_private=allow_private, resolve=resolve
+        )
 
     def guard_resolve(host: str, port: int) -> Sequence[str]:
         return bound.resolve(host, port, resolve)

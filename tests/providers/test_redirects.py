@@ -149,8 +149,7 @@ def test_an_unchecked_host_may_not_reach_a_private_address_when_they_are_refused
 ) -> None:
     port = redirector.rsplit(":", 1)[1]
     url = f"http://localhost:{port}/x"  # a name the guard never checked (as after a redirect)
-    refusing = ProbeControl(5)
-    refusing.refuse_private = True
+    refusing = ProbeControl(5, refuse_private=True)
     with pytest.raises(urllib3.exceptions.HTTPError) as info:
         _get_under(refusing, url)
     assert "loopback address" in str(info.value)

@@ -360,8 +360,7 @@ def test_an_unpinned_literal_private_address_is_refused_when_they_are_refused(
     host: str, dialled: list[Any]
 ) -> None:
     def work() -> str:
-        control = ProbeControl(5, resolve=never)
-        control.refuse_private = True
+        control = ProbeControl(5, refuse_private=True, resolve=never)
         with control, pytest.raises(ConnectionRefusedError) as info:
             connect(host, 80)
         return str(info.value)
@@ -375,8 +374,7 @@ def test_an_unpinned_literal_loopback_address_connects_when_private_is_allowed(
     listener: socket.socket,
 ) -> None:
     def work(refuse_private: bool) -> None:
-        control = ProbeControl(5, resolve=never)
-        control.refuse_private = refuse_private
+        control = ProbeControl(5, refuse_private=refuse_private, resolve=never)
         with control, connect("127.0.0.1", port_of(listener)):
             pass
 

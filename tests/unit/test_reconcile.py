@@ -48,6 +48,7 @@ from destination_operator.reconcile import (
     FINGERPRINT_LABEL,
     fingerprint,
     invalid_spec,
+    probe_control,
     secret_forbidden,
     secret_unreadable,
     verify,
@@ -162,6 +163,26 @@ def test_verify_reports_a_type_without_provider() -> None:
         registry=registry,
     )
     assert outcome.reason == Reason.ProviderUnavailable and "S3Compatible" in outcome.message
+
+
+@pytest.mark.parametrize("allow_private", [True, False])
+def test_the_probe_control_holds_unchecked_hosts_to_the_guards_rule(allow_private: bool) -> None:
+    control = probe_control(spec(), default_timeout=7, allow_private=allow_private)
+    assert control.refuse_private is not allow_private
+    assert control.timeout_seconds == 7  # the spec sets none
+    timed = spec(verification={"timeout": "3s"})
+    assert probe_control(timed, default_timeout=7, allow_private=True).timeout_seconds == 3
+    other = probe_control(spec(), default_timeout=7, allow_private=not allow_private)
+    with pytest.raises(ValueError, match="disagree on private addresses"):
+        verify(
+            spec(),
+            {"accessKeyId": b"a"},
+            secret_uid=UID,
+            object_key="k",
+            allow_private=allow_private,
+            now=NOW,
+            control=other,
+        )
 
 
 def test_undecodable_secret_value_is_reported_by_key() -> None:

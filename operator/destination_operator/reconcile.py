@@ -56,6 +56,7 @@ from destination_operator.providers.base import probe_object_key as _key_under
 from destination_operator.providers.registry import Registry, default_registry
 from destination_operator.providers.transport import TLS_SKIPPED_NOTE, Transport, transport_for
 from destination_operator.redaction import scrub
+from destination_operator.settings import OperatorSettings
 
 __all__ = [
     "FINGERPRINT_LABEL",
@@ -71,8 +72,6 @@ __all__ = [
 
 FINGERPRINT_LABEL = b"destinations.io/credentials-fingerprint/v2"
 """Fixed label in the HMAC key, so the digest means only this."""
-
-DEFAULT_TIMEOUT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -231,7 +230,7 @@ def verify(
     object_key: str,
     allow_private: bool,
     now: datetime.datetime,
-    default_timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    default_timeout: float = OperatorSettings.model_fields["timeout_seconds"].default,
     registry: Registry | None = None,
     resolve: Resolver | None = None,
     control: ProbeControl | None = None,
@@ -242,7 +241,8 @@ def verify(
     `secret_uid` is the Secret's `metadata.uid`, the key of its fingerprint.
 
     `allow_private` lets the endpoint guard pass loopback and private
-    addresses; `default_timeout` bounds the probe when the spec sets none.
+    addresses; `default_timeout` bounds the probe when the spec sets none
+    (the default of the operator's `timeout_seconds` setting, its one owner).
 
     The endpoint guard and the probe run under `control` (see
     `probecontrol`): a hard deadline counted from the guard's start, bounded

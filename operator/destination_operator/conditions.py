@@ -51,6 +51,7 @@ from destination_operator.api.status import (
     EventReason,
     Reason,
     fit_status,
+    rfc3339,
 )
 from destination_operator.providers.registry import location
 
@@ -66,7 +67,6 @@ __all__ = [
     "compute_conditions",
     "jittered_interval",
     "next_delay",
-    "rfc3339",
     "status_changed",
     "transition_events",
 ]
@@ -81,13 +81,6 @@ CONDITION_ORDER: tuple[ConditionType, ...] = (
     ConditionType.Stalled,
 )
 """The order conditions are written in (stable, so equal statuses compare equal)."""
-
-
-def rfc3339(moment: datetime.datetime) -> str:
-    """`moment` in UTC as `YYYY-MM-DDTHH:MM:SSZ` (the metav1.Time format)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _condition(

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from destination_operator.api.spec import DestinationSpec, VerificationMode, render_prefix
-from destination_operator.api.status import Reason
+from destination_operator.api.status import Reason, rfc3339
 from destination_operator.endpoints import (
     CheckedEndpoint,
     Resolver,
@@ -99,7 +99,7 @@ class Outcome:
             "steps": [step.as_status() for step in self.steps],
         }
         if self.time is not None:
-            probe["time"] = self.time.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            probe["time"] = rfc3339(self.time)
         if self.mode is not None:
             probe["mode"] = self.mode.value
         return probe

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 from pydantic import ValidationError
 
@@ -17,6 +19,7 @@ from destination_operator.api.status import (
     allowed_reasons,
     fit_status,
     fit_verify_request,
+    rfc3339,
 )
 
 NOW = "2026-12-07T00:00:00Z"
@@ -200,3 +203,12 @@ def test_a_verify_request_too_long_to_store_still_compares_equal_once_handled() 
     assert len(stored) == 256 and fit_verify_request(value) == stored
     assert fit_status({"lastHandledVerifyRequest": stored})["lastHandledVerifyRequest"] == stored
     assert fit_verify_request("2026-12-07T00:00:00Z") == "2026-12-07T00:00:00Z"
+
+
+def test_times_are_written_in_utc_to_the_second_and_read_back() -> None:
+    plus_two = datetime.timezone(datetime.timedelta(hours=2))
+    moment = datetime.datetime(2026, 11, 22, 9, 0, 5, 999_999, tzinfo=plus_two)
+    assert rfc3339(moment) == "2026-11-22T07:00:05Z"
+    assert rfc3339(datetime.datetime(2026, 11, 22, 7, 0, 5)) == "2026-11-22T07:00:05Z"  # naive: UTC
+    status = DestinationStatus.model_validate({"lastVerifiedTime": rfc3339(moment)})
+    assert status.last_verified_time == "2026-11-22T07:00:05Z"

@@ -60,6 +60,7 @@ __all__ = [
     "allowed_reasons",
     "fit_status",
     "fit_verify_request",
+    "rfc3339",
 ]
 
 
@@ -236,7 +237,15 @@ class StepOutcome(StrEnum):
     Skipped = "Skipped"
 
 
-def _rfc3339(value: str) -> str:
+def rfc3339(moment: datetime.datetime) -> str:
+    """`moment` in UTC as `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, the metav1.Time format); a
+    naive `moment` is taken as UTC. Every time the operator writes is written by this."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _check_timestamp(value: str) -> str:
     text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
     try:
         moment = datetime.datetime.fromisoformat(text)
@@ -252,7 +261,7 @@ def _rfc3339(value: str) -> str:
 Timestamp = Annotated[
     str,
     Field(json_schema_extra={"format": "date-time"}),
-    AfterValidator(_rfc3339),
+    AfterValidator(_check_timestamp),
 ]
 
 _STATUS_CONFIG = ConfigDict(extra="ignore")

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from kubernetes import client
 
 from ..api import API_VERSION, KIND
+from ..api.status import rfc3339
 from .client import ApiUnavailable, api_client, call
 
 logger = logging.getLogger("destination_operator.events")
@@ -30,7 +31,7 @@ class EventLike(Protocol):
 
 def post(namespace: str, name: str, uid: str, event: EventLike) -> bool:
     """Post one Event about the Destination; messages are already scrubbed. True if posted."""
-    now = datetime.datetime.now(datetime.UTC)
+    stamp = rfc3339(datetime.datetime.now(datetime.UTC))
     body: dict[str, Any] = {
         "metadata": {"name": f"{name}.{secrets.token_hex(8)}", "namespace": namespace},
         "involvedObject": {
@@ -43,8 +44,8 @@ def post(namespace: str, name: str, uid: str, event: EventLike) -> bool:
         "type": event.type,
         "reason": event.reason,
         "message": event.message[:1024],
-        "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
         "count": 1,
         "source": {"component": COMPONENT},
         "reportingComponent": COMPONENT,

@@ -65,6 +65,7 @@ __all__ = [
     "Event",
     "build_status",
     "compute_conditions",
+    "find_condition",
     "jittered_interval",
     "next_delay",
     "status_changed",
@@ -83,7 +84,7 @@ CONDITION_ORDER: tuple[ConditionType, ...] = (
 """The order conditions are written in (stable, so equal statuses compare equal)."""
 
 
-def _condition(
+def _new_condition(
     kind: ConditionType,
     status: str,
     reason: Reason | str,
@@ -128,7 +129,7 @@ def compute_conditions(
     previous = {str(c.get("type")): c for c in old or () if isinstance(c, Mapping)}
 
     def make(kind: ConditionType, status: str, reason: Reason | str, msg: str) -> dict[str, Any]:
-        return _condition(kind, status, reason, msg, generation, previous, stamp)
+        return _new_condition(kind, status, reason, msg, generation, previous, stamp)
 
     invalid = outcome is not None and outcome.reason == Reason.InvalidSpec
     if archived:
@@ -187,9 +188,10 @@ def compute_conditions(
     return [found[kind.value] for kind in CONDITION_ORDER if kind.value in found]
 
 
-def _find(
+def find_condition(
     conditions: Iterable[Mapping[str, Any]] | None, kind: ConditionType
 ) -> Mapping[str, Any] | None:
+    """The condition of type `kind` in a conditions list as stored (None when absent)."""
     for item in conditions or ():
         if isinstance(item, Mapping) and item.get("type") == kind.value:
             return item
@@ -259,7 +261,7 @@ def build_status(
     status["nextVerificationTime"] = (
         rfc3339(next_verification) if probing and next_verification is not None else None
     )
-    archived_condition = _find(conditions, ConditionType.Archived)
+    archived_condition = find_condition(conditions, ConditionType.Archived)
     status["archivedTime"] = (
         archived_condition["lastTransitionTime"]
         if archived and archived_condition is not None
@@ -328,8 +330,8 @@ def transition_events(
     new_conditions = new_status.get("conditions")
     events: list[Event] = []
 
-    old_archived = _find(old_conditions, ConditionType.Archived)
-    new_archived = _find(new_conditions, ConditionType.Archived)
+    old_archived = find_condition(old_conditions, ConditionType.Archived)
+    new_archived = find_condition(new_conditions, ConditionType.Archived)
     was = old_archived.get("status") if old_archived else None
     now_ = new_archived.get("status") if new_archived else None
     if now_ == TRUE and was != TRUE:
@@ -337,8 +339,8 @@ def transition_events(
     elif was == TRUE and now_ == FALSE:
         events.append(Event("Normal", EventReason.Unarchived.value, "unarchived: verifying again"))
 
-    old_verified = _find(old_conditions, ConditionType.Verified) or {}
-    new_verified = _find(new_conditions, ConditionType.Verified) or {}
+    old_verified = find_condition(old_conditions, ConditionType.Verified) or {}
+    new_verified = find_condition(new_conditions, ConditionType.Verified) or {}
     status, reason = new_verified.get("status"), new_verified.get("reason")
     message = str(new_verified.get("message") or "")
     if status == TRUE and old_verified.get("status") != TRUE:

@@ -139,13 +139,6 @@ def _parse_time(value: Any) -> datetime.datetime | None:
         return None
 
 
-def _condition(status: Mapping[str, Any], kind: ConditionType) -> Mapping[str, Any] | None:
-    for item in status.get("conditions") or ():
-        if isinstance(item, Mapping) and item.get("type") == kind.value:
-            return item
-    return None
-
-
 def _stalled(outcome: reconcile.Outcome) -> bool:
     """Must a person act before `outcome` can change (`STALLED_REASONS`)?"""
     return not outcome.verified and outcome.reason in STALLED_REASONS
@@ -166,7 +159,7 @@ def restore(memory: Memory, observed: Observed) -> None:
     memory.restored = True
     status = observed.status
     memory.handled_request = str(status.get("lastHandledVerifyRequest") or "")
-    verified = _condition(status, ConditionType.Verified)
+    verified = conditions.find_condition(status.get("conditions"), ConditionType.Verified)
     if (
         verified is None
         or verified.get("status") == "Unknown"
@@ -283,7 +276,7 @@ def still_current(before: Observed, after: Observed) -> bool:
     return before.generation == after.generation and fingerprint_before == fingerprint_after
 
 
-def next_delay(
+def verification_delay(
     spec: DestinationSpec, verified: bool, failures: int, policy: Policy, rng: RandomLike
 ) -> float | None:
     """Seconds until the next verification (None: only when something changes)."""
@@ -317,8 +310,9 @@ def after_probe(
     memory.failures = 0 if outcome.verified else memory.failures + 1
     memory.stalled = _stalled(outcome)
     # A build without the type's provider cannot pass by retrying: wait for a change.
-    retried = outcome.reason != Reason.ProviderUnavailable
-    delay = next_delay(spec, outcome.verified, memory.failures, policy, rng) if retried else None
+    delay: float | None = None
+    if outcome.reason != Reason.ProviderUnavailable:
+        delay = verification_delay(spec, outcome.verified, memory.failures, policy, rng)
     memory.next_due = None if delay is None else now + datetime.timedelta(seconds=delay)
     new = _status_for(observed, spec, memory)
     return Plan(

@@ -24,10 +24,11 @@ def patch_status_as(
     script = (
         "import json, sys\n"
         "from destination_operator.kube.status import patch_status\n"
-        "print(json.dumps(patch_status(*sys.argv[1:4], json.loads(sys.argv[4]))))\n"
+        "print(json.dumps(patch_status(*sys.argv[1:4], json.load(sys.stdin))))\n"
     )
-    return subprocess.run(
-        [sys.executable, "-c", script, namespace, name, uid, json.dumps(status)],
+    return subprocess.run(  # the status on stdin: a long one is past the limit of one argument
+        [sys.executable, "-c", script, namespace, name, uid],
+        input=json.dumps(status),
         env={**os.environ, "KUBECONFIG": kubeconfig},
         capture_output=True,
         text=True,

@@ -42,7 +42,7 @@ lint: $(STAMP) ## ruff and mypy --strict
 	@$(BIN)/mypy
 
 crds: $(STAMP) binaries ## regenerate crds/ from the models, and manifests/ from the chart
-	@$(BIN)/python -m destination_operator.crdgen --write crds/destinations.destinations.io.yaml
+	@$(BIN)/python -m destination_operator.tools.crdgen --write crds/destinations.destinations.io.yaml
 	@$(BIN)/python hack/chart.py render
 
 verify: crds ## fail when the committed CRD or manifests/ drift from the models and the chart

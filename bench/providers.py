@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Probe latency per provider on loopback: N successful probes through `reconcile.verify`.
+"""Probe latency per provider on loopback: N successful probes through `probe.verify.verify`.
 
     python bench/providers.py                                   # every provider, 200 probes
     python bench/providers.py --count 20 --providers S3Compatible,Webhook
@@ -16,13 +16,13 @@ SAS; hack/ossserver.py for AlibabaOSS and tests/providers/webhookserver.py
 (HTTPS, a CA of its own) for Webhook, both in threads of this process, as in
 the tests, so they share its interpreter lock with the probes.
 
-Every probe is `reconcile.verify(...)`, the call the operator makes (the
+Every probe is `probe.verify.verify(...)`, the call the operator makes (the
 Secret's fingerprint, the transport, the endpoint guard, then the provider's
 write and delete), in WriteDelete mode, with the operator's default timeout
 (30 s), timed around the call. The provider and its SDK clients are made once
 per provider, as in the operator; the first probe (SDK imports, client
 creation) is timed on its own and left out of the percentiles. The object key
-is the operator's: `reconcile.probe_object_key(spec, uid, now)`, fixed per
+is the operator's: `probe.verify.probe_object_key(spec, uid, now)`, fixed per
 Destination, and each of the `--concurrency` threads is a Destination of its
 own (a uid of its own), so no two probes at once touch one key, as in the
 operator. Each thread runs its share of the N probes one after another, so
@@ -65,10 +65,11 @@ from webhookserver import VERIFICATION_TOKEN, WebhookReceiver  # noqa: E402
 
 from azurite import Azurite  # noqa: E402
 from destination_operator.api.spec import DestinationSpec, parse_spec  # noqa: E402
+from destination_operator.outcome import Outcome  # noqa: E402
+from destination_operator.probe.verify import probe_object_key, verify  # noqa: E402
 from destination_operator.providers.gcs import GoogleCloudStorageProvider  # noqa: E402
 from destination_operator.providers.registry import Registry  # noqa: E402
 from destination_operator.providers.webhook import WebhookProvider  # noqa: E402
-from destination_operator.reconcile import Outcome, probe_object_key, verify  # noqa: E402
 from gcsserver import GcsServer  # noqa: E402
 from ossserver import OSSServer  # noqa: E402
 from s3server import S3Server  # noqa: E402
@@ -430,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
             "count": args.count,
             "concurrency": args.concurrency,
             "mode": "WriteDelete",
-            "object_key": "reconcile.probe_object_key(spec, uid, now): one uid per thread",
+            "object_key": "probe.verify.probe_object_key(spec, uid, now): one uid per thread",
         },
         "providers": {},
     }

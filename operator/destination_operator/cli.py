@@ -15,8 +15,9 @@ from typing import Any, get_args, get_origin
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
-from . import __version__, lint
+from . import __version__
 from .settings import LogFormat, OperatorSettings
+from .tools import lint
 
 # These libraries log whole request and response bodies at DEBUG, Secrets included.
 NOISY_LOGGERS = ("kubernetes", "urllib3", "botocore", "boto3", "s3transfer", "aiohttp")

@@ -57,7 +57,7 @@ from destination_operator.providers.registry import location
 
 if TYPE_CHECKING:
     from destination_operator.api.spec import DestinationSpec
-    from destination_operator.reconcile import Outcome
+    from destination_operator.outcome import Outcome
 
 __all__ = [
     "CONDITION_ORDER",

@@ -33,12 +33,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import conditions, reconcile
+from . import conditions
 from .api import VERIFY_REQUESTED_AT
 from .api.spec import DestinationSpec, SpecError, parse_spec
 from .api.status import REASONS, ConditionStatus, ConditionType, Reason, fit_verify_request
 from .conditions import RandomLike
 from .errors import SecretNotFoundError
+from .outcome import Outcome, failure, invalid_spec
 
 __all__ = [
     "FOREVER",
@@ -106,7 +107,7 @@ class Memory:
     generation: int | None = None  # inputs of the last verification
     fingerprint: str | None = None
     handled_request: str = ""
-    outcome: reconcile.Outcome | None = None  # its result; None: the stored status says it
+    outcome: Outcome | None = None  # its result; None: the stored status says it
     stalled: bool = False  # the outcome needs a person (Stalled), not a retry (Reconciling)
     next_due: datetime.datetime | None = None
     failures: int = 0
@@ -139,7 +140,7 @@ def _parse_time(value: Any) -> datetime.datetime | None:
         return None
 
 
-def _stalled(outcome: reconcile.Outcome) -> bool:
+def _stalled(outcome: Outcome) -> bool:
     """Must a person act before `outcome` can change (`STALLED_REASONS`)?"""
     return not outcome.verified and outcome.reason in STALLED_REASONS
 
@@ -182,7 +183,7 @@ def plan(observed: Observed, memory: Memory, policy: Policy) -> Plan:
         spec = parse_spec(dict(observed.raw_spec))
     except SpecError as err:
         memory.reset()
-        outcome = reconcile.invalid_spec(err.field, err.message)
+        outcome = invalid_spec(err.field, err.message)
         new = conditions.build_status(
             old=status,
             generation=generation,
@@ -241,7 +242,7 @@ def _secret_missing(
     if not stalled:
         message += "; waiting for it to be created"
     memory.generation, memory.fingerprint = observed.generation, ""
-    memory.outcome = reconcile.failure(SecretNotFoundError(message), time=now)
+    memory.outcome = failure(SecretNotFoundError(message), time=now)
     memory.stalled = stalled
     memory.failures += 1
     # Creating the Secret wakes the Destination at once; the timer only ends the grace.
@@ -293,7 +294,7 @@ def verification_delay(
 def after_probe(
     observed: Observed,
     spec: DestinationSpec,
-    outcome: reconcile.Outcome,
+    outcome: Outcome,
     memory: Memory,
     policy: Policy,
     rng: RandomLike,

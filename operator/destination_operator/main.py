@@ -21,12 +21,12 @@ import kopf
 
 from . import metrics
 from .decide import SecretView
-from .engine import Engine
+from .engine.engine import Engine
+from .engine.watchhealth import WatcherTracker
 from .kube.client import GROUP, PLURAL, VERSION, connection_info
 from .kube.secrets import decode
-from .reconcile import fingerprint
+from .outcome import fingerprint
 from .settings import OperatorSettings
-from .watchhealth import WatcherTracker
 
 logger = logging.getLogger("destination_operator")
 

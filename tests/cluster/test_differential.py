@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from kubernetes import client
 
 from destination_operator.api.spec import SpecError, parse_spec, validate_update
-from destination_operator.lint import check_destination
+from destination_operator.tools.lint import check_destination
 from harness import Cluster
 
 pytestmark = pytest.mark.cluster

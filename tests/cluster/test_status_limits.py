@@ -22,8 +22,7 @@ from dst import apply, get
 from destination_operator.api.spec import VerificationMode, parse_spec
 from destination_operator.api.status import Reason, StepOutcome
 from destination_operator.conditions import build_status
-from destination_operator.providers.base import StepName, StepResult
-from destination_operator.reconcile import Outcome
+from destination_operator.outcome import Outcome, StepName, StepResult
 from harness import Cluster, patch_status_as
 from samples import SAMPLES
 

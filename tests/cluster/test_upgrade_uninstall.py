@@ -31,7 +31,7 @@ import yaml
 
 import chart
 from controlplane import ControlPlane, ControlPlaneError
-from destination_operator.engine import LEGACY_FINALIZER
+from destination_operator.engine.engine import LEGACY_FINALIZER
 from harness import Cluster
 
 pytestmark = pytest.mark.cluster

@@ -34,7 +34,7 @@ import yaml
 from dst import apply, get, s3_destination, s3_secret, wait_for
 
 from chart import helm_template
-from destination_operator.engine import LEGACY_FINALIZER
+from destination_operator.engine.engine import LEGACY_FINALIZER
 from harness import Cluster, patch_status_as
 from s3server import S3Server
 

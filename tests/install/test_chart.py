@@ -40,7 +40,7 @@ import chart
 import kstatus
 from cluster.dst import apply, condition, get, s3_destination, s3_secret, wait_for
 from controlplane import die_with_parent, free_port, stop_child
-from destination_operator.engine import LEGACY_FINALIZER
+from destination_operator.engine.engine import LEGACY_FINALIZER
 from destination_operator.settings import OperatorSettings
 from harness import Cluster, patch_status_as
 from s3server import S3Server

@@ -1,4 +1,4 @@
-"""The Azure Blob Storage provider against Azurite, through `reconcile.verify`.
+"""The Azure Blob Storage provider against Azurite, through `probe.verify.verify`.
 
 One table of cases, each run with the Secret holding an account key, a SAS
 token or a connection string: success, wrong credentials, missing container,
@@ -33,10 +33,11 @@ from azurite import DEFAULT_CONTAINERS, Azurite
 from destination_operator.api.spec import DestinationSpec, parse_spec
 from destination_operator.api.status import Reason, StepOutcome
 from destination_operator.cli import NOISY_LOGGERS
+from destination_operator.outcome import Outcome
+from destination_operator.probe.verify import verify
 from destination_operator.providers.azure import AzureBlobStorageProvider
 from destination_operator.providers.base import PROBE_DIRECTORY
 from destination_operator.providers.registry import default_registry
-from destination_operator.reconcile import Outcome, verify
 
 pytest_plugins = ["azure_fixtures"]
 

@@ -1,6 +1,6 @@
 """`verification.timeout` is a deadline: whatever the server does, a probe ends in time.
 
-Real sockets on loopback and the real S3 SDK, through `reconcile.verify`: a
+Real sockets on loopback and the real S3 SDK, through `probe.verify.verify`: a
 server that trickles its answer, a TLS handshake that never completes, a
 name that takes 30 s to resolve, an abort from another thread, and a DNS
 answer that changes between the endpoint guard's check and the connection.
@@ -19,11 +19,12 @@ import pytest
 from s3cases import SilentServer, s3_spec
 from slowservers import TinyS3, TrickleServer
 
-from destination_operator import probecontrol
 from destination_operator.api.status import Reason, StepOutcome
-from destination_operator.endpoints import Resolver
-from destination_operator.probecontrol import ProbeControl
-from destination_operator.reconcile import Outcome, verify
+from destination_operator.outcome import Outcome
+from destination_operator.probe import control as probecontrol
+from destination_operator.probe.control import ProbeControl
+from destination_operator.probe.endpoints import Resolver
+from destination_operator.probe.verify import verify
 
 NOW = datetime.datetime(2026, 11, 22, 7, 0, tzinfo=datetime.UTC)
 CANARY = "canary-SECRET-never-show-me-7b2d9e41"

@@ -4,7 +4,7 @@ A service account key goes through hack/gcsserver.py: its token endpoint
 verifies the grant's RS256 signature, its front checks the access token and
 the account's permissions, and fake-gcs-server stores the object. HMAC keys
 go through the S3 server (signatures and IAM policies enforced), as GCS's
-XML API would take them. Each case runs `reconcile.verify`, the operator's
+XML API would take them. Each case runs `probe.verify.verify`, the operator's
 code path, with a provider aimed at those servers by the constructor
 parameters no Destination can set.
 """
@@ -33,10 +33,11 @@ from slowservers import TrickleServer
 from destination_operator.api.spec import DestinationSpec, DestinationType, parse_spec
 from destination_operator.api.status import Reason, StepOutcome
 from destination_operator.errors import ProviderUnavailableError
+from destination_operator.outcome import Outcome
+from destination_operator.probe.verify import verify
 from destination_operator.providers.base import PROBE_DIRECTORY
 from destination_operator.providers.gcs import GOOGLE_TOKEN_URIS, GoogleCloudStorageProvider
 from destination_operator.providers.registry import Registry, default_registry
-from destination_operator.reconcile import Outcome, verify
 from gcsserver import GcsServer
 from s3server import S3Server
 

@@ -12,7 +12,7 @@ values, as an endpoint that reflects its request would send them.
 
 Python's regular expressions hold the GIL, so such a scan stalls every thread
 of the operator, not only the probe's. Each probe runs through
-`reconcile.verify` in a worker thread, as in the operator, while a heartbeat
+`probe.verify.verify` in a worker thread, as in the operator, while a heartbeat
 thread of the same process sleeps 10 ms in a loop and records the longest
 gap between its wakeups. The same provider against the same server with a
 small, ordinary error first gives the baseline gap (after a warm-up probe,
@@ -42,7 +42,8 @@ from test_oss_provider import oss_spec
 
 from destination_operator.api.spec import DestinationSpec, parse_spec
 from destination_operator.api.status import Reason
-from destination_operator.reconcile import Outcome, verify
+from destination_operator.outcome import Outcome
+from destination_operator.probe.verify import verify
 
 NOW = datetime.datetime(2026, 12, 9, 7, 0, tzinfo=datetime.UTC)
 SECRET_UID = "5e2c9a71-3b8d-4f60-a1e4-7c0d2b9f8e36"

@@ -1,6 +1,6 @@
 """The AlibabaOSS provider against the OSS server that checks signatures (hack/ossserver.py).
 
-One table, through `reconcile.verify` (the code path the operator runs): every
+One table, through `probe.verify.verify` (the code path the operator runs): every
 probe outcome of TESTING.md (success, wrong key, missing bucket, write or
 delete refused, unreachable port, an untrusted certificate, a server that
 never answers and one that trickles), the checks made before any connection
@@ -26,6 +26,8 @@ import pytest
 from destination_operator.api.spec import DestinationSpec, parse_spec
 from destination_operator.api.status import Reason, StepOutcome
 from destination_operator.errors import InvalidSpecError, ProviderUnavailableError
+from destination_operator.outcome import Outcome
+from destination_operator.probe.verify import verify
 from destination_operator.providers.base import PROBE_BODY, PROBE_DIRECTORY
 from destination_operator.providers.oss import (
     AlibabaOSSProvider,
@@ -33,7 +35,6 @@ from destination_operator.providers.oss import (
     signing_region,
 )
 from destination_operator.providers.registry import Registry, default_registry
-from destination_operator.reconcile import Outcome, verify
 from ossserver import DEFAULT_DOMAIN, OSSServer
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ import oss2  # type: ignore[import-untyped]
 import pytest
 import requests
 
-from destination_operator.probecontrol import ProbeControl
+from destination_operator.probe.control import ProbeControl
 from ossserver import (
     DEFAULT_DOMAIN,
     OSSServer,

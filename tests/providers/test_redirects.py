@@ -22,8 +22,8 @@ import pytest
 import urllib3
 
 from destination_operator.api.spec import parse_spec
-from destination_operator.probecontrol import ProbeControl
-from destination_operator.reconcile import verify
+from destination_operator.probe.control import ProbeControl
+from destination_operator.probe.verify import verify
 
 NOW = datetime.datetime(2026, 11, 24, 7, 0, tzinfo=datetime.UTC)
 

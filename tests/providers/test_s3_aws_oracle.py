@@ -2,7 +2,7 @@
 
 Neither type lets a Destination name its endpoint (AWS's comes from the region,
 Oracle's from namespace + region), so the tests build their providers with
-`endpoint_override` pointing at loopback and hand them to `reconcile.verify`
+`endpoint_override` pointing at loopback and hand them to `probe.verify.verify`
 (the code path the operator runs) in a registry of their own; the endpoint
 guard checks the override like any user endpoint.
 
@@ -29,6 +29,8 @@ from slowservers import TrickleServer
 
 from destination_operator.api.spec import DestinationSpec
 from destination_operator.api.status import Reason, StepOutcome
+from destination_operator.outcome import Outcome
+from destination_operator.probe.verify import verify
 from destination_operator.providers.base import PROBE_DIRECTORY
 from destination_operator.providers.registry import Registry, default_registry
 from destination_operator.providers.s3 import (
@@ -39,7 +41,6 @@ from destination_operator.providers.s3 import (
     S3Transport,
     _Sdk,
 )
-from destination_operator.reconcile import Outcome, verify
 from s3server import S3Server
 
 NOW = datetime.datetime(2026, 11, 22, 7, 0, tzinfo=datetime.UTC)

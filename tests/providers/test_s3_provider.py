@@ -1,6 +1,6 @@
 """The S3 provider against a real S3 server that checks signatures and IAM policies.
 
-Every probe outcome of TESTING.md, through `reconcile.verify` (the code path the
+Every probe outcome of TESTING.md, through `probe.verify.verify` (the code path the
 operator runs): success, wrong key, missing bucket, write allowed but delete
 refused, unreachable port, a server that never answers, a certificate nobody
 trusts, and the checks made before any connection (Secret, keys, endpoint guard).
@@ -17,9 +17,10 @@ from s3cases import SilentServer, as_secret, s3_spec
 
 from destination_operator.api.spec import VerificationMode
 from destination_operator.api.status import Reason, StepOutcome
+from destination_operator.outcome import Outcome, fingerprint
+from destination_operator.probe.verify import verify
 from destination_operator.providers.base import PROBE_DIRECTORY
 from destination_operator.providers.s3 import S3CompatibleProvider
-from destination_operator.reconcile import Outcome, fingerprint, verify
 from s3server import S3Server
 
 NOW = datetime.datetime(2026, 11, 22, 7, 0, tzinfo=datetime.UTC)

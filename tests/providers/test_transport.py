@@ -8,7 +8,7 @@ webhook receiver serves TLS with a CA of its own. A CONNECT proxy on loopback
 stands in for a corporate proxy: test infrastructure that only tunnels bytes,
 and records each tunnel's target.
 
-One table, through `reconcile.verify` with the providers as the operator
+One table, through `probe.verify.verify` with the providers as the operator
 builds them (no CA bundle or proxy of their own): without the CA the probe
 fails with `TLSError`; with the CA's PEM in the Secret's `caBundle` it
 succeeds; with `insecureSkipTLSVerify` in Development it succeeds and says
@@ -47,11 +47,12 @@ from destination_operator.api.spec import (
     spec_problems,
 )
 from destination_operator.api.status import Reason, StepOutcome
+from destination_operator.outcome import Outcome
+from destination_operator.probe.verify import verify
 from destination_operator.providers.base import PROBE_DIRECTORY
 from destination_operator.providers.gcs import GoogleCloudStorageProvider
 from destination_operator.providers.registry import Registry
 from destination_operator.providers.transport import CA_BUNDLE_KEY, TLS_SKIPPED_NOTE
-from destination_operator.reconcile import Outcome, verify
 from gcsserver import GcsServer
 from ossserver import OSSServer, make_users
 from s3server import S3Server

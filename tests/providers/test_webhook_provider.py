@@ -1,6 +1,6 @@
 """The Webhook provider against an HTTPS receiver on loopback that checks its tokens.
 
-Every outcome of TESTING.md through `reconcile.verify` (the code path the
+Every outcome of TESTING.md through `probe.verify.verify` (the code path the
 operator runs), in one table: success, wrong tokens, a token without the
 scope to post (write refused), a receiver that is missing, gone, broken or
 moved, an unreachable port, certificates nobody (or only the system) trusts,
@@ -28,6 +28,8 @@ from webhookserver import (
 
 from destination_operator.api.spec import DestinationSpec, parse_spec
 from destination_operator.api.status import Reason, StepOutcome
+from destination_operator.outcome import Outcome
+from destination_operator.probe.verify import verify
 from destination_operator.providers.base import PROBE_DIRECTORY
 from destination_operator.providers.registry import Registry
 from destination_operator.providers.webhook import (
@@ -35,7 +37,6 @@ from destination_operator.providers.webhook import (
     WebhookProvider,
     redirect_target,
 )
-from destination_operator.reconcile import Outcome, verify
 
 pytest_plugins = ["webhook_fixtures"]
 

@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from destination_operator.lint import check_destination
+from destination_operator.tools.lint import check_destination
 
 
 def _load_cases() -> ModuleType:

@@ -26,8 +26,7 @@ from destination_operator.conditions import (
     status_changed,
     transition_events,
 )
-from destination_operator.providers.base import StepName, StepResult
-from destination_operator.reconcile import Outcome, invalid_spec
+from destination_operator.outcome import Outcome, StepName, StepResult, invalid_spec
 
 T0 = datetime.datetime(2026, 11, 22, 7, 0, 0, tzinfo=datetime.UTC)
 

@@ -12,7 +12,7 @@ import pytest
 
 from destination_operator.api.prefix import render_prefix
 from destination_operator.api.spec import parse_spec
-from destination_operator.reconcile import probe_object_key
+from destination_operator.probe.verify import probe_object_key
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "consuming.md"
 

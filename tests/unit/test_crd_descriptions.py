@@ -19,7 +19,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, Field
 
-from destination_operator import crdgen
+from destination_operator.tools import crdgen
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "crds" / "destinations.destinations.io.yaml"

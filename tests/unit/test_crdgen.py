@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-from destination_operator import crdgen
 from destination_operator.api.rules import Checks, Rule, RuleModel, TransitionRule
 from destination_operator.api.spec import DestinationSpec, DestinationType
 from destination_operator.api.status import DestinationStatus
+from destination_operator.tools import crdgen
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "crds" / "destinations.destinations.io.yaml"
@@ -48,7 +48,7 @@ def test_committed_crd_is_fresh() -> None:
 
 def test_command_line(tmp_path: Path) -> None:
     out = tmp_path / "crd.yaml"
-    cmd = [sys.executable, "-m", "destination_operator.crdgen"]
+    cmd = [sys.executable, "-m", "destination_operator.tools.crdgen"]
     printed = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     subprocess.run([*cmd, "--write", str(out)], check=True)
     assert printed == out.read_text(encoding="utf-8") == crdgen.render()

@@ -12,7 +12,7 @@ from destination_operator import decide
 from destination_operator.api.spec import VerificationMode, parse_spec
 from destination_operator.api.status import FAILURE_REASONS, Reason
 from destination_operator.decide import Memory, Observed, Policy, SecretView
-from destination_operator.reconcile import Outcome
+from destination_operator.outcome import Outcome
 
 T0 = datetime.datetime(2026, 11, 24, 7, 0, 0, tzinfo=datetime.UTC)
 POLICY = Policy(default_interval=3600, backoff_base=5, backoff_cap=300, jitter=0.0)

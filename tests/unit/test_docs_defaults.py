@@ -11,7 +11,7 @@ import os
 import kopf
 import pytest
 
-from destination_operator import engine
+from destination_operator.engine import engine
 from destination_operator.kube import client as kube_client
 from destination_operator.settings import OperatorSettings
 

@@ -5,7 +5,7 @@ bucket is addressed, which Azure Secret key wins and which Secrets it refuses,
 where GCS probes go and which key files they refuse, how an OSS session treats
 the environment, how a webhook's answer is read, and how much of it is searched
 for the echoed challenge (a real HTTP server on loopback, through
-`reconcile.verify`). Last, every test a provider page names must exist.
+`probe.verify.verify`). Last, every test a provider page names must exist.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from destination_operator.errors import (
     InvalidSpecError,
     ProbeFailedError,
 )
+from destination_operator.outcome import Outcome
+from destination_operator.probe.verify import verify
 from destination_operator.providers import azure, oss
 from destination_operator.providers.base import PROBE_BODY
 from destination_operator.providers.gcs import (
@@ -45,7 +47,6 @@ from destination_operator.providers.gcs import (
 from destination_operator.providers.oss import AlibabaOSSProvider
 from destination_operator.providers.s3 import AmazonS3Provider, S3Credentials, client_config
 from destination_operator.providers.webhook import ECHO_READ_LIMIT, judge_answer
-from destination_operator.reconcile import Outcome, verify
 from destination_operator.settings import OperatorSettings
 
 NOW = datetime.datetime(2026, 11, 25, 7, 0, tzinfo=datetime.UTC)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from destination_operator.engine import Engine
+from destination_operator.engine.engine import Engine
 from destination_operator.providers import s3
 from destination_operator.settings import OperatorSettings
 

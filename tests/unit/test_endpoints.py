@@ -10,17 +10,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from destination_operator.api.status import Reason
-from destination_operator.endpoints import (
+from destination_operator.errors import (
+    EndpointBlockedError,
+    EndpointUnreachableError,
+    InvalidSpecError,
+)
+from destination_operator.probe.endpoints import (
     METADATA_ENDPOINTS,
     MetadataEndpoint,
     check_endpoint,
     check_endpoints,
     classify_address,
-)
-from destination_operator.errors import (
-    EndpointBlockedError,
-    EndpointUnreachableError,
-    InvalidSpecError,
 )
 
 

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from destination_operator import engine as engine_module
 from destination_operator.api.spec import parse_spec
 from destination_operator.api.status import Reason
 from destination_operator.decide import Observed, SecretView
-from destination_operator.engine import Engine, Entry
+from destination_operator.engine import engine as engine_module
+from destination_operator.engine.engine import Engine, Entry
 from destination_operator.kube.secrets import StoredSecret
-from destination_operator.reconcile import Outcome
+from destination_operator.outcome import Outcome
 from destination_operator.settings import OperatorSettings
 
 SLOTS = 3
@@ -41,7 +41,7 @@ def in_line(engine: Engine) -> list[tuple[str, str]]:
 
 
 class SlowStorage:
-    """Stands in for `reconcile.verify`: counts the probes inside it at once."""
+    """Stands in for `probe.verify.verify`: counts the probes inside it at once."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -62,7 +62,7 @@ class SlowStorage:
 
 def test_probes_beyond_probe_concurrency_wait_for_a_slot(monkeypatch: pytest.MonkeyPatch) -> None:
     storage = SlowStorage()
-    monkeypatch.setattr(engine_module.reconcile, "verify", storage.verify)
+    monkeypatch.setattr(engine_module.verify, "verify", storage.verify)
     engine = Engine(
         OperatorSettings(probe_concurrency=SLOTS, workers=DUE), secrets=lambda _ns, _name: None
     )

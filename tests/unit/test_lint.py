@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import samples
-from destination_operator import lint
+from destination_operator.tools import lint
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "manifests" / "samples"

@@ -18,7 +18,7 @@ import pytest
 import urllib3
 
 from destination_operator.api.status import Reason
-from destination_operator.probecontrol import MAX_ANSWER_BYTES, ProbeControl
+from destination_operator.probe.control import MAX_ANSWER_BYTES, ProbeControl
 
 BIG = b"a." * 500_000  # 1 MB
 

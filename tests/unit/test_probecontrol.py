@@ -16,9 +16,9 @@ import pytest
 import urllib3
 import urllib3.util.connection
 
-from destination_operator import probecontrol
 from destination_operator.errors import ProbeTimeoutError
-from destination_operator.probecontrol import ProbeControl
+from destination_operator.probe import control as probecontrol
+from destination_operator.probe.control import ProbeControl
 
 T = TypeVar("T")
 

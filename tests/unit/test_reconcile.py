@@ -20,14 +20,23 @@ from destination_operator.api.spec import (
 )
 from destination_operator.api.status import Reason, StepOutcome
 from destination_operator.errors import ProviderUnavailableError
+from destination_operator.outcome import (
+    FINGERPRINT_LABEL,
+    StepName,
+    StepResult,
+    fingerprint,
+    invalid_spec,
+    secret_forbidden,
+    secret_unreadable,
+)
+from destination_operator.probe.verify import probe_control, verify
+from destination_operator.probe.verify import probe_object_key as key_for_spec
 from destination_operator.providers import s3 as s3_module
 from destination_operator.providers.base import (
     PROBE_DIRECTORY,
     ProbeResult,
     Provider,
     SecretKeys,
-    StepName,
-    StepResult,
     probe_object_key,
 )
 from destination_operator.providers.registry import (
@@ -44,16 +53,6 @@ from destination_operator.providers.s3 import (
     client_config,
     use_path_style,
 )
-from destination_operator.reconcile import (
-    FINGERPRINT_LABEL,
-    fingerprint,
-    invalid_spec,
-    probe_control,
-    secret_forbidden,
-    secret_unreadable,
-    verify,
-)
-from destination_operator.reconcile import probe_object_key as key_for_spec
 
 NOW = datetime.datetime(2026, 11, 22, 7, 0, tzinfo=datetime.UTC)
 

@@ -8,7 +8,7 @@ key, before any connection. Without it, `http.client` raises an error whose
 text quotes the value, or, for a value like `X\\r\\n X-Injected: yes`, sends
 it as an obs-fold continuation line: a header of the Secret author's making.
 
-Every case goes through `reconcile.verify` (the code path the operator runs)
+Every case goes through `probe.verify.verify` (the code path the operator runs)
 towards a loopback server that counts the connections it accepts.
 """
 
@@ -31,6 +31,8 @@ from destination_operator.api.spec import DestinationSpec, parse_spec
 from destination_operator.api.status import ConditionType, Reason
 from destination_operator.decide import Memory, Observed, Policy, SecretView
 from destination_operator.errors import SecretKeyInvalidError
+from destination_operator.outcome import Outcome
+from destination_operator.probe.verify import verify
 from destination_operator.providers.base import header_problem, header_value
 from destination_operator.providers.gcs import HMAC_KEYS, GoogleCloudStorageProvider
 from destination_operator.providers.registry import Registry, default_registry
@@ -39,7 +41,6 @@ from destination_operator.providers.s3 import (
     OracleCloudStorageProvider,
     S3Credentials,
 )
-from destination_operator.reconcile import Outcome, verify
 
 NOW = datetime.datetime(2026, 11, 25, 7, 0, tzinfo=datetime.UTC)
 SECRET_UID = "3d5e7a91-0c2b-4f6d-8e1a-b4c9d2f07a63"
@@ -263,7 +264,7 @@ BAD = {
 
 
 def verify_with(slot: Slot, server: Recorder, secret: dict[str, str]) -> Outcome:
-    """`reconcile.verify` of the slot's Destination, aimed at `server`, with `secret`."""
+    """`probe.verify.verify` of the slot's Destination, aimed at `server`, with `secret`."""
     return verify(
         slot.spec(server.url),
         {key: text.encode() for key, text in secret.items()},

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from destination_operator.workqueue import WorkQueue
+from destination_operator.engine.workqueue import WorkQueue
 
 
 def test_keys_are_served_in_arrival_order_whatever_their_namespace() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from destination_operator.watchhealth import WATCHER_PREFIX, WatcherTracker
+from destination_operator.engine.watchhealth import WATCHER_PREFIX, WatcherTracker
 
 DESTINATIONS = "destinations.v1alpha1.destinations.io@None"
 SECRETS = "secrets.v1@None"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from destination_operator.workqueue import WorkQueue
+from destination_operator.engine.workqueue import WorkQueue
 
 
 class Clock:

@@ -1,6 +1,6 @@
 """`Destination.spec`: the models, their admission rules, and the helpers the operator calls.
 
-The CRD in crds/ is generated from these classes (`destination_operator.crdgen`):
+The CRD in crds/ is generated from these classes (`destination_operator.tools.crdgen`):
 docstrings and field descriptions become what `kubectl explain` prints, and
 every `Rule` becomes a CEL `x-kubernetes-validations` entry. Python attribute
 names are snake_case; the Kubernetes JSON uses the camelCase aliases, which

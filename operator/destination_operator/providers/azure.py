@@ -42,7 +42,7 @@ The SDK is azure-storage-blob, imported when a probe runs (without it:
 `ProviderUnavailableError` naming the extra, `pip install
 'destination-operator[azure]'`). Its synchronous clients send through
 azure-core's requests transport, that is urllib3, so the probe's
-`ProbeControl` (hard deadline, pinned addresses, see `probecontrol`) holds.
+`ProbeControl` (hard deadline, pinned addresses, see `probe.control`) holds.
 The client makes one attempt (the operator retries with backoff), follows no
 redirect (one could lead past the guard), and bounds connect and read by what
 is left of the probe's timeout.
@@ -77,13 +77,11 @@ from destination_operator.errors import (
     SecretKeyMissingError,
     translate,
 )
+from destination_operator.outcome import StepName, StepOutcome, StepResult
 from destination_operator.providers.base import (
     PROBE_BODY,
     ProbeResult,
     SecretKeys,
-    StepName,
-    StepOutcome,
-    StepResult,
     Stopwatch,
     header_problem,
     header_value,

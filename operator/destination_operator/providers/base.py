@@ -8,7 +8,7 @@ A provider knows one `DestinationType`. It
    reading every value that goes into a header (or a URL) through
    `header_value`, which refuses a line break or control character inside it
    (`SecretKeyInvalidError`) before any connection;
-3. lists the URLs the Destination's author chose (`endpoints`), so that the
+3. lists the URLs the Destination's author chose (`probe.endpoints`), so that the
    endpoint guard can check them before any connection is made, and says
    where data goes in one line (`location`, the TARGET column);
 4. probes (`probe`): builds its SDK client with the probe's timeout and
@@ -29,12 +29,12 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from destination_operator.api.spec import DestinationSpec, DestinationType, VerificationMode
 from destination_operator.api.status import StepOutcome
 from destination_operator.errors import DestinationError, SecretKeyInvalidError
+from destination_operator.outcome import StepName, StepResult
 from destination_operator.providers.transport import Transport
 
 __all__ = [
@@ -43,9 +43,6 @@ __all__ = [
     "ProbeResult",
     "Provider",
     "SecretKeys",
-    "StepName",
-    "StepOutcome",
-    "StepResult",
     "Stopwatch",
     "failed_write",
     "header_problem",
@@ -118,34 +115,6 @@ def header_value(data: Mapping[str, str], key: str, *, secret_name: str | None =
             key, f"{problem} inside; only its ends may hold whitespace", secret_name=secret_name
         )
     return value
-
-
-class StepName(StrEnum):
-    """The steps of a probe, in order."""
-
-    Write = "Write"
-    Delete = "Delete"
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """One step of a probe: what, how it ended, how long it took, and a short message."""
-
-    name: StepName
-    outcome: StepOutcome
-    duration_ms: int
-    message: str = ""
-
-    def as_status(self) -> dict[str, Any]:
-        """The step as it appears in `status.lastProbe.steps`."""
-        item: dict[str, Any] = {
-            "name": self.name.value,
-            "outcome": self.outcome.value,
-            "durationMilliseconds": self.duration_ms,
-        }
-        if self.message:
-            item["message"] = self.message
-        return item
 
 
 @dataclass(frozen=True)

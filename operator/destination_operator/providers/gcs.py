@@ -7,7 +7,7 @@ service account):
   RFC 7523 JWT grant with the key, exchanges it at the key file's `token_uri`
   for an access token, then uploads and deletes through google-cloud-storage
   (the JSON API). Both the token exchange and the storage calls go through
-  google-auth's requests transport, so through urllib3, where `probecontrol`
+  google-auth's requests transport, so through urllib3, where `probe.control`
   bounds them by the probe's deadline. The exchange is written here rather
   than left to google-auth's service-account credentials, because those
   retry a failed exchange with sleeps in between that no deadline can cut,
@@ -59,13 +59,11 @@ from destination_operator.errors import (
     SecretKeyMissingError,
     translate,
 )
+from destination_operator.outcome import StepName, StepOutcome, StepResult
 from destination_operator.providers.base import (
     PROBE_BODY,
     ProbeResult,
     SecretKeys,
-    StepName,
-    StepOutcome,
-    StepResult,
     Stopwatch,
     header_value,
     write_then_delete,

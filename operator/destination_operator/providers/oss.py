@@ -22,7 +22,7 @@ oss2 is imported only when a probe runs; without it the probe fails with
 `pip install 'destination-operator[oss]'`.
 
 The client: oss2 speaks through requests, and so urllib3, which is what the
-probe's hard deadline (`probecontrol`) watches. Each probe gets an HTTP
+probe's hard deadline (`probe.control`) watches. Each probe gets an HTTP
 session of its own (one connection, no retries: the operator retries with
 backoff), closed when the probe ends; each step's timeout is what is left of
 the probe's. The session reads nothing from the environment (proxy
@@ -76,13 +76,11 @@ from destination_operator.errors import (
     TLSError,
     translate,
 )
+from destination_operator.outcome import StepName, StepOutcome, StepResult
 from destination_operator.providers.base import (
     PROBE_BODY,
     ProbeResult,
     SecretKeys,
-    StepName,
-    StepOutcome,
-    StepResult,
     Stopwatch,
     failed_write,
     header_value,

@@ -20,8 +20,8 @@ checksums only when an operation requires them (boto3 1.36 and later would
 otherwise send CRC headers that S3-compatible services reject). Those
 timeouts are per socket operation: a server that trickles its answer never
 trips them. The probe's hard deadline is the `ProbeControl` it runs under
-(`reconcile.verify` sees to it), which shuts the client's sockets when the
-time is up; see `probecontrol`.
+(`probe.verify.verify` sees to it), which shuts the client's sockets when the
+time is up; see `probe.control`.
 
 `endpoint_override` (a constructor argument, so no Destination can set it)
 sends a provider's requests to another endpoint, which the endpoint guard
@@ -54,13 +54,11 @@ from destination_operator.errors import (
     SecretKeyMissingError,
     map_exceptions,
 )
+from destination_operator.outcome import StepName, StepOutcome, StepResult
 from destination_operator.providers.base import (
     PROBE_BODY,
     ProbeResult,
     SecretKeys,
-    StepName,
-    StepOutcome,
-    StepResult,
     Stopwatch,
     header_value,
     write_then_delete,

@@ -27,7 +27,7 @@ client (`Provider.probe(..., transport=...)`).
   stored object can predate the rule.
 
 The proxy and the endpoint guard: the proxy's URL is the Destination
-author's choice, so `reconcile.verify` checks it like an endpoint and pins
+author's choice, so `probe.verify.verify` checks it like an endpoint and pins
 the addresses of its host. The target's address cannot be pinned through a
 proxy: the proxy resolves the target's host itself, so what the guard checked
 (the target as the operator resolves it) need not be where the proxy

@@ -77,15 +77,8 @@ from destination_operator.errors import (
     SecretKeyMissingError,
     map_exceptions,
 )
-from destination_operator.providers.base import (
-    ProbeResult,
-    SecretKeys,
-    StepName,
-    StepOutcome,
-    StepResult,
-    Stopwatch,
-    header_value,
-)
+from destination_operator.outcome import StepName, StepOutcome, StepResult
+from destination_operator.providers.base import ProbeResult, SecretKeys, Stopwatch, header_value
 from destination_operator.providers.transport import ConnectionOptions, Transport
 
 __all__ = [

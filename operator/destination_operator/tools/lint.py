@@ -35,10 +35,10 @@ from typing import Any, TextIO
 
 import yaml
 
-from .api import API_VERSION, GROUP, KIND
-from .api.rules import matches
-from .api.spec import spec_problems
-from .providers.registry import credential_keys
+from destination_operator.api import API_VERSION, GROUP, KIND
+from destination_operator.api.rules import matches
+from destination_operator.api.spec import spec_problems
+from destination_operator.providers.registry import credential_keys
 
 __all__ = [
     "DESCRIPTION",

@@ -24,34 +24,37 @@ Kubernetes side (reading the Secret, writing status, events) lives in
 from __future__ import annotations
 
 import datetime
-import hashlib
-import hmac
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from destination_operator.api.spec import DestinationSpec, VerificationMode, render_prefix
-from destination_operator.api.status import Reason, rfc3339
-from destination_operator.endpoints import (
-    CheckedEndpoint,
-    Resolver,
-    check_endpoint,
-    check_endpoints,
-)
+from destination_operator.api.status import Reason
 from destination_operator.errors import (
-    DestinationError,
     EndpointBlockedError,
     EndpointUnreachableError,
     InvalidSpecError,
-    ProbeFailedError,
-    SecretForbiddenError,
     SecretKeyInvalidError,
     SecretKeyMissingError,
     SecretNotFoundError,
     translate,
 )
-from destination_operator.probecontrol import ProbeControl
-from destination_operator.providers.base import StepName, StepOutcome, StepResult, Stopwatch
+from destination_operator.outcome import (
+    Outcome,
+    StepName,
+    StepOutcome,
+    StepResult,
+    failure,
+    fingerprint,
+)
+from destination_operator.probe.control import ProbeControl
+from destination_operator.probe.endpoints import (
+    CheckedEndpoint,
+    Resolver,
+    check_endpoint,
+    check_endpoints,
+)
+from destination_operator.providers.base import Stopwatch
 from destination_operator.providers.base import probe_object_key as _key_under
 from destination_operator.providers.registry import Registry, default_registry
 from destination_operator.providers.transport import TLS_SKIPPED_NOTE, Transport, transport_for
@@ -59,120 +62,16 @@ from destination_operator.redaction import scrub
 from destination_operator.settings import OperatorSettings
 
 __all__ = [
-    "FINGERPRINT_LABEL",
-    "Outcome",
-    "failure",
-    "fingerprint",
-    "invalid_spec",
     "probe_control",
     "probe_object_key",
-    "secret_unreadable",
     "verify",
 ]
-
-FINGERPRINT_LABEL = b"destinations.io/credentials-fingerprint/v2"
-"""Fixed label in the HMAC key, so the digest means only this."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The result of one verification (or of deciding not to start one)."""
-
-    verified: bool
-    reason: Reason
-    message: str
-    steps: tuple[StepResult, ...] = ()
-    duration_ms: int = 0
-    object_key: str = ""
-    mode: VerificationMode | None = None
-    fingerprint: str = ""
-    time: datetime.datetime | None = None
-    probed: bool = field(default=False)  # a connection to the storage was attempted
-
-    def last_probe(self) -> dict[str, Any] | None:
-        """`status.lastProbe` for this outcome; None when no probe was attempted."""
-        if not self.probed:
-            return None
-        probe: dict[str, Any] = {
-            "durationMilliseconds": self.duration_ms,
-            "objectKey": self.object_key,
-            "steps": [step.as_status() for step in self.steps],
-        }
-        if self.time is not None:
-            probe["time"] = rfc3339(self.time)
-        if self.mode is not None:
-            probe["mode"] = self.mode.value
-        return probe
-
-
-def fingerprint(secret_data: Mapping[str, bytes] | None, key: str) -> str:
-    """A short one-way digest of the Secret's data ("" when there is no Secret).
-
-    HMAC-SHA256 over the sorted, length-prefixed key/value pairs; the first 16
-    hex digits. It changes when any value changes, so a rotation is seen. The
-    HMAC key is `key`, the Secret's uid: whoever may read a Destination's
-    status but not the Secret cannot test guesses of a short value (a webhook
-    token, say) against the digest, and a Secret deleted and made anew is a
-    new input.
-    """
-    if secret_data is None:
-        return ""
-    digest = hmac.new(FINGERPRINT_LABEL + b"\0" + key.encode(), digestmod=hashlib.sha256)
-    for name in sorted(secret_data):
-        value = secret_data[name]
-        raw = value if isinstance(value, bytes) else str(value).encode()
-        encoded = name.encode()
-        digest.update(len(encoded).to_bytes(4, "big") + encoded)
-        digest.update(len(raw).to_bytes(8, "big") + raw)
-    return digest.hexdigest()[:16]
 
 
 def probe_object_key(spec: DestinationSpec, uid: str, now: datetime.datetime) -> str:
     """The probe object's key for this Destination: under its rendered `pathPrefix`."""
     prefix = render_prefix(spec.path_prefix or "", now)
     return _key_under(prefix, uid)
-
-
-def failure(
-    error: DestinationError,
-    *,
-    time: datetime.datetime | None = None,
-    fingerprint: str = "",
-    object_key: str = "",
-    mode: VerificationMode | None = None,
-) -> Outcome:
-    """The outcome of a verification that failed with `error` before any probe."""
-    return Outcome(
-        verified=False,
-        reason=error.reason,
-        message=error.message,
-        time=time,
-        fingerprint=fingerprint,
-        object_key=object_key,
-        mode=mode,
-    )
-
-
-def invalid_spec(field_path: str, message: str) -> Outcome:
-    """The outcome for a spec that breaks a rule (reason InvalidSpec)."""
-    where = f"spec.{field_path}" if field_path and not field_path.startswith("spec") else field_path
-    text = f"{where}: {message}" if where else message
-    return failure(InvalidSpecError(text))
-
-
-def secret_forbidden(message: str) -> Outcome:
-    """The outcome when the API server refused the operator's read of the Secret.
-
-    Reported as `SecretForbidden`, not `SecretNotFound`: the Secret may well exist, and
-    the fix is a grant to the operator, not a Secret. Retried with backoff, since a grant
-    changes neither the Destination nor the Secret and so queues no probe.
-    """
-    return failure(SecretForbiddenError(message))
-
-
-def secret_unreadable(message: str) -> Outcome:
-    """The outcome when reading the Secret failed with another refusal (reason ProbeFailed)."""
-    return failure(ProbeFailedError(message))
 
 
 def probe_control(
@@ -245,7 +144,7 @@ def verify(
     (the default of the operator's `timeout_seconds` setting, its one owner).
 
     The endpoint guard and the probe run under `control` (see
-    `probecontrol`): a hard deadline counted from the guard's start, bounded
+    `probe.control`): a hard deadline counted from the guard's start, bounded
     name resolution, and connections pinned to the addresses the guard
     checked. The engine passes a control (made by `probe_control`) to be able
     to `abort()` the probe; without one, `probe_control` makes one here from

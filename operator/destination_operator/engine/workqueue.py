@@ -1,4 +1,4 @@
-"""A work queue for many objects, in the manner of client-go's `workqueue`.
+"""A work queue for many objects, in the manner of client-go's `engine.workqueue`.
 
 - A key waits in the queue at most once: adding it again while it waits does
   nothing (deduplication).

@@ -7,7 +7,7 @@ then reported success), and a stalled TLS handshake or a slow DNS answer can
 hold one too. Each held probe keeps one of the operator's few probe slots.
 
 A `ProbeControl` is made by the caller with the probe's timeout and whether
-private addresses are refused (`reconcile.probe_control`), possibly before
+private addresses are refused (`probe.verify.probe_control`), possibly before
 the worker thread starts. The probe runs inside `with control:` in its
 thread; the deadline counts from that moment. While it runs:
 
@@ -78,8 +78,8 @@ from enum import Enum
 from types import TracebackType
 from typing import Any
 
-from destination_operator.endpoints import Resolver, classify_address
 from destination_operator.errors import DestinationError, ProbeFailedError, ProbeTimeoutError
+from destination_operator.probe.endpoints import Resolver, classify_address
 
 __all__ = [
     "DNS_THREADS",

@@ -28,9 +28,9 @@ one must pass, so one bad record is enough to refuse.
 
 Rebinding: left to itself, the SDK would resolve the name again when it
 connects, and a DNS server that answers differently the second time could
-send the probe elsewhere. `reconcile.verify` pins the addresses checked here
+send the probe elsewhere. `probe.verify.verify` pins the addresses checked here
 in the probe's `ProbeControl`, so the probe connects to them and the name is
-not resolved again (see `probecontrol`). Known limit: an HTTP proxy resolves
+not resolved again (see `probe.control`). Known limit: an HTTP proxy resolves
 names itself; a network policy on the operator's egress is the complete
 answer.
 """

@@ -37,16 +37,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import conditions, decide, metrics, reconcile
-from .api import VERIFY_REQUESTED_AT
-from .api.spec import DestinationSpec
-from .kube import events, namespaces
-from .kube.client import ApiUnavailable
-from .kube.secrets import SecretForbidden, SecretUnreadable, StoredSecret, read_secret
-from .kube.status import StatusWriteFailed, patch_status, remove_finalizer
-from .probecontrol import ProbeControl
-from .settings import OperatorSettings
-from .workqueue import WorkQueue
+from destination_operator import conditions, decide, metrics, outcome
+from destination_operator.api import VERIFY_REQUESTED_AT
+from destination_operator.api.spec import DestinationSpec
+from destination_operator.engine.workqueue import WorkQueue
+from destination_operator.kube import events, namespaces
+from destination_operator.kube.client import ApiUnavailable
+from destination_operator.kube.secrets import (
+    SecretForbidden,
+    SecretUnreadable,
+    StoredSecret,
+    read_secret,
+)
+from destination_operator.kube.status import StatusWriteFailed, patch_status, remove_finalizer
+from destination_operator.outcome import Outcome, secret_forbidden, secret_unreadable
+from destination_operator.probe import verify
+from destination_operator.probe.control import ProbeControl
+from destination_operator.settings import OperatorSettings
 
 logger = logging.getLogger("destination_operator")
 
@@ -429,7 +436,7 @@ class Engine:
         secret: StoredSecret | None = await self._api(read_secret, namespace, name)
         metrics.SECRET_READS.inc()
         if secret is not None:
-            read = reconcile.fingerprint(secret.data, secret.uid)
+            read = outcome.fingerprint(secret.data, secret.uid)
             self.secret_cache[(namespace, name)] = (read, secret)
         return secret
 
@@ -473,7 +480,7 @@ class Engine:
 
     async def _probe(
         self, key: Key, entry: Entry, spec: DestinationSpec, observed: decide.Observed
-    ) -> reconcile.Outcome | None:
+    ) -> Outcome | None:
         """Read the Secret and probe; None when there is nothing to report (yet): the
         Secret is not there yet, or every probe slot is taken (the key is then queued
         again when a slot is handed to it, and the worker is free meanwhile)."""
@@ -486,21 +493,21 @@ class Engine:
 
     async def _probe_in_slot(
         self, key: Key, entry: Entry, spec: DestinationSpec, observed: decide.Observed
-    ) -> reconcile.Outcome | None:
+    ) -> Outcome | None:
         now = observed.now
         name = spec.credentials.secret_ref.name
         fingerprint = observed.secret.fingerprint if observed.secret else ""
         try:
             secret = await self._secret_data(key[0], name, fingerprint)
         except SecretForbidden as err:
-            return reconcile.secret_forbidden(str(err))
+            return secret_forbidden(str(err))
         except SecretUnreadable as err:
-            return reconcile.secret_unreadable(str(err))
+            return secret_unreadable(str(err))
         if secret is None:
             self.queue.add_after(key, 1.0)  # the watch and the API disagree for a moment
             return None
         allow_private = self.settings.allow_private_endpoints
-        control = reconcile.probe_control(
+        control = verify.probe_control(
             spec, default_timeout=self.settings.timeout_seconds, allow_private=allow_private
         )
         self.probes_running.add(control)
@@ -508,18 +515,18 @@ class Engine:
         try:
             future = asyncio.get_running_loop().run_in_executor(
                 self.probe_pool,
-                lambda: reconcile.verify(
+                lambda: verify.verify(
                     spec,
                     secret.data,
                     secret_uid=secret.uid,
-                    object_key=reconcile.probe_object_key(spec, entry.uid, now),
+                    object_key=verify.probe_object_key(spec, entry.uid, now),
                     allow_private=allow_private,
                     now=now,
                     control=control,
                 ),
             )
             try:
-                outcome: reconcile.Outcome = await asyncio.shield(future)
+                outcome: Outcome = await asyncio.shield(future)
             except asyncio.CancelledError:
                 control.abort()  # the thread's sockets shut; it returns by itself
                 raise

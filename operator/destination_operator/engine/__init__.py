@@ -1,0 +1,1 @@
+"""The work queue, the cache of watched objects, fair probe slots and the worker loop."""

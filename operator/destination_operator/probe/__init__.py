@@ -1,0 +1,1 @@
+"""One verification: the endpoint guard, the probe's deadline and bounds, the named steps."""

@@ -1,0 +1,1 @@
+"""Offline tools that read the API models: `lint` and the CRD generator."""

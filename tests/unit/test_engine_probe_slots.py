@@ -1,7 +1,8 @@
 """At most `probe_concurrency` probes run at once, however many Destinations are due.
 
 This is the bound docs/sizing.md builds its throughput arithmetic on: the engine's own
-`_probe` runs here, with the storage call replaced by one that takes a known time.
+probe step runs here, with the storage call replaced by one that takes a known time. The
+slots' scheduler on its own: tests/unit/test_fair_slots.py.
 """
 
 from __future__ import annotations
@@ -35,11 +36,6 @@ SPEC = {
 SECRET = StoredSecret(uid="s-uid", data={"accessKeyId": b"a", "secretAccessKey": b"b"})
 
 
-def in_line(engine: Engine) -> list[tuple[str, str]]:
-    """The Destinations in line for a probe slot, namespace by namespace in turn."""
-    return [key for line in engine.slot_lines.values() for key in line]
-
-
 class SlowStorage:
     """Stands in for `probe.verify.verify`: counts the probes inside it at once."""
 
@@ -60,11 +56,16 @@ class SlowStorage:
         return Outcome(verified=True, reason=Reason.ProbeSucceeded, message="ok", probed=True)
 
 
-def test_probes_beyond_probe_concurrency_wait_for_a_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+def run_probes(
+    monkeypatch: pytest.MonkeyPatch, keys: list[tuple[str, str]], *, slots: int
+) -> tuple[list[Outcome | None], list[tuple[str, str]]]:
+    """Every key due at once through an engine with `slots` probe slots: the outcomes of
+    the first round, and the keys handed a freed slot, in the order they were queued."""
     storage = SlowStorage()
     monkeypatch.setattr(engine_module.verify, "verify", storage.verify)
     engine = Engine(
-        OperatorSettings(probe_concurrency=SLOTS, workers=DUE), secrets=lambda _ns, _name: None
+        OperatorSettings(probe_concurrency=slots, workers=len(keys)),
+        secrets=lambda _ns, _name: None,
     )
 
     async def secret_data(*_: Any) -> StoredSecret:
@@ -81,8 +82,6 @@ def test_probes_beyond_probe_concurrency_wait_for_a_slot(monkeypatch: pytest.Mon
         secret=SecretView(uid=SECRET.uid, fingerprint="f1"),
         now=now,
     )
-
-    keys = [("team", f"d{i}") for i in range(DUE)]
     for key in keys:
         engine.entries[key] = Entry(
             body={"metadata": {"name": key[1], "uid": f"u-{key[1]}"}, "spec": SPEC}
@@ -92,13 +91,14 @@ def test_probes_beyond_probe_concurrency_wait_for_a_slot(monkeypatch: pytest.Mon
         return await engine._probe(key, engine.entries[key], spec, observed)
 
     async def probe_all() -> tuple[list[Outcome | None], list[tuple[str, str]]]:
-        # All due at once: SLOTS probe, the rest return at once, in line (no worker held);
-        # as the first ones end, their slots are handed to the next in line.
+        # All due at once: the first `slots` probe, the rest return at once, in line (no
+        # worker held); as the first ones end, their slots are handed to the next in line.
         first = await asyncio.gather(*(probe(key) for key in keys))
-        assert sorted(engine.slot_granted) + in_line(engine) == keys[SLOTS:]
+        waiting = sorted(engine.slots.granted) + engine.slots.in_line()
+        assert sorted(waiting) == sorted(keys[slots:])
         # Each freed slot is handed to the next in line, whose key is queued again.
         handed: list[tuple[str, str]] = []
-        while len(handed) < DUE - SLOTS:
+        while len(handed) < len(keys) - slots:
             key = await engine.queue.get()
             assert key is not None
             handed.append(key)
@@ -107,63 +107,37 @@ def test_probes_beyond_probe_concurrency_wait_for_a_slot(monkeypatch: pytest.Mon
             engine.queue.done(key)
         return first, handed
 
-    started = time.monotonic()
-    first, handed = asyncio.run(probe_all())
-    elapsed = time.monotonic() - started
-    engine.probe_pool.shutdown(wait=True)
-    engine.api_pool.shutdown(wait=True)
+    try:
+        first, handed = asyncio.run(probe_all())
+    finally:
+        engine.probe_pool.shutdown(wait=True)
+        engine.api_pool.shutdown(wait=True)
+    assert storage.done == len(keys)
+    assert storage.most == slots  # the slots fill, and no probe runs beyond them
+    # every slot given back
+    assert engine.slots.free == slots and not engine.slots.in_line() and not engine.slots.granted
+    return first, handed
 
+
+def test_probes_beyond_probe_concurrency_wait_for_a_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = [("team", f"d{i}") for i in range(DUE)]
+    started = time.monotonic()
+    first, handed = run_probes(monkeypatch, keys, slots=SLOTS)
+    elapsed = time.monotonic() - started
     assert [o.reason if o else None for o in first] == [Reason.ProbeSucceeded] * SLOTS + [None] * (
         DUE - SLOTS
     )
     assert handed == keys[SLOTS:]  # first come, first served
-    assert storage.done == DUE
-    assert storage.most == SLOTS  # the slots fill, and no probe runs beyond them
-    assert engine.slots_free == SLOTS and not in_line(engine)  # every slot given back
     # ten probes through three slots take at least four rounds
     assert elapsed >= 4 * PROBE_SECONDS * 0.9, elapsed
 
 
-def test_a_slot_handed_to_a_destination_that_went_away_is_not_lost() -> None:
-    engine = Engine(OperatorSettings(probe_concurrency=1), secrets=lambda _ns, _name: None)
-    try:
-        first, second, third = ("team", "a"), ("team", "b"), ("team", "c")
-        for key in (first, second, third):
-            engine.entries[key] = Entry(body={"metadata": {"name": key[1], "uid": key[1]}})
-        assert engine._take_slot(first)
-        assert not engine._take_slot(second) and not engine._take_slot(third)
-        engine._free_slot()  # the first probe ends: the slot goes to the second
-        assert engine.slot_granted == {second} and in_line(engine) == [third]
-        engine.forget(*second)  # deleted before it used the slot: the third gets it
-        assert engine.slot_granted == {third} and in_line(engine) == []
-        del engine.entries[third]  # gone without a word (forget comes later): skipped
-        engine.slot_granted.clear()
-        engine._free_slot()
-        assert engine.slots_free == 1
-    finally:
-        engine.probe_pool.shutdown(wait=True)
-        engine.api_pool.shutdown(wait=True)
-
-
-def test_freed_slots_go_round_the_namespaces_in_turn() -> None:
-    """One namespace with many Destinations in line delays another's by one turn, not by
-    its whole line."""
-    engine = Engine(OperatorSettings(probe_concurrency=1), secrets=lambda _ns, _name: None)
-    try:
-        busy = [("busy", f"d{i}") for i in range(5)]
-        quiet = ("quiet", "q")
-        for key in (*busy, quiet):
-            engine.entries[key] = Entry(body={"metadata": {"name": key[1], "uid": key[1]}})
-        assert engine._take_slot(busy[0])
-        for key in (*busy[1:], quiet):  # the quiet namespace's one comes in last
-            assert not engine._take_slot(key)
-        handed = []
-        for _ in range(5):
-            engine._free_slot()
-            (granted,) = engine.slot_granted
-            handed.append(granted)
-            assert engine._take_slot(granted)  # it uses the slot it was handed
-        assert handed == [busy[1], quiet, busy[2], busy[3], busy[4]]
-    finally:
-        engine.probe_pool.shutdown(wait=True)
-        engine.api_pool.shutdown(wait=True)
+def test_freed_slots_go_round_the_namespaces_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's probes wait in one line per namespace: one namespace with many
+    Destinations in line delays another's by one turn, not by its whole line (the
+    scheduler itself: tests/unit/test_fair_slots.py)."""
+    busy = [("busy", f"d{i}") for i in range(5)]
+    quiet = ("quiet", "q")
+    first, handed = run_probes(monkeypatch, [*busy, quiet], slots=1)
+    assert [o.reason if o else None for o in first] == [Reason.ProbeSucceeded] + [None] * 5
+    assert handed == [busy[1], quiet, busy[2], busy[3], busy[4]]

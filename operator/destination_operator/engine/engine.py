@@ -31,7 +31,6 @@ import datetime
 import logging
 import random
 import sys
-from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from typing import Any
 from destination_operator import conditions, decide, metrics, outcome
 from destination_operator.api import VERIFY_REQUESTED_AT
 from destination_operator.api.spec import DestinationSpec
+from destination_operator.engine.slots import FairSlots
 from destination_operator.engine.workqueue import WorkQueue
 from destination_operator.kube import events, namespaces
 from destination_operator.kube.client import ApiUnavailable
@@ -187,12 +187,11 @@ class Engine:
         # namespace -> when it was seen being deleted: see kube.namespaces
         self.namespaces_deleted: dict[str, float] = {}
         self.queue: WorkQueue[Key] = WorkQueue()
-        # Probe slots: free ones, Destinations waiting in line (no worker held), and those
-        # a freed slot was handed to, whose keys are queued again to use it.
-        self.slots_free = settings.probe_concurrency
-        self.slot_lines: OrderedDict[str, deque[Key]] = OrderedDict()  # namespace -> its line
-        self.slot_waiting: set[Key] = set()
-        self.slot_granted: set[Key] = set()
+        # Probe slots, one line per namespace; a Destination handed a freed slot is queued
+        # again to take it.
+        self.slots: FairSlots[Key] = FairSlots(
+            settings.probe_concurrency, group=lambda key: key[0], on_grant=self._slot_granted
+        )
         self.probes_running: set[ProbeControl] = set()
         # Probes in their own pool: a probe that outlives its control (a straggler) waits
         # for a pool thread, never for a slot of the API pool, and is counted.
@@ -236,7 +235,8 @@ class Engine:
             self._unlink(key, entry)
             self.synced -= entry.seen
         self.queue.forget(key)
-        self._drop_grant(key)  # a slot handed to it will never be used
+        self.slots.forget(key)  # out of line; a slot handed to it goes on
+        metrics.PROBES_WAITING.set(self.slots.waiting)
         metrics.TRACKED.set(len(self.entries))
 
     def secret_changed(self, namespace: str, name: str) -> None:
@@ -289,7 +289,7 @@ class Engine:
                 logger.exception("processing %s/%s failed; retrying with backoff", *key)
                 self._retry_later(key)
             finally:
-                self._drop_grant(key)  # handed a slot, then decided not to probe
+                self.slots.pass_on(key)  # handed a slot, then decided not to probe
                 self.queue.done(key)
                 metrics.QUEUE_DEPTH.set(len(self.queue))
 
@@ -440,43 +440,10 @@ class Engine:
             self.secret_cache[(namespace, name)] = (read, secret)
         return secret
 
-    def _take_slot(self, key: Key) -> bool:
-        """A probe slot for `key` now, or False with `key` in line for the next one."""
-        if key in self.slot_granted:
-            self.slot_granted.discard(key)
-            return True
-        if self.slots_free > 0 and not self.slot_lines:
-            self.slots_free -= 1
-            return True
-        if key not in self.slot_waiting:
-            self.slot_waiting.add(key)
-            self.slot_lines.setdefault(key[0], deque()).append(key)
-            metrics.PROBES_WAITING.set(len(self.slot_waiting))
-        return False
-
-    def _drop_grant(self, key: Key) -> None:
-        """Pass on the slot handed to `key`, if one was and it was not used."""
-        if key in self.slot_granted:
-            self.slot_granted.discard(key)
-            self._free_slot()
-
-    def _free_slot(self) -> None:
-        """Hand a freed slot to the first Destination, still there, of the namespace whose
-        turn it is; that namespace goes to the end of the round."""
-        while self.slot_lines:
-            namespace, line = next(iter(self.slot_lines.items()))
-            key = line.popleft()
-            if line:
-                self.slot_lines.move_to_end(namespace)
-            else:
-                del self.slot_lines[namespace]
-            self.slot_waiting.discard(key)
-            metrics.PROBES_WAITING.set(len(self.slot_waiting))
-            if key in self.entries:
-                self.slot_granted.add(key)
-                self.queue.add(key)
-                return
-        self.slots_free += 1
+    def _slot_granted(self, key: Key) -> None:
+        """A freed probe slot was handed to `key`, which waited in line: queue it to take it."""
+        metrics.PROBES_WAITING.set(self.slots.waiting)
+        self.queue.add(key)
 
     async def _probe(
         self, key: Key, entry: Entry, spec: DestinationSpec, observed: decide.Observed
@@ -484,12 +451,13 @@ class Engine:
         """Read the Secret and probe; None when there is nothing to report (yet): the
         Secret is not there yet, or every probe slot is taken (the key is then queued
         again when a slot is handed to it, and the worker is free meanwhile)."""
-        if not self._take_slot(key):
+        if not self.slots.take(key):
+            metrics.PROBES_WAITING.set(self.slots.waiting)
             return None
         try:
             return await self._probe_in_slot(key, entry, spec, observed)
         finally:
-            self._free_slot()
+            self.slots.release()
 
     async def _probe_in_slot(
         self, key: Key, entry: Entry, spec: DestinationSpec, observed: decide.Observed

@@ -22,6 +22,7 @@ from slowservers import TinyS3, TrickleServer
 from destination_operator.api.status import Reason, StepOutcome
 from destination_operator.outcome import Outcome
 from destination_operator.probe import control as probecontrol
+from destination_operator.probe import dnspool
 from destination_operator.probe.control import ProbeControl
 from destination_operator.probe.endpoints import Resolver
 from destination_operator.probe.verify import verify
@@ -174,9 +175,9 @@ def test_a_slow_dns_answer_is_cut_at_the_deadline() -> None:
         released.set()
     # The resolver's pool thread is released too, once the resolver returns.
     deadline = time.monotonic() + 2
-    while probecontrol.resolutions_in_flight() and time.monotonic() < deadline:
+    while dnspool.resolutions_in_flight() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert probecontrol.resolutions_in_flight() == 0
+    assert dnspool.resolutions_in_flight() == 0
 
 
 def test_abort_from_another_thread_ends_the_probe_at_once(trickle: TrickleServer) -> None:

@@ -18,7 +18,8 @@ import pytest
 import urllib3
 
 from destination_operator.api.status import Reason
-from destination_operator.probe.control import MAX_ANSWER_BYTES, ProbeControl
+from destination_operator.probe.control import ProbeControl
+from destination_operator.probe.hooks import MAX_ANSWER_BYTES
 
 BIG = b"a." * 500_000  # 1 MB
 

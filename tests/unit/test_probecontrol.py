@@ -18,6 +18,7 @@ import urllib3.util.connection
 
 from destination_operator.errors import ProbeTimeoutError
 from destination_operator.probe import control as probecontrol
+from destination_operator.probe import dnspool, hooks
 from destination_operator.probe.control import ProbeControl
 
 T = TypeVar("T")
@@ -75,16 +76,16 @@ def never(host: str, port: int) -> Sequence[str]:
 def test_the_hook_is_installed_once_and_leaves_other_threads_alone(
     listener: socket.socket,
 ) -> None:
-    probecontrol.install()
+    hooks.install()
     hooked = urllib3.util.connection.create_connection
-    probecontrol.install()
+    hooks.install()
     assert urllib3.util.connection.create_connection is hooked
-    assert hooked is probecontrol._create_connection
+    assert hooked is hooks._create_connection
     # No control in this thread: the original function, the timeout as asked, nothing watched.
     sock = connect("127.0.0.1", port_of(listener), 7.5)
     with sock:
         assert sock.gettimeout() == 7.5
-        assert probecontrol.current() is None
+        assert hooks.current() is None
 
 
 def test_under_a_control_the_socket_timeout_is_at_most_what_is_left(
@@ -463,7 +464,7 @@ def test_resolver_errors_are_passed_on() -> None:
 
 
 def test_the_system_resolver_keeps_its_order_without_repeats() -> None:
-    addresses = probecontrol.system_resolve("localhost", 80)
+    addresses = dnspool.system_resolve("localhost", 80)
     assert addresses and len(addresses) == len(set(addresses))
 
 

@@ -7,7 +7,7 @@ step message, in time linear in its input (Python's regular expressions hold
 the GIL, so one slow pattern would stall every probe and the event loop):
 
 1. the input is cut to `MAX_INPUT` characters (the reads are bounded too:
-   `probe.control.MAX_ANSWER_BYTES`);
+   `probe.hooks.MAX_ANSWER_BYTES`);
 2. each credential value is masked in every form an error text can carry it
    (`secret_forms`: as is, stripped, on one line, each long line of it,
    `repr()`-escaped, JSON-escaped, URL-encoded in either case), by plain

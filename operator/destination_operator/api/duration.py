@@ -5,13 +5,17 @@ Go's `time.ParseDuration`; `parse_go_duration` is a line-by-line port of it
 (same grammar, same units including both micro signs, same int64 overflow
 limits), so the models accept and reject the same strings.
 `parse_duration` is what the operator uses: it also refuses negative values.
+`duration_rule` is the admission rule of a duration field, CEL and Python.
 """
 
 from __future__ import annotations
 
+from .rules import Rule, cel_string, matches
+
 __all__ = [
     "DURATION_PATTERN",
     "DurationError",
+    "duration_rule",
     "parse_duration",
     "parse_go_duration",
 ]
@@ -149,3 +153,54 @@ def parse_duration(text: str) -> float:
     if nanos < 0:
         raise DurationError(f"duration {text!r} is negative")
     return nanos / _SECOND
+
+
+def duration_rule(
+    path: str,
+    *,
+    allowed: str,
+    above_zero: bool = False,
+    zero_or_at_least: str | None = None,
+    maximum: str | None = None,
+) -> Rule:
+    """A Go duration: CEL checks the grammar first, so garbage gets this message, not a
+    `duration()` evaluation error; then the bounds.
+
+    `above_zero`: more than 0s. `zero_or_at_least`: exactly zero (any spelling Go parses
+    to zero, such as `0`, `0s` or `0h0m`) or at least this duration. `maximum`: at most
+    this duration. Without a bound, any non-negative duration passes.
+    """
+    if above_zero and zero_or_at_least is not None:
+        raise ValueError("above_zero and zero_or_at_least exclude each other")
+    cel = f"self.matches({cel_string(DURATION_PATTERN)})"
+    low = None
+    if zero_or_at_least is not None:
+        low = parse_go_duration(zero_or_at_least)
+        if low <= 0:
+            raise ValueError(f"zero_or_at_least must be above 0s, not {zero_or_at_least!r}")
+        cel += (
+            " && (duration(self) == duration('0s')"
+            f" || duration(self) >= duration('{zero_or_at_least}'))"
+        )
+    else:
+        comparison = ">" if above_zero else ">="
+        cel += f" && duration(self) {comparison} duration('0s')"
+    high = None
+    if maximum is not None:
+        high = parse_go_duration(maximum)
+        cel += f" && duration(self) <= duration('{maximum}')"
+
+    def check(value: str) -> bool:
+        if not matches(value, DURATION_PATTERN):
+            return False
+        try:
+            nanos = parse_go_duration(value)
+        except DurationError:
+            return False
+        if nanos < 0 or (above_zero and nanos == 0):
+            return False
+        if low is not None and 0 < nanos < low:
+            return False
+        return high is None or nanos <= high
+
+    return Rule(cel=cel, message=f"{path} {allowed}", check=check)

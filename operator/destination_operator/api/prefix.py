@@ -9,7 +9,8 @@ data to the Destination) writes. It may contain only:
   `%DATE%` (the UTC date as `YYYY_MM_DD`).
 
 `..` is refused anywhere, so a rendered prefix can never climb out of the
-bucket's intended folder.
+bucket's intended folder. `prefix_rules` are these rules as the CRD and the
+models check them.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from __future__ import annotations
 import datetime
 from enum import StrEnum
 
+from .rules import Rule, no_double_dot, pattern_rule
+
 __all__ = [
     "PREFIX_MAX_LENGTH",
     "PREFIX_PATTERN",
     "PROBE_TOKEN_VALUE",
     "PrefixToken",
+    "prefix_rules",
     "render_prefix",
 ]
 
@@ -42,6 +46,37 @@ PREFIX_PATTERN = "^([-A-Za-z0-9._=/]|%(COLLECTION_ID|COLLECTION_NAME|RESULT_SET_
 
 PROBE_TOKEN_VALUE = "verification"
 """What the collection and result-set tokens become in a verification probe's key."""
+
+
+def prefix_rules() -> tuple[Rule, ...]:
+    """The rules of `spec.pathPrefix`, in the order the CRD lists them."""
+    path = "spec.pathPrefix"
+
+    def no_leading_slash(value: str) -> bool:
+        return not value.startswith("/")
+
+    def no_empty_segment(value: str) -> bool:
+        return "//" not in value
+
+    return (
+        pattern_rule(
+            path,
+            PREFIX_PATTERN,
+            "may contain only letters, digits, '.', '_', '-', '=', '/' and the tokens "
+            "%COLLECTION_ID%, %COLLECTION_NAME%, %RESULT_SET_ID% and %DATE%",
+        ),
+        Rule(
+            cel="!self.startsWith('/')",
+            message=f"{path} must not start with '/'",
+            check=no_leading_slash,
+        ),
+        no_double_dot(path, "'..'"),
+        Rule(
+            cel="!self.contains('//')",
+            message=f"{path} must not contain '//' (an empty folder name)",
+            check=no_empty_segment,
+        ),
+    )
 
 
 def render_prefix(

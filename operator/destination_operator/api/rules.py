@@ -22,6 +22,11 @@ Regular expressions are written in the common subset of RE2 (what CEL's
 very end. `matches` is a search, so anchored rules say `^...$`; in Python the
 final `$` becomes `\\Z`, because Python's `$` also matches before a trailing
 newline and RE2's does not.
+
+The builders at the end (`pattern_rule`, `immutable`, `immutable_optional`,
+`not_ip`, `no_double_dot`, `endpoint_rules`) make the rules that the spec and
+several member blocks share; a rule only one model or one family uses is
+written beside it.
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
 __all__ = [
+    "DNS_LABEL",
+    "ENDPOINT_PATTERN",
+    "HOST",
     "RULE_ERROR",
     "AnyRule",
     "Checks",
@@ -52,7 +60,14 @@ __all__ = [
     "Rule",
     "RuleModel",
     "TransitionRule",
+    "cel_string",
+    "endpoint_rules",
+    "immutable",
+    "immutable_optional",
     "matches",
+    "no_double_dot",
+    "not_ip",
+    "pattern_rule",
 ]
 
 RULE_ERROR = "destination_rule"
@@ -251,3 +266,105 @@ class RuleModel(BaseModel):
                 if isinstance(meta, Checks):
                     for rule in meta.transition_rules:
                         yield name, rule
+
+
+# --- rule builders shared by the spec and its member blocks ------------------
+
+
+HOST = "[A-Za-z0-9]([-.A-Za-z0-9]*[A-Za-z0-9])?(:[0-9]{1,5})?"
+"""A host name or IPv4 address and an optional :port (unanchored, for URL patterns)."""
+
+DNS_LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+"""An RFC 1123 label (unanchored)."""
+
+
+def cel_string(pattern: str) -> str:
+    """`pattern` as a CEL single-quoted string literal."""
+    if "'" in pattern:
+        raise ValueError(f"pattern {pattern!r} cannot be a CEL single-quoted string")
+    return f"'{pattern}'"
+
+
+def pattern_rule(path: str, pattern: str, allowed: str) -> Rule:
+    """`self.matches(pattern)` on a string; the message is `<path> <allowed>`."""
+
+    def check(value: str) -> bool:
+        return matches(value, pattern)
+
+    return Rule(
+        cel=f"self.matches({cel_string(pattern)})", message=f"{path} {allowed}", check=check
+    )
+
+
+def immutable(path: str, what: str = "where the Destination writes") -> TransitionRule:
+    """`self == oldSelf` on a required field."""
+
+    def check(new: Any, old: Any) -> bool:
+        return bool(new == old)
+
+    return TransitionRule(
+        cel="self == oldSelf",
+        message=(
+            f"{path} is immutable: it fixes {what}; "
+            "create a new Destination to write somewhere else"
+        ),
+        check=check,
+    )
+
+
+def immutable_optional(path: str, attr: str, alias: str) -> TransitionRule:
+    """An optional field of a member block may be neither added, removed nor changed."""
+
+    def check(new: Any, old: Any) -> bool:
+        return bool(getattr(new, attr) == getattr(old, attr))
+
+    return TransitionRule(
+        cel=(
+            f"has(self.{alias}) == has(oldSelf.{alias}) && "
+            f"(!has(self.{alias}) || self.{alias} == oldSelf.{alias})"
+        ),
+        message=(
+            f"{path} is immutable (it may be neither added, removed nor changed): it fixes "
+            "where the Destination writes; create a new Destination to write somewhere else"
+        ),
+        check=check,
+        field_path=f".{alias}",
+    )
+
+
+_IPV4_LIKE = "^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$"
+
+
+def not_ip(path: str) -> Rule:
+    """The string is not formatted as an IPv4 address."""
+
+    def check(value: str) -> bool:
+        return not matches(value, _IPV4_LIKE)
+
+    return Rule(
+        cel=f"!self.matches({cel_string(_IPV4_LIKE)})",
+        message=f"{path} must not be formatted as an IP address (such as 192.168.5.4)",
+        check=check,
+    )
+
+
+def no_double_dot(path: str, what: str = "two adjacent periods ('..')") -> Rule:
+    """The string does not contain `..`."""
+
+    def check(value: str) -> bool:
+        return ".." not in value
+
+    return Rule(cel="!self.contains('..')", message=f"{path} must not contain {what}", check=check)
+
+
+ENDPOINT_PATTERN = f"^https?://{HOST}(/[-A-Za-z0-9._~%/]*)?$"
+_ENDPOINT_ALLOWED = (
+    "must be an http:// or https:// URL: a host name or IPv4 address, an optional :port and "
+    "an optional path (letters, digits, '-', '.', '_', '~', '%', '/'); no user:password@, "
+    "query or fragment"
+)
+
+
+def endpoint_rules(path: str) -> tuple[Rule, ...]:
+    """A service endpoint the author chose: a URL without user:password@, query or fragment."""
+    return (pattern_rule(path, ENDPOINT_PATTERN, _ENDPOINT_ALLOWED),)

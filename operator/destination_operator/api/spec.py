@@ -1,4 +1,8 @@
-"""`Destination.spec`: the models, their admission rules, and the helpers the operator calls.
+"""`Destination.spec`: the top-level model, its admission rules, and the helpers the operator calls.
+
+The member blocks, one per backend, are in `api.backends`; `spec.transport` is
+in `api.transport`; the grammars of `pathPrefix` and of durations, with their
+rules, in `api.prefix` and `api.duration`.
 
 The CRD in crds/ is generated from these classes (`destination_operator.tools.crdgen`):
 docstrings and field descriptions become what `kubectl explain` prints, and
@@ -21,9 +25,16 @@ from typing import Annotated, Any, ClassVar, cast
 from pydantic import Field, ValidationError
 from pydantic_core import ErrorDetails
 
-from .duration import DURATION_PATTERN, DurationError, parse_duration, parse_go_duration
-from .prefix import PREFIX_MAX_LENGTH, PREFIX_PATTERN, render_prefix
+from .backends import Member
+from .backends.azure import AzureBlobStorage
+from .backends.gcs import GoogleCloudStorage
+from .backends.oss import AlibabaOSS
+from .backends.s3 import AmazonS3, OracleCloudStorage, S3Compatible
+from .backends.webhook import Webhook
+from .duration import DurationError, duration_rule, parse_duration
+from .prefix import PREFIX_MAX_LENGTH, prefix_rules, render_prefix
 from .rules import (
+    DNS_LABEL,
     RULE_ERROR,
     AnyRule,
     Checks,
@@ -31,32 +42,22 @@ from .rules import (
     Rule,
     RuleModel,
     TransitionRule,
-    matches,
+    immutable,
+    pattern_rule,
 )
+from .transport import Transport
 
 __all__ = [
     "MEMBER_FIELDS",
-    "AlibabaOSS",
-    "AmazonS3",
-    "AzureBlobStorage",
-    "AzureProduct",
     "Credentials",
     "DestinationSpec",
     "DestinationType",
     "DurationError",
     "Environment",
-    "GoogleCloudStorage",
-    "Member",
-    "OSSRegion",
-    "OracleCloudStorage",
-    "S3Compatible",
     "SecretRef",
-    "ServerSideEncryption",
     "SpecError",
-    "Transport",
     "Verification",
     "VerificationMode",
-    "Webhook",
     "parse_duration",
     "parse_spec",
     "render_prefix",
@@ -101,639 +102,10 @@ class VerificationMode(StrEnum):
     Write = "Write"
 
 
-class ServerSideEncryption(StrEnum):
-    """The x-amz-server-side-encryption header sent with every object."""
+# --- credentials and verification --------------------------------------------
 
-    AES256 = "AES256"
-    AwsKms = "aws:kms"
-    AwsKmsDsse = "aws:kms:dsse"
 
-
-class AzureProduct(StrEnum):
-    """The product that reads the container."""
-
-    Databricks = "Databricks"
-
-
-class OSSRegion(StrEnum):
-    """The 23 Alibaba Cloud OSS region ids."""
-
-    CN_HANGZHOU = "oss-cn-hangzhou"
-    CN_SHANGHAI = "oss-cn-shanghai"
-    CN_QINGDAO = "oss-cn-qingdao"
-    CN_BEIJING = "oss-cn-beijing"
-    CN_ZHANGJIAKOU = "oss-cn-zhangjiakou"
-    CN_HUHEHAOTE = "oss-cn-huhehaote"
-    CN_WULANCHABU = "oss-cn-wulanchabu"
-    CN_SHENZHEN = "oss-cn-shenzhen"
-    CN_HEYUAN = "oss-cn-heyuan"
-    CN_GUANGZHOU = "oss-cn-guangzhou"
-    CN_CHENGDU = "oss-cn-chengdu"
-    CN_HONGKONG = "oss-cn-hongkong"
-    US_WEST_1 = "oss-us-west-1"
-    US_EAST_1 = "oss-us-east-1"
-    AP_SOUTHEAST_1 = "oss-ap-southeast-1"
-    AP_SOUTHEAST_2 = "oss-ap-southeast-2"
-    AP_SOUTHEAST_3 = "oss-ap-southeast-3"
-    AP_SOUTHEAST_5 = "oss-ap-southeast-5"
-    AP_NORTHEAST_1 = "oss-ap-northeast-1"
-    AP_SOUTH_1 = "oss-ap-south-1"
-    EU_CENTRAL_1 = "oss-eu-central-1"
-    EU_WEST_1 = "oss-eu-west-1"
-    ME_EAST_1 = "oss-me-east-1"
-
-
-"""Every Secret key any type reads."""
-
-
-# --- rule builders -----------------------------------------------------------
-
-
-def _quoted(pattern: str) -> str:
-    if "'" in pattern:
-        raise ValueError(f"pattern {pattern!r} cannot be a CEL single-quoted string")
-    return f"'{pattern}'"
-
-
-def pattern_rule(path: str, pattern: str, allowed: str) -> Rule:
-    """`self.matches(pattern)` on a string; the message is `<path> <allowed>`."""
-
-    def check(value: str) -> bool:
-        return matches(value, pattern)
-
-    return Rule(cel=f"self.matches({_quoted(pattern)})", message=f"{path} {allowed}", check=check)
-
-
-def immutable(path: str, what: str = "where the Destination writes") -> TransitionRule:
-    """`self == oldSelf` on a required field."""
-
-    def check(new: Any, old: Any) -> bool:
-        return bool(new == old)
-
-    return TransitionRule(
-        cel="self == oldSelf",
-        message=(
-            f"{path} is immutable: it fixes {what}; "
-            "create a new Destination to write somewhere else"
-        ),
-        check=check,
-    )
-
-
-def immutable_optional(path: str, attr: str, alias: str) -> TransitionRule:
-    """An optional field of a member block may be neither added, removed nor changed."""
-
-    def check(new: Any, old: Any) -> bool:
-        return bool(getattr(new, attr) == getattr(old, attr))
-
-    return TransitionRule(
-        cel=(
-            f"has(self.{alias}) == has(oldSelf.{alias}) && "
-            f"(!has(self.{alias}) || self.{alias} == oldSelf.{alias})"
-        ),
-        message=(
-            f"{path} is immutable (it may be neither added, removed nor changed): it fixes "
-            "where the Destination writes; create a new Destination to write somewhere else"
-        ),
-        check=check,
-        field_path=f".{alias}",
-    )
-
-
-_IPV4_LIKE = "^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$"
-
-
-def _not_ip(path: str) -> Rule:
-    def check(value: str) -> bool:
-        return not matches(value, _IPV4_LIKE)
-
-    return Rule(
-        cel=f"!self.matches({_quoted(_IPV4_LIKE)})",
-        message=f"{path} must not be formatted as an IP address (such as 192.168.5.4)",
-        check=check,
-    )
-
-
-def _no_double_dot(path: str, what: str = "two adjacent periods ('..')") -> Rule:
-    def check(value: str) -> bool:
-        return ".." not in value
-
-    return Rule(cel="!self.contains('..')", message=f"{path} must not contain {what}", check=check)
-
-
-def s3_bucket_rules(path: str, *, amazon: bool) -> tuple[Rule, ...]:
-    """Amazon S3's general purpose bucket naming rules (the reserved affixes only for Amazon)."""
-    rules = [
-        pattern_rule(
-            path,
-            "^[a-z0-9][-a-z0-9.]*[a-z0-9]$",
-            "must use only lowercase letters, digits, '.' and '-', "
-            "and start and end with a letter or digit",
-        ),
-        _no_double_dot(path),
-        _not_ip(path),
-    ]
-    if amazon:
-        prefixes = ("xn--", "sthree-", "amzn-s3-demo-")
-        suffixes = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
-
-        def check(value: str) -> bool:
-            return not value.startswith(prefixes) and not value.endswith(suffixes)
-
-        cel = " || ".join(
-            [f"self.startsWith('{p}')" for p in prefixes]
-            + [f"self.endsWith('{s}')" for s in suffixes]
-        )
-        rules.append(
-            Rule(
-                cel=f"!({cel})",
-                message=(
-                    f"{path} must not start with 'xn--', 'sthree-' or 'amzn-s3-demo-', nor end "
-                    "with '-s3alias', '--ol-s3', '.mrap', '--x-s3' or '--table-s3' "
-                    "(reserved by Amazon S3)"
-                ),
-                check=check,
-            )
-        )
-    return tuple(rules)
-
-
-def gcs_bucket_rules(path: str) -> tuple[Rule, ...]:
-    """Cloud Storage's bucket naming rules."""
-
-    def short_or_dotted(value: str) -> bool:
-        return len(value) <= 63 or "." in value
-
-    def parts_short(value: str) -> bool:
-        return not matches(value, "[^.]{64}")
-
-    def not_google(value: str) -> bool:
-        return not value.startswith("goog") and "google" not in value and "g00gle" not in value
-
-    return (
-        pattern_rule(
-            path,
-            "^[a-z0-9][-a-z0-9_.]*[a-z0-9]$",
-            "must use only lowercase letters, digits, '-', '_' and '.', "
-            "and start and end with a letter or digit",
-        ),
-        Rule(
-            cel="self.size() <= 63 || self.contains('.')",
-            message=f"{path} must be at most 63 characters (at most 222 if it contains dots)",
-            check=short_or_dotted,
-        ),
-        Rule(
-            cel="!self.matches('[^.]{64}')",
-            message=f"{path} must not have a dot-separated part longer than 63 characters",
-            check=parts_short,
-        ),
-        _not_ip(path),
-        Rule(
-            cel="!self.startsWith('goog') && !self.contains('google') && !self.contains('g00gle')",
-            message=f"{path} must not start with 'goog' nor contain 'google' or 'g00gle'",
-            check=not_google,
-        ),
-    )
-
-
-_REGION_PATTERN = "^[a-z]{2,}(-[a-z]+)+-[0-9]+$"
-_DNS_LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS_SUBDOMAIN = f"^{_DNS_LABEL}([.]{_DNS_LABEL})*$"
-_HOST = "[A-Za-z0-9]([-.A-Za-z0-9]*[A-Za-z0-9])?(:[0-9]{1,5})?"
-ENDPOINT_PATTERN = f"^https?://{_HOST}(/[-A-Za-z0-9._~%/]*)?$"
-URL_PATTERN = f"^https?://{_HOST}([/?][!-~]*)?$"
-
-_ENDPOINT_ALLOWED = (
-    "must be an http:// or https:// URL: a host name or IPv4 address, an optional :port and "
-    "an optional path (letters, digits, '-', '.', '_', '~', '%', '/'); no user:password@, "
-    "query or fragment"
-)
-_URL_ALLOWED = (
-    "must be an http:// or https:// URL: a host name or IPv4 address, an optional :port, then "
-    "an optional path or query of printable ASCII without spaces; no user:password@"
-)
-
-
-def endpoint_rules(path: str) -> tuple[Rule, ...]:
-    return (pattern_rule(path, ENDPOINT_PATTERN, _ENDPOINT_ALLOWED),)
-
-
-def region_rule(path: str, example: str) -> Rule:
-    return pattern_rule(
-        path,
-        _REGION_PATTERN,
-        f"must be a region id: lowercase words joined by '-' ending in a number, such as {example}",
-    )
-
-
-def _duration_rule(
-    path: str,
-    *,
-    allowed: str,
-    above_zero: bool = False,
-    zero_or_at_least: str | None = None,
-    maximum: str | None = None,
-) -> Rule:
-    """A Go duration: CEL checks the grammar first, so garbage gets this message, not a
-    `duration()` evaluation error; then the bounds.
-
-    `above_zero`: more than 0s. `zero_or_at_least`: exactly zero (any spelling Go parses
-    to zero, such as `0`, `0s` or `0h0m`) or at least this duration. `maximum`: at most
-    this duration. Without a bound, any non-negative duration passes.
-    """
-    if above_zero and zero_or_at_least is not None:
-        raise ValueError("above_zero and zero_or_at_least exclude each other")
-    cel = f"self.matches({_quoted(DURATION_PATTERN)})"
-    low = None
-    if zero_or_at_least is not None:
-        low = parse_go_duration(zero_or_at_least)
-        if low <= 0:
-            raise ValueError(f"zero_or_at_least must be above 0s, not {zero_or_at_least!r}")
-        cel += (
-            " && (duration(self) == duration('0s')"
-            f" || duration(self) >= duration('{zero_or_at_least}'))"
-        )
-    else:
-        comparison = ">" if above_zero else ">="
-        cel += f" && duration(self) {comparison} duration('0s')"
-    high = None
-    if maximum is not None:
-        high = parse_go_duration(maximum)
-        cel += f" && duration(self) <= duration('{maximum}')"
-
-    def check(value: str) -> bool:
-        if not matches(value, DURATION_PATTERN):
-            return False
-        try:
-            nanos = parse_go_duration(value)
-        except DurationError:
-            return False
-        if nanos < 0 or (above_zero and nanos == 0):
-            return False
-        if low is not None and 0 < nanos < low:
-            return False
-        return high is None or nanos <= high
-
-    return Rule(cel=cel, message=f"{path} {allowed}", check=check)
-
-
-# --- member blocks -----------------------------------------------------------
-
-
-class AmazonS3(RuleModel):
-    """An Amazon S3 bucket. The Secret (spec.credentials.secretRef.name) must hold the keys
-    accessKeyId
-    and secretAccessKey, and sessionToken for temporary credentials.
-    """
-
-    bucket: Annotated[
-        str,
-        Field(
-            min_length=3,
-            max_length=63,
-            description=(
-                "Name of an existing general purpose bucket: 3-63 lowercase letters, digits, "
-                "'.' and '-', starting and ending with a letter or digit, no '..', not "
-                "formatted as an IP address, no prefix xn--, sthree- or amzn-s3-demo- and no "
-                "suffix -s3alias, --ol-s3, .mrap, --x-s3 or --table-s3. Immutable."
-            ),
-        ),
-        Checks(
-            *s3_bucket_rules("spec.amazonS3.bucket", amazon=True), immutable("spec.amazonS3.bucket")
-        ),
-    ]
-    region: Annotated[
-        str,
-        Field(
-            max_length=32,
-            description=(
-                "AWS region of the bucket, such as us-east-1 or eu-central-1. It selects the "
-                "endpoint and the partition (aws, aws-cn, aws-us-gov). Immutable."
-            ),
-        ),
-        Checks(region_rule("spec.amazonS3.region", "us-east-1"), immutable("spec.amazonS3.region")),
-    ]
-    server_side_encryption: ServerSideEncryption | None = Field(
-        default=None,
-        strict=False,
-        description=(
-            "Ask S3 to encrypt every object written with this server-side encryption "
-            "(x-amz-server-side-encryption header): AES256 (SSE-S3), aws:kms (SSE-KMS with the "
-            "bucket's key) or aws:kms:dsse. Unset: the bucket's default encryption applies."
-        ),
-    )
-
-
-class S3Compatible(RuleModel):
-    """A bucket on any service that speaks the S3 API (MinIO, Ceph, Cloudflare R2, Wasabi, ...). The
-    Secret (spec.credentials.secretRef.name) must hold the keys accessKeyId and secretAccessKey, and
-    optionally sessionToken.
-    """
-
-    endpoint: Annotated[
-        str,
-        Field(
-            max_length=512,
-            description=(
-                "URL of the S3 API, such as https://minio.example.com:9000. https:// is "
-                "required unless spec.environment is Development. No user:password@, query or "
-                "fragment. Immutable."
-            ),
-        ),
-        Checks(
-            *endpoint_rules("spec.s3Compatible.endpoint"), immutable("spec.s3Compatible.endpoint")
-        ),
-    ]
-    bucket: Annotated[
-        str,
-        Field(
-            min_length=3,
-            max_length=63,
-            description=(
-                "Name of an existing bucket: 3-63 lowercase letters, digits, '.' and '-', "
-                "starting and ending with a letter or digit, no '..', not formatted as an IP "
-                "address. Immutable."
-            ),
-        ),
-        Checks(
-            *s3_bucket_rules("spec.s3Compatible.bucket", amazon=False),
-            immutable("spec.s3Compatible.bucket"),
-        ),
-    ]
-    region: (
-        Annotated[
-            str,
-            Field(
-                max_length=64,
-                description=(
-                    "Signing region, if the service wants one (such as auto for Cloudflare R2, or "
-                    "us-east-1); unset means us-east-1. Letters, digits, '.', '_' and '-'. "
-                    "Immutable."
-                ),
-            ),
-            Checks(
-                pattern_rule(
-                    "spec.s3Compatible.region",
-                    "^[A-Za-z0-9][-A-Za-z0-9_.]*$",
-                    "must use only letters, digits, '.', '_' and '-', "
-                    "and start with a letter or digit",
-                )
-            ),
-        ]
-        | None
-    ) = None
-    force_path_style: bool = Field(
-        default=False,
-        description=(
-            "Address the bucket as <endpoint>/<bucket> instead of <bucket>.<endpoint host> "
-            "(MinIO and most self-hosted services need true). IP-address endpoints always use "
-            "path style."
-        ),
-    )
-
-    cel_rules: ClassVar[tuple[AnyRule, ...]] = (
-        immutable_optional("spec.s3Compatible.region", "region", "region"),
-    )
-
-
-class GoogleCloudStorage(RuleModel):
-    """A Google Cloud Storage bucket. The Secret (spec.credentials.secretRef.name) must hold either
-    serviceAccountJson (a service account key file in JSON), or hmacAccessKey and hmacSecret
-    (interoperability HMAC keys).
-    """
-
-    bucket: Annotated[
-        str,
-        Field(
-            min_length=3,
-            max_length=222,
-            description=(
-                "Name of an existing bucket: 3-63 lowercase letters, digits, '-', '_' and '.' "
-                "(up to 222 with dots, each dot-separated part at most 63), starting and ending "
-                "with a letter or digit, not formatted as an IP address, not starting with "
-                "goog and not containing google. Immutable."
-            ),
-        ),
-        Checks(
-            *gcs_bucket_rules("spec.googleCloudStorage.bucket"),
-            immutable("spec.googleCloudStorage.bucket"),
-        ),
-    ]
-
-
-class AzureBlobStorage(RuleModel):
-    """A container in an Azure Storage account (Blob Storage or Data Lake Storage Gen2). The Secret
-    (spec.credentials.secretRef.name) must hold one of accountKey, sasToken or connectionString.
-    """
-
-    storage_account_name: Annotated[
-        str,
-        Field(
-            min_length=3,
-            max_length=24,
-            description="Storage account name: 3-24 lowercase letters and digits. Immutable.",
-        ),
-        Checks(
-            pattern_rule(
-                "spec.azureBlobStorage.storageAccountName",
-                "^[a-z0-9]+$",
-                "must use only lowercase letters and digits",
-            ),
-            immutable("spec.azureBlobStorage.storageAccountName"),
-        ),
-    ]
-    container_name: Annotated[
-        str,
-        Field(
-            min_length=3,
-            max_length=63,
-            description=(
-                "Name of an existing container: 3-63 lowercase letters, digits and hyphens, "
-                "starting and ending with a letter or digit, no two hyphens in a row. Immutable."
-            ),
-        ),
-        Checks(
-            pattern_rule(
-                "spec.azureBlobStorage.containerName",
-                "^[a-z0-9]+(-[a-z0-9]+)*$",
-                "must use only lowercase letters, digits and single hyphens, "
-                "and start and end with a letter or digit",
-            ),
-            immutable("spec.azureBlobStorage.containerName"),
-        ),
-    ]
-    endpoint: (
-        Annotated[
-            str,
-            Field(
-                max_length=512,
-                description=(
-                    "Blob service URL, for sovereign clouds and emulators (such as "
-                    "https://<account>.blob.core.chinacloudapi.cn, or "
-                    "http://127.0.0.1:10000/<account> "
-                    "for Azurite in Development). Unset: https://<account>.blob.core.windows.net. "
-                    "Immutable."
-                ),
-            ),
-            Checks(*endpoint_rules("spec.azureBlobStorage.endpoint")),
-        ]
-        | None
-    ) = None
-    product: AzureProduct | None = Field(
-        default=None,
-        strict=False,
-        description="Set to Databricks when a Databricks workspace reads the container.",
-    )
-
-    cel_rules: ClassVar[tuple[AnyRule, ...]] = (
-        immutable_optional("spec.azureBlobStorage.endpoint", "endpoint", "endpoint"),
-    )
-
-
-class AlibabaOSS(RuleModel):
-    """An Alibaba Cloud Object Storage Service (OSS) bucket. The Secret
-    (spec.credentials.secretRef.name) must hold accessKeyId and accessKeySecret.
-    """
-
-    bucket: Annotated[
-        str,
-        Field(
-            min_length=3,
-            max_length=63,
-            description=(
-                "Name of an existing bucket: 3-63 lowercase letters, digits and '-', starting "
-                "and ending with a letter or digit. Immutable."
-            ),
-        ),
-        Checks(
-            pattern_rule(
-                "spec.alibabaOSS.bucket",
-                "^[a-z0-9][-a-z0-9]*[a-z0-9]$",
-                "must use only lowercase letters, digits and '-', "
-                "and start and end with a letter or digit",
-            ),
-            immutable("spec.alibabaOSS.bucket"),
-        ),
-    ]
-    region: Annotated[
-        OSSRegion,
-        Field(
-            strict=False,
-            description="OSS region id of the bucket, such as oss-cn-hangzhou. Immutable.",
-        ),
-        Checks(immutable("spec.alibabaOSS.region")),
-    ]
-    endpoint: (
-        Annotated[
-            str,
-            Field(
-                max_length=512,
-                description=(
-                    "Override of the OSS endpoint (such as an internal or accelerated endpoint); "
-                    "unset: https://<region>.aliyuncs.com. Immutable."
-                ),
-            ),
-            Checks(*endpoint_rules("spec.alibabaOSS.endpoint")),
-        ]
-        | None
-    ) = None
-
-    cel_rules: ClassVar[tuple[AnyRule, ...]] = (
-        immutable_optional("spec.alibabaOSS.endpoint", "endpoint", "endpoint"),
-    )
-
-
-class OracleCloudStorage(RuleModel):
-    """An Oracle Cloud Infrastructure Object Storage bucket, reached through OCI's Amazon S3
-    Compatibility API (https://<namespace>.compat.objectstorage.<region>.oraclecloud.com). The
-    Secret (spec.credentials.secretRef.name) must hold accessKeyId and secretAccessKey of a Customer
-    Secret Key.
-    """
-
-    bucket: Annotated[
-        str,
-        Field(
-            min_length=1,
-            max_length=256,
-            description=(
-                "Name of an existing bucket: 1-256 letters, digits, '-', '_' and '.'. Immutable."
-            ),
-        ),
-        Checks(
-            pattern_rule(
-                "spec.oracleCloudStorage.bucket",
-                "^[-A-Za-z0-9_.]+$",
-                "must use only letters, digits, '-', '_' and '.'",
-            ),
-            immutable("spec.oracleCloudStorage.bucket"),
-        ),
-    ]
-    namespace: Annotated[
-        str,
-        Field(
-            min_length=1,
-            max_length=63,
-            description=(
-                "The tenancy's Object Storage namespace (a DNS label: lowercase letters, digits "
-                "and '-'). Immutable."
-            ),
-        ),
-        Checks(
-            pattern_rule(
-                "spec.oracleCloudStorage.namespace",
-                f"^{_DNS_LABEL}$",
-                "must use only lowercase letters, digits and '-', "
-                "and start and end with a letter or digit",
-            ),
-            immutable("spec.oracleCloudStorage.namespace"),
-        ),
-    ]
-    region: Annotated[
-        str,
-        Field(
-            max_length=32,
-            description="OCI region identifier, such as us-ashburn-1. Immutable.",
-        ),
-        Checks(
-            region_rule("spec.oracleCloudStorage.region", "us-ashburn-1"),
-            immutable("spec.oracleCloudStorage.region"),
-        ),
-    ]
-
-
-class Webhook(RuleModel):
-    """An HTTPS endpoint that receives deliveries. The Secret (spec.credentials.secretRef.name)
-    must hold verificationToken (sent in a request header, so that the receiver can tell the
-    requests are genuine), and optionally bearerToken (sent as Authorization: Bearer).
-    """
-
-    url: Annotated[
-        str,
-        Field(
-            max_length=2048,
-            description=(
-                "URL that receives deliveries, such as https://hooks.example.com/destinations. "
-                "https:// is required unless spec.environment is Development. No "
-                "user:password@. May change (the Destination is then verified again)."
-            ),
-        ),
-        Checks(pattern_rule("spec.webhook.url", URL_PATTERN, _URL_ALLOWED)),
-    ]
-
-
-Member = (
-    AmazonS3
-    | S3Compatible
-    | GoogleCloudStorage
-    | AzureBlobStorage
-    | AlibabaOSS
-    | OracleCloudStorage
-    | Webhook
-)
-"""One of the member blocks."""
-
-
-# --- the rest of spec --------------------------------------------------------
+_DNS_SUBDOMAIN = f"^{DNS_LABEL}([.]{DNS_LABEL})*$"
 
 
 class SecretRef(RuleModel):
@@ -796,7 +168,7 @@ class Verification(RuleModel):
                 ),
             ),
             Checks(
-                _duration_rule(
+                duration_rule(
                     "spec.verification.interval",
                     zero_or_at_least="1m",
                     allowed=(
@@ -820,7 +192,7 @@ class Verification(RuleModel):
                 ),
             ),
             Checks(
-                _duration_rule(
+                duration_rule(
                     "spec.verification.timeout",
                     above_zero=True,
                     maximum="10m",
@@ -854,67 +226,7 @@ class Verification(RuleModel):
         return None if self.timeout is None else parse_duration(self.timeout)
 
 
-_PROXY_PATH = "spec.transport.httpsProxy"
-PROXY_PATTERN = f"^https?://{_HOST}/?$"
-_PROXY_ALLOWED = (
-    "must be an http:// or https:// URL of a proxy: a host name or IPv4 address and an "
-    "optional :port; no path, query or user:password@"
-)
-
-
-def _no_userinfo(path: str) -> Rule:
-    def check(value: str) -> bool:
-        return "@" not in value
-
-    return Rule(
-        cel="!self.contains('@')",
-        message=f"{path} must not contain user:password@: proxy credentials are not supported",
-        check=check,
-    )
-
-
-class Transport(RuleModel):
-    """How the probe's connections reach the target: through an HTTP(S) proxy, and whether the
-    target's TLS certificate is verified. CA certificates to trust are not set here but in the
-    Secret (spec.credentials.secretRef.name), under the optional key caBundle (PEM): they are
-    trusted instead of the system's CAs, for every type.
-    """
-
-    https_proxy: (
-        Annotated[
-            str,
-            Field(
-                max_length=512,
-                description=(
-                    "URL of the proxy that the probe's https:// connections go through, such as "
-                    "http://proxy.example.com:3128 (https:// for a proxy that itself speaks TLS). "
-                    "The probe opens a CONNECT tunnel through it, so TLS runs from the operator "
-                    "to the target and the proxy sees only the target's host and port; the "
-                    "proxy resolves that host itself. http:// targets (Development only) are "
-                    "reached directly. A host name or IPv4 address and an optional :port; no "
-                    "user:password@ (proxy credentials are not supported). The operator checks "
-                    "the proxy's address as it checks endpoints (cloud metadata and link-local "
-                    "addresses are refused, private ones unless the operator allows them)."
-                ),
-            ),
-            Checks(
-                pattern_rule(_PROXY_PATH, PROXY_PATTERN, _PROXY_ALLOWED),
-                _no_userinfo(_PROXY_PATH),
-            ),
-        ]
-        | None
-    ) = None
-    insecure_skip_tls_verify: bool = Field(
-        default=False,
-        alias="insecureSkipTLSVerify",
-        description=(
-            "true: the probe does not verify the target's TLS certificate nor its host name. "
-            "Allowed only when spec.environment is Development (for a test server with a "
-            "throw-away certificate); the Verified condition's message then says that TLS "
-            "verification was skipped. Elsewhere, put the CA that signed the certificate in the "
-            "Secret's caBundle key."
-        ),
-    )
+# --- the spec and the rules across its blocks --------------------------------
 
 
 MEMBER_FIELDS: dict[DestinationType, tuple[str, str]] = {
@@ -1029,36 +341,6 @@ def _transport_rules() -> tuple[Rule, ...]:
     )
 
 
-def _prefix_rules() -> tuple[Rule, ...]:
-    path = "spec.pathPrefix"
-
-    def no_leading_slash(value: str) -> bool:
-        return not value.startswith("/")
-
-    def no_empty_segment(value: str) -> bool:
-        return "//" not in value
-
-    return (
-        pattern_rule(
-            path,
-            PREFIX_PATTERN,
-            "may contain only letters, digits, '.', '_', '-', '=', '/' and the tokens "
-            "%COLLECTION_ID%, %COLLECTION_NAME%, %RESULT_SET_ID% and %DATE%",
-        ),
-        Rule(
-            cel="!self.startsWith('/')",
-            message=f"{path} must not start with '/'",
-            check=no_leading_slash,
-        ),
-        _no_double_dot(path, "'..'"),
-        Rule(
-            cel="!self.contains('//')",
-            message=f"{path} must not contain '//' (an empty folder name)",
-            check=no_empty_segment,
-        ),
-    )
-
-
 class DestinationSpec(RuleModel):
     """Where a Destination writes, with which credentials, and how it is verified. A discriminated
     union: spec.type names the one member block (amazonS3, s3Compatible, googleCloudStorage,
@@ -1147,7 +429,7 @@ class DestinationSpec(RuleModel):
                     "is written under it."
                 ),
             ),
-            Checks(*_prefix_rules()),
+            Checks(*prefix_rules()),
         ]
         | None
     ) = None

@@ -58,12 +58,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
-from destination_operator.api.spec import (
-    AzureProduct,
-    DestinationSpec,
-    DestinationType,
-    VerificationMode,
-)
+from destination_operator.api.backends.azure import AzureProduct
+from destination_operator.api.spec import DestinationSpec, DestinationType, VerificationMode
 from destination_operator.errors import (
     AccessDeniedError,
     AuthenticationFailedError,

@@ -56,12 +56,8 @@ from types import ModuleType
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from destination_operator.api.spec import (
-    DestinationSpec,
-    DestinationType,
-    OSSRegion,
-    VerificationMode,
-)
+from destination_operator.api.backends.oss import OSSRegion
+from destination_operator.api.spec import DestinationSpec, DestinationType, VerificationMode
 from destination_operator.errors import (
     AccessDeniedError,
     AuthenticationFailedError,

@@ -69,7 +69,7 @@ def test_quiet_prints_errors_only(tmp_path: Path, capsys: pytest.CaptureFixture[
     path.write_text(f"{SECRET}---\n{BAD}")
     code, out, err = lint(capsys, str(path))
     assert code == 1
-    assert f"{path}:2: spec.type: Unsupported value" in out
+    assert f"{path}:9:14: bad: spec.type: Unsupported value" in out
     assert "warning: stringData" in err and "lint: 1 Destination(s)" in err
     # -q, before or after the paths: the same errors and status, nothing else
     for argv in (["-q", str(path)], [str(path), "-q"], ["--quiet", str(path)]):
@@ -96,10 +96,10 @@ def test_a_charts_templates_are_skipped_with_a_notice(
     code, out, err = lint(capsys, str(tmp_path))
     assert code == 1
     assert out.splitlines() == [
-        f"{plain / 'bad.yaml'}:1: spec.type: Unsupported value: supported values: "
+        f"{plain / 'bad.yaml'}:4:14: bad: spec.type: Unsupported value: supported values: "
         '"AmazonS3", "S3Compatible", "GoogleCloudStorage", "AzureBlobStorage", "AlibabaOSS", '
         '"OracleCloudStorage", "Webhook"',
-        f"{plain / 'bad.yaml'}:1: spec.credentials: Required value",
+        f"{plain / 'bad.yaml'}:4:1: bad: spec.credentials: Required value",
     ]
     lines = err.splitlines()
     assert notice(top / "templates") in lines
@@ -134,3 +134,47 @@ def test_help_documents_quiet_and_charts(capsys: pytest.CaptureFixture[str]) -> 
     assert "-q, --quiet print errors only" in text
     assert "helm template <release> charts/x | destination-operator lint -" in text
     assert "exit status" in text
+
+
+def test_help_documents_outputs_strict_summary_and_exit_codes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = lint(capsys, "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    assert "-o {text,json,junit}, --output {text,json,junit}" in text
+    assert "--strict warnings are errors" in text
+    assert "--summary print the counts" in text
+    assert "FILE:LINE:COL: NAMESPACE/NAME: FIELD: MESSAGE" in text
+    assert (
+        "0 no error (warnings allowed unless --strict), 1 an error, 2 a path that cannot be "
+        "read or a bad option"
+    ) in text
+
+
+def test_outputs_and_summary_through_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    from xml.etree import ElementTree as ET
+
+    path = tmp_path / "mixed.yaml"
+    path.write_text(f"{SECRET}---\n{BAD}")
+    code, out, err = lint(capsys, "--summary", str(path))
+    assert code == 1
+    assert out.splitlines()[-1] == (
+        "Summary: 2 object(s) found in 1 file(s) - Checked: 1, Valid: 0, Invalid: 1, "
+        "Skipped: 1, Errors: 2, Warnings: 1"
+    )
+    assert "warning: stringData" in err
+    code, out, _ = lint(capsys, "-o", "json", "-q", str(path))
+    assert code == 1
+    assert [f["severity"] for f in json.loads(out)["findings"]] == ["warning", "error", "error"]
+    code, out, _ = lint(capsys, str(path), "--output=junit", "--strict")
+    assert code == 1
+    assert ET.fromstring(out.encode()).get("failures") == "2"  # the Secret's warning fails too
+
+
+def test_unknown_output_is_a_bad_option(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = lint(capsys, "-o", "yaml", "-")
+    assert code == 2 and "invalid choice: 'yaml'" in err

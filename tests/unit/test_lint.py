@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import textwrap
 from pathlib import Path
 
@@ -148,7 +149,7 @@ def test_good_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (code, out) == (0, "")
 
 
-def test_multi_document_reports_the_document_index(
+def test_multi_document_reports_the_line_and_the_object(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = destination("type: AmazonS3\ncredentials: {secretRef: {name: s}}\n")
@@ -159,7 +160,7 @@ def test_multi_document_reports_the_document_index(
     code, out, _ = run(capsys, [str(path)])
     assert code == 1
     assert out.splitlines() == [
-        f"{path}:3: spec.amazonS3: spec.amazonS3 is required when spec.type is AmazonS3"
+        f"{path}:20:1: d: spec.amazonS3: is required when spec.type is AmazonS3"
     ]
 
 
@@ -172,7 +173,7 @@ def test_folders_are_searched_recursively(
     write(tmp_path, "a/.git/three.yaml", "broken: [")
     code, out, err = run(capsys, [str(tmp_path / "a")])
     assert code == 1
-    assert out.count("\n") == 1 and "two.yml:1: spec.type: Unsupported value" in out
+    assert out.count("\n") == 1 and "two.yml:6:9: d: spec.type: Unsupported value" in out
     assert "2 Destination(s) in 2 file(s)" in err
 
 
@@ -187,7 +188,7 @@ def test_stdin(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     )
     code, out, _ = run(capsys, argv, stdin=text)
     assert code == 1
-    assert out.startswith("<stdin>:2: spec.webhook.url: spec.webhook.url must start with https://")
+    assert out.startswith("<stdin>:16:18: d: spec.webhook.url: must start with https://")
 
 
 def test_malformed_yaml_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -195,8 +196,7 @@ def test_malformed_yaml_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     code, out, err = run(capsys, [str(path)])
     assert code == 1
     assert out.splitlines() == [
-        f"{path}:2: yaml: malformed YAML: expected ',' or ']', but got '<stream end>' "
-        "(line 11, column 1)"
+        f"{path}:11:1: yaml: malformed YAML: expected ',' or ']', but got '<stream end>'"
     ]
     assert "Traceback" not in out + err
 
@@ -243,21 +243,21 @@ def test_missing_path(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
         ),
         (
             destination("type: AmazonS3\namazonS3:\ncredentials: {secretRef: {name: s}}"),
-            "spec.amazonS3: spec.amazonS3 is required when spec.type is AmazonS3",
+            "spec.amazonS3: is required when spec.type is AmazonS3",
         ),
         (
             destination(
                 "type: AmazonS3\namazonS3: {bucket: b-1, region: us-east-1}\n"
                 "credentials: {secretRef: {name: s}}\nextra: 1"
             ),
-            'spec.extra: unknown field "spec.extra"',
+            "spec.extra: unknown field",
         ),
         (
             destination(
                 "type: AmazonS3\namazonS3: {bucket: b-1, region: us-east-1}\n"
                 "credentials: {secretRef: {name: s}}\nenabled: 'yes'"
             ),
-            "spec.enabled: spec.enabled must be of type boolean",
+            "spec.enabled: must be of type boolean",
         ),
         (
             destination(
@@ -271,7 +271,7 @@ def test_missing_path(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
                 "type: AmazonS3\namazonS3: {bucket: 12345, region: us-east-1}\n"
                 "credentials: {secretRef: {name: s}}"
             ),
-            "spec.amazonS3.bucket: spec.amazonS3.bucket must be of type string",
+            "spec.amazonS3.bucket: must be of type string",
         ),
         (
             destination(
@@ -300,7 +300,7 @@ def test_missing_path(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
                 "type: Webhook\nwebhook: {url: https://h.example.com}\n"
                 "credentials: {secretRef: {name: s}}\n1: x"
             ),
-            'spec.1: unknown field "spec.1"',
+            "spec.1: unknown field",
         ),
         (
             "apiVersion: destinations.io/v1alpha1\nkind: Destination\nspec: {}\n",
@@ -311,10 +311,10 @@ def test_missing_path(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
             "apiVersion: Destination must use apiVersion destinations.io/v1alpha1",
         ),
         ("kind: Destination\nmetadata: {name: d}\n", "apiVersion: Destination must use"),
-        (GOOD + "specs: {}\n", 'specs: unknown field "specs"'),
+        (GOOD + "specs: {}\n", 'specs: unknown field, did you mean "spec"?'),
         (
             GOOD.replace("metadata:\n  name: good", "metadata: [good]"),
-            "metadata: metadata must be of type object",
+            "metadata: must be of type object",
         ),
         ("apiVersion: other.io/v1\nkind: Destination\nspec: 5\n", None),
         ("- just\n- a list\n", None),
@@ -327,7 +327,8 @@ def test_documents(doc: str, expected: str | None, capsys: pytest.CaptureFixture
         assert (code, out) == (0, "")
     else:
         assert code == 1
-        assert f"<stdin>:1: {expected}" in out
+        # FILE:LINE:COL: [NAMESPACE/NAME: ]FIELD: MESSAGE
+        assert re.search(rf"^<stdin>:\d+:\d+: (\S+: )?{re.escape(expected)}", out, re.M), out
 
 
 def test_huge_values_are_not_echoed(capsys: pytest.CaptureFixture[str]) -> None:
@@ -353,7 +354,7 @@ def test_alias_bombs_stay_cheap(capsys: pytest.CaptureFixture[str]) -> None:
     doc = destination("type: Webhook\nwebhook: {url: *i}\ncredentials: {secretRef: {name: s}}")
     code, out, _ = run(capsys, ["-"], stdin="\n".join(lines) + "\n" + doc)
     assert code == 1
-    assert "spec.webhook.url must be of type string" in out
+    assert "spec.webhook.url: must be of type string" in out
 
 
 def test_list_kind_items_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
@@ -362,7 +363,7 @@ def test_list_kind_items_are_checked(capsys: pytest.CaptureFixture[str]) -> None
         "- apiVersion: destinations.io/v1alpha1\n  kind: Destination\n  metadata: {name: x}\n"
     )
     code, out, _ = run(capsys, ["-"], stdin=doc)
-    assert code == 1 and "<stdin>:1: items[0].spec: Required value" in out
+    assert code == 1 and "<stdin>:4:3: x: items[0].spec: Required value" in out
 
 
 def test_secret_warning_names_keys_not_values(capsys: pytest.CaptureFixture[str]) -> None:
@@ -390,3 +391,307 @@ def test_help_and_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert lint.main(["--help"]) == 0
     assert lint.main(["--nope"]) == 2
     capsys.readouterr()
+
+
+# --- identity, did you mean, lines, formats, --strict, empty input, regions ----------
+
+S3 = (
+    "type: AmazonS3\namazonS3: {bucket: b-1, region: us-east-1}\n"
+    "credentials: {secretRef: {name: s}}"
+)
+
+
+def errors(out: str) -> list[str]:
+    return out.splitlines()
+
+
+@pytest.mark.parametrize("group", ["destination.io", "destinations. io", "Destinations.io"])
+def test_a_group_typo_is_an_error_with_did_you_mean(
+    group: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = destination(S3).replace("destinations.io/v1alpha1", f"{group}/v1alpha1")
+    code, out, _ = run(capsys, ["-q", "-"], stdin=doc)
+    assert code == 1
+    assert errors(out) == [
+        f'<stdin>:1:13: d: apiVersion: unknown API group "{group}", '
+        'did you mean "destinations.io/v1alpha1"?'
+    ]
+
+
+@pytest.mark.parametrize("kind", ["destination", "Destinaton", "Destinations"])
+def test_a_kind_typo_is_an_error_with_did_you_mean(
+    kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = destination(S3).replace("kind: Destination", f"kind: {kind}")
+    code, out, _ = run(capsys, ["-q", "-"], stdin=doc)
+    assert code == 1
+    assert errors(out) == [
+        f'<stdin>:2:7: d: kind: unknown kind "{kind}" in destinations.io, '
+        'did you mean "Destination"?'
+    ]
+
+
+def test_an_unknown_kind_of_our_group_is_an_error_without_a_suggestion(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    doc = destination(S3).replace("kind: Destination", "kind: Bucket")
+    code, out, _ = run(capsys, ["-q", "-"], stdin=doc)
+    assert code == 1
+    assert errors(out) == ['<stdin>:2:7: d: kind: unknown kind "Bucket" in destinations.io']
+
+
+def test_an_unserved_version_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = destination(S3).replace("v1alpha1", "v1")
+    code, out, _ = run(capsys, ["-q", "-"], stdin=doc)
+    assert code == 1
+    assert errors(out) == [
+        "<stdin>:1:13: d: apiVersion: Destination must use apiVersion destinations.io/v1alpha1 "
+        '(the only version served; "v1" is not)'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (
+            "type: AmazonS3\namazonS3:\n  bucket: b-1\n  regoin: us-east-1\n"
+            "credentials: {secretRef: {name: s}}",
+            '<stdin>:9:5: d: spec.amazonS3.regoin: unknown field, did you mean "region"?',
+        ),
+        (
+            "type: AmazonS3\namazonS33: {bucket: b-1, region: us-east-1}\n"
+            "credentials: {secretRef: {name: s}}",
+            '<stdin>:7:3: d: spec.amazonS33: unknown field, did you mean "amazonS3"?',
+        ),
+        (
+            S3 + "\nenabeld: false",
+            '<stdin>:9:3: d: spec.enabeld: unknown field, did you mean "enabled"?',
+        ),
+    ],
+)
+def test_a_misspelt_field_is_one_error_with_did_you_mean(
+    spec: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, ["-q", "-"], stdin=destination(spec))
+    assert code == 1
+    assert errors(out) == [expected]  # not also "the field it meant: Required value"
+
+
+def test_errors_name_the_line_column_and_object(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (
+        GOOD
+        + "---\n"
+        + destination(
+            "type: Webhook\nwebhook:\n  url: http://h.example.com\n"
+            "credentials: {secretRef: {name: s}}",
+            name="hook",
+        ).replace("  name: hook", "  name: hook\n  namespace: team-a")
+    )
+    path = write(tmp_path, "two.yaml", text)
+    code, out, _ = run(capsys, [str(path)])
+    assert code == 1
+    # the second document starts on line 10; `url:` is on line 18, its value at column 10
+    assert errors(out) == [
+        f"{path}:18:10: team-a/hook: spec.webhook.url: must start with https:// when "
+        "spec.environment is Production or Staging (http:// is allowed only in Development)"
+    ]
+    assert text.splitlines()[17][9:] == "http://h.example.com"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        S3 + "\nenabled: 'yes'",
+        S3.replace("b-1", "12345"),
+        S3.replace("b-1", "b"),
+        "type: AmazonS3\ncredentials: {secretRef: {name: s}}",
+        "type: Webhook\nwebhook: {url: 'http://x'}\ncredentials: {secretRef: {name: s}}",
+        S3 + "\nextra: 1",
+    ],
+)
+def test_messages_name_the_field_once(spec: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, ["-q", "-"], stdin=destination(spec))
+    assert code == 1 and out
+    for line in errors(out):
+        field, message = line.split(": ", 3)[2:]
+        assert field.startswith("spec.")
+        assert field not in message, line
+
+
+def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    bad = destination(S3 + "\nenabled: 'yes'", name="bad")
+    other = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"
+    path = write(tmp_path, "m.yaml", f"{GOOD}---\n{bad}\n---\n{other}")
+    code, out, _ = run(capsys, ["--output", "json", str(path)])
+    assert code == 1
+    body = json.loads(out)
+    assert body["findings"] == [
+        {
+            "file": str(path),
+            "line": 18,
+            "column": 12,
+            "namespace": None,
+            "name": "bad",
+            "field": "spec.enabled",
+            "message": "must be of type boolean",
+            "severity": "error",
+        }
+    ]
+    assert [(o["name"], o["kind"], o["status"]) for o in body["objects"]] == [
+        ("good", "Destination", "valid"),
+        ("bad", "Destination", "invalid"),
+        ("c", "ConfigMap", "skipped"),
+    ]
+    assert body["summary"] == {
+        "files": 1,
+        "objects": 3,
+        "checked": 2,
+        "valid": 1,
+        "invalid": 1,
+        "skipped": 1,
+        "errors": 1,
+        "warnings": 0,
+    }
+
+
+def test_junit_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from xml.etree import ElementTree as ET
+
+    bad = destination("type: AmazonS3\namazonS3: {bucket: b-1, region: eu-centrl-1}", name="bad")
+    other = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: x}\n"
+    one = write(tmp_path, "one.yaml", f"{GOOD}---\n{bad}\n---\n{other}")
+    two = write(tmp_path, "two.yaml", "spec: [unclosed\n")
+    code, out, _ = run(capsys, ["-o", "junit", str(one), str(two)])
+    assert code == 1
+    top = ET.fromstring(out.encode())
+    assert top.tag == "testsuites"
+    assert (top.get("tests"), top.get("failures"), top.get("skipped")) == ("4", "2", "1")
+    suites = {suite.get("name"): suite for suite in top.findall("testsuite")}
+    assert list(suites) == [str(one), str(two)]
+    cases = {case.get("name"): case for case in suites[str(one)].findall("testcase")}
+    assert list(cases) == [
+        "Destination good (line 1)",
+        "Destination bad (line 10)",
+        "Deployment x/web (line 18)",
+    ]
+    assert cases["Destination good (line 1)"].find("failure") is None
+    failures = cases["Destination bad (line 10)"].findall("failure")
+    assert [f.get("message") for f in failures] == ["spec.credentials: Required value"]
+    warnings = cases["Destination bad (line 10)"].findtext("system-out") or ""
+    assert 'warning: spec.amazonS3.region: unknown AWS region "eu-centrl-1"' in warnings
+    assert cases["Deployment x/web (line 18)"].find("skipped") is not None
+    (malformed,) = suites[str(two)].findall("testcase")
+    assert malformed.get("name") == "(file)"
+    failure = malformed.find("failure")
+    assert failure is not None
+    assert failure.get("message", "").startswith("yaml: malformed YAML")
+
+
+def test_strict_makes_unknown_fields_and_kinds_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = GOOD.replace("  name: good", "  name: good\n  lables: {a: b}")
+    code, out, err = run(capsys, ["-"], stdin=doc)
+    assert (code, out) == (0, "")  # an unknown metadata field: the API server drops it
+    assert (
+        '<stdin>:5:3: good: warning: metadata.lables: unknown field, did you mean "labels"?' in err
+    )
+    code, out, _ = run(capsys, ["--strict", "-q", "-"], stdin=doc)
+    assert code == 1
+    assert errors(out) == [
+        '<stdin>:5:3: good: metadata.lables: unknown field, did you mean "labels"?'
+    ]
+    # a document that is not a Kubernetes object: skipped, and an error under --strict
+    odd = GOOD + "---\nname: not-an-object\n"
+    assert run(capsys, ["-q", "-"], stdin=odd) == (0, "", "")
+    code, out, _ = run(capsys, ["--strict", "-q", "-"], stdin=odd)
+    assert code == 1
+    assert errors(out) == ["<stdin>:10:1: not a Kubernetes object: no apiVersion or no kind"]
+
+
+@pytest.mark.parametrize("where", ["folder", "stdin", "comments only"])
+def test_empty_input_warns_even_under_quiet_and_fails_under_strict(
+    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty").mkdir()
+    argv, stdin, name, what = [str(tmp_path / "empty")], None, str(tmp_path / "empty"), "file"
+    if where != "folder":
+        argv, stdin, name, what = (
+            ["-"],
+            "" if where == "stdin" else "# nothing\n---\n",
+            "<stdin>",
+            "document",
+        )
+    for quiet in ([], ["-q"]):
+        code, out, err = run(capsys, [*quiet, *argv], stdin=stdin)
+        assert (code, out) == (0, "")
+        assert f"{name}: warning: empty input: no YAML {what}" in err.splitlines()
+    code, out, _ = run(capsys, ["--strict", "-q", *argv], stdin=stdin)
+    assert code == 1
+    assert errors(out) == [f"{name}: empty input: no YAML {what}"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "region", "nearest"),
+    [
+        (
+            S3.replace("us-east-1", "eu-centrl-1"),
+            "spec.amazonS3.region",
+            "eu-centrl-1",
+            "eu-central-1",
+        ),
+        (
+            S3.replace("us-east-1", "us-gov-wst-1"),
+            "spec.amazonS3.region",
+            "us-gov-wst-1",
+            "us-gov-west-1",
+        ),
+        (
+            "type: S3Compatible\ns3Compatible: {endpoint: 'https://s3.eu-wst-1.amazonaws.com', "
+            "bucket: b-1}\ncredentials: {secretRef: {name: s}}",
+            "spec.s3Compatible.endpoint",
+            "eu-wst-1",
+            "eu-west-1",
+        ),
+    ],
+)
+def test_an_unknown_aws_region_warns_and_names_the_nearest(
+    spec: str, field: str, region: str, nearest: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, ["-"], stdin=destination(spec))
+    assert (code, out) == (0, "")  # a warning: a region newer than lint's list is fine
+    assert f'd: warning: {field}: unknown AWS region "{region}", did you mean "{nearest}"?' in err
+    code, out, _ = run(capsys, ["--strict", "-q", "-"], stdin=destination(spec))
+    assert code == 1 and f'{field}: unknown AWS region "{region}"' in out
+
+
+def test_known_aws_regions_do_not_warn(capsys: pytest.CaptureFixture[str]) -> None:
+    from destination_operator.tools.checks import AWS_REGIONS
+
+    assert {"us-east-1", "eu-central-1", "cn-north-1", "us-gov-west-1"} <= AWS_REGIONS
+    for region in ("eu-central-1", "cn-northwest-1", "us-gov-east-1"):
+        code, _, err = run(capsys, ["-"], stdin=destination(S3.replace("us-east-1", region)))
+        assert code == 0 and "warning:" not in err
+
+
+def test_other_groups_are_skipped_and_counted(capsys: pytest.CaptureFixture[str]) -> None:
+    others = [
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+        "apiVersion: other.io/v1\nkind: Destination\nmetadata: {name: o}\nspec: 5\n",
+        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: Bucket\nmetadata: {name: b}\n",
+    ]
+    text = "---\n".join([GOOD, *others])
+    code, out, err = run(capsys, ["-"], stdin=text)
+    assert (code, out) == (0, "")
+    assert err.splitlines()[-1] == (
+        "lint: 1 Destination(s) in 1 file(s): 0 error(s), 0 warning(s), "
+        "3 object(s) of other kinds skipped"
+    )
+    code, out, err = run(capsys, ["--summary", "-"], stdin=text)
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "Summary: 4 object(s) found in 1 file(s) - Checked: 1, Valid: 1, Invalid: 0, "
+        "Skipped: 3, Errors: 0, Warnings: 0"
+    ]

@@ -2,24 +2,25 @@
 
     destination-operator lint manifests/ overlays/prod/extra.yaml
     kustomize build overlays/prod | destination-operator lint -
-    helm template my-release charts/x | destination-operator lint -
+    helm template my-release charts/x | destination-operator lint -o junit - > lint.xml
 
-Every `destinations.io/v1alpha1` `Destination` in the given files (folders are
-searched for *.yaml and *.yml; `-` or no path reads stdin) is checked against
-the API models, which carry the same rules as the CRD's schema and CEL
-validations. Problems are printed one per line as
+Every object of the `destinations.io` group in the given files (folders are
+searched for *.yaml and *.yml; `-` or no path reads stdin) is checked: a
+Destination against the API models, which carry the same rules as the CRD's
+schema and CEL validations; any other kind or version of the group, or a group
+spelt nearly like it, is an error with the nearest right spelling. Objects of
+other groups are skipped and counted. Findings are printed one per line as
 
-    FILE:DOCUMENT: FIELD: MESSAGE
+    FILE:LINE:COL: NAMESPACE/NAME: FIELD: MESSAGE
 
-where DOCUMENT is the 1-based index of the YAML document in the file. Other
-documents are ignored, except that a Secret holding credential values in
-`stringData` or `data` gets a warning on stderr (naming the keys, never the
-values): credentials belong outside of Git. A folder's Helm charts (a
+or as JSON or JUnit XML (`--output`, `reports`). Warnings are for what cannot be
+known offline or does not belong in Git: an AWS region missing from the list
+generated from botocore (`aws_regions`), a Secret holding credential values, an
+unknown metadata field, an empty input. `--strict` makes every warning an error,
+and a document that is not a Kubernetes object too. A folder's Helm charts (a
 `Chart.yaml` beside `templates/`) are linted without their `templates/`, which
-are Go templates, not YAML: a one-line notice on stderr names each one skipped
-and how to lint the rendered chart. `-q` prints errors only: no warnings, no
-notices, no summary. The exit status is 0 when there is no error, 1 when there
-is one, 2 when a path cannot be read.
+are Go templates, not YAML. The exit status is 0 when there is no error, 1 when
+there is one, 2 when a path cannot be read or an option is wrong.
 """
 
 from __future__ import annotations
@@ -28,22 +29,25 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Hashable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
-from destination_operator.api import API_VERSION, GROUP, KIND
-from destination_operator.api.rules import matches
-from destination_operator.api.spec import spec_problems
-from destination_operator.providers.registry import credential_keys
+from .checks import (
+    Identity,
+    destination_findings,
+    destination_problems,
+    identify,
+    secret_findings,
+    shown,
+)
+from .manifests import Document, Malformed, documents, position
+from .reports import Finding, ObjectResult, Report, render_json, render_junit, summary_line
 
 __all__ = [
     "DESCRIPTION",
     "EPILOG",
-    "Problem",
+    "Finding",
     "Report",
     "add_arguments",
     "check_destination",
@@ -57,11 +61,26 @@ DESCRIPTION = """\
 Check Destination manifests offline against the CRD's rules (schema and CEL),
 as the API server would."""
 EPILOG = """\
-output:
-  errors on stdout, one a line: FILE:DOCUMENT: FIELD: MESSAGE (DOCUMENT counts
-  YAML documents from 1); warnings (Secrets with credential values), notices
-  and a summary on stderr. Documents other than Destinations, Lists of them and
-  Secrets are ignored.
+output (--output text, the default):
+  errors on stdout, one a line: FILE:LINE:COL: NAMESPACE/NAME: FIELD: MESSAGE
+  (NAMESPACE/ only when the manifest sets one); warnings (FILE:LINE:COL:
+  NAMESPACE/NAME: warning: FIELD: MESSAGE), notices and a summary on stderr.
+  --output json: one JSON document on stdout (findings, objects, summary).
+  --output junit: JUnit XML on stdout, a testsuite per file, a testcase per
+  object, a failure per error (warnings in system-out).
+
+what is checked:
+  objects of the destinations.io group: a wrong kind or version, or a group
+  spelt nearly like it (destination.io), is an error with a "did you mean";
+  objects of other groups are skipped and counted (--summary). Secrets with
+  credential values, unknown metadata fields and AWS regions that lint does not
+  know (it knows botocore's, as of its release) are warnings. An input with no
+  YAML document (an empty folder or stdin) is a warning even under -q.
+
+--strict:
+  every warning is an error, a document that is not a Kubernetes object (no
+  apiVersion or kind; a chart's Chart.yaml and values files excepted) is an
+  error, and so is an empty input.
 
 Helm charts:
   in a folder, a chart's templates/ (a Chart.yaml beside it) is skipped with a
@@ -69,262 +88,102 @@ Helm charts:
     helm template <release> charts/x | destination-operator lint -
 
 exit status:
-  0 no error (warnings allowed), 1 an error, 2 a path that cannot be read or a
-  bad option.
+  0 no error (warnings allowed unless --strict), 1 an error, 2 a path that
+  cannot be read or a bad option.
 
 examples:
   destination-operator lint manifests/ overlays/prod/extra.yaml
   kustomize build overlays/prod | destination-operator lint -q -
+  destination-operator lint --strict --output junit manifests/ > lint.xml
 """
-_TOP_LEVEL = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
-_DNS_SUBDOMAIN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-_DNS_LABEL = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One finding: `source:document: field: message`."""
-
-    source: str
-    document: int
-    field: str
-    message: str
-    warning: bool = False
-
-    def __str__(self) -> str:
-        where = f"{self.source}:{self.document}:"
-        if self.warning:
-            return f"{where} warning: {self.field}: {self.message}"
-        return f"{where} {self.field}: {self.message}"
-
-
-@dataclass
-class Report:
-    """Everything found in one run."""
-
-    problems: list[Problem] = field(default_factory=list)
-    destinations: int = 0
-    sources: int = 0
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if not p.warning]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.warning]
-
-
-def _json_key(key: Any) -> Any:
-    """A mapping key as YAML-to-JSON conversion (sigs.k8s.io/yaml) turns it into a string."""
-    if isinstance(key, bool):
-        return "true" if key else "false"
-    if key is None:
-        return "null"
-    if isinstance(key, int | float):
-        return str(key)
-    return key
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML as kubectl and the API server read it: timestamps stay strings, keys become
-    strings, duplicate keys are an error."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        if not isinstance(node, yaml.MappingNode):
-            return super().construct_mapping(node, deep=deep)
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = _json_key(self.construct_object(key_node, deep=True))
-            if not isinstance(key, Hashable):
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    "found a key that is a list or a mapping",
-                    key_node.start_mark,
-                )
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"found duplicate key {str(key)[:100]!r}",
-                    key_node.start_mark,
-                )
-            seen.add(key)
-        self.flatten_mapping(node)
-        mapping: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = _json_key(self.construct_object(key_node, deep=True))
-            if not isinstance(key, Hashable):
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    "found a key that is a list or a mapping",
-                    key_node.start_mark,
-                )
-            mapping[key] = self.construct_object(value_node, deep=deep)
-        return mapping
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-class _Malformed:
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-
-def _yaml_error(err: BaseException) -> str:
-    if isinstance(err, RecursionError):
-        return "malformed YAML: nested too deeply"
-    if isinstance(err, yaml.MarkedYAMLError):
-        problem = err.problem or err.context or "invalid YAML"
-        mark = err.problem_mark or err.context_mark
-        if mark is not None:
-            return f"malformed YAML: {problem} (line {mark.line + 1}, column {mark.column + 1})"
-        return f"malformed YAML: {problem}"
-    return f"malformed YAML: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
-
-
-def _documents(text: str) -> Iterator[tuple[int, Any]]:
-    """(index, document) pairs; a parse error ends the stream with a `_Malformed`."""
-    loader = _Loader(text)
-    index = 0
-    try:
-        while True:
-            try:
-                if not loader.check_data():  # type: ignore[no-untyped-call]
-                    return
-                data = loader.get_data()
-            except (yaml.YAMLError, RecursionError) as err:
-                yield index + 1, _Malformed(_yaml_error(err))
-                return
-            index += 1
-            yield index, data
-    finally:
-        loader.dispose()
-
-
-def _check_metadata(metadata: Any) -> Iterator[tuple[str, str]]:
-    if metadata is None:
-        yield "metadata.name", "Required value"
-        return
-    if not isinstance(metadata, Mapping):
-        yield "metadata", "metadata must be of type object"
-        return
-    name, generate = metadata.get("name"), metadata.get("generateName")
-    if name is None and generate is None:
-        yield "metadata.name", "Required value: name or generateName is required"
-    elif name is not None:
-        if not isinstance(name, str):
-            yield "metadata.name", "metadata.name must be of type string"
-        elif len(name) > 253 or not matches(name, _DNS_SUBDOMAIN):
-            yield (
-                "metadata.name",
-                "must be a lowercase RFC 1123 subdomain: at most 253 lowercase letters, digits, "
-                "'-' and '.', starting and ending with a letter or digit",
-            )
-    namespace = metadata.get("namespace")
-    if namespace is not None and (
-        not isinstance(namespace, str) or len(namespace) > 63 or not matches(namespace, _DNS_LABEL)
-    ):
-        yield (
-            "metadata.namespace",
-            "must be a lowercase RFC 1123 label: at most 63 lowercase letters, digits and '-', "
-            "starting and ending with a letter or digit",
-        )
-
-
-def _check_destination(doc: Mapping[Any, Any], prefix: str) -> Iterator[tuple[str, str]]:
-    for key in doc:
-        if key not in _TOP_LEVEL:
-            path = f"{prefix}{key}"
-            yield path, f'unknown field "{path}"'
-    for where, message in _check_metadata(doc.get("metadata")):
-        yield prefix + where, message
-    for problem in spec_problems(doc.get("spec"), root=f"{prefix}spec"):
-        yield problem.field, problem.message
+OUTPUTS = ("text", "json", "junit")
+_CHART_FILES = ("Chart.yaml", "Chart.lock", "values.yaml", "values.yml")
 
 
 def check_destination(doc: Mapping[Any, Any]) -> list[tuple[str, str]]:
-    """(field, message) for every problem of one Destination object (metadata and spec)."""
-    return list(_check_destination(doc, ""))
+    """(field, message) for every problem of one Destination object (metadata and spec) that
+    the API server would refuse; no warnings."""
+    return list(destination_problems(doc))
 
 
-def _secret_warning(doc: Mapping[Any, Any]) -> Iterator[tuple[str, str]]:
-    metadata = doc.get("metadata")
-    name = metadata.get("name") if isinstance(metadata, Mapping) else None
-    label = f"Secret {name}" if isinstance(name, str) and len(name) <= 253 else "this Secret"
-    for section in ("stringData", "data"):
-        values = doc.get(section)
-        if not isinstance(values, Mapping):
-            continue
-        keys = sorted(str(k) for k, v in values.items() if k in credential_keys() and v)
-        if keys:
-            yield (
-                section,
-                f"{label} holds credential values in cleartext ({', '.join(keys)}); keep real "
-                "credentials out of manifests: create the Secret out of band, or use External "
-                "Secrets, Sealed Secrets or SOPS",
-            )
-
-
-def _is_destination(doc: Mapping[Any, Any]) -> bool | None:
-    """True: check it; None: a Destination of an API version we do not serve; False: ignore."""
-    api_version, kind = doc.get("apiVersion"), doc.get("kind")
-    if kind != KIND:
-        return False
-    if api_version == API_VERSION:
-        return True
-    if api_version is None or (isinstance(api_version, str) and api_version.startswith(GROUP)):
+def _text(value: Any) -> str | None:
+    """A name or namespace fit for one line (quoted and cut when it is not)."""
+    if not isinstance(value, str):
         return None
-    return False
+    return value if len(value) <= 253 and value.isprintable() else shown(value)
 
 
-def _lint_object(doc: Any, source: str, index: int, report: Report, prefix: str = "") -> None:
+def _new_object(doc: Mapping[Any, Any], source: str, line: int, skipped: bool) -> ObjectResult:
+    metadata = doc.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    api_version, kind = doc.get("apiVersion"), doc.get("kind")
+    return ObjectResult(
+        source,
+        line,
+        _text(api_version) or "",
+        _text(kind) or "",
+        _text(metadata.get("namespace")),
+        _text(metadata.get("name")),
+        skipped=skipped,
+    )
+
+
+def _lint_object(
+    doc: Any, document: Document, source: str, report: Report, prefix: str, manifest: bool
+) -> None:
+    at = prefix.removesuffix(".")
+    line, column = position(document.node, at) if at else position(document.node, "")
     if not isinstance(doc, Mapping):
+        if report.strict and manifest:
+            report.add(Finding(source, line, column, None, None, at, "not a Kubernetes object"))
         return
     kind = doc.get("kind")
     if isinstance(kind, str) and kind.endswith("List") and isinstance(doc.get("items"), list):
-        for position, item in enumerate(doc["items"]):
-            _lint_object(item, source, index, report, prefix=f"{prefix}items[{position}].")
+        for number, item in enumerate(doc["items"]):
+            _lint_object(item, document, source, report, f"{prefix}items[{number}].", manifest)
         return
-    if kind == "Secret" and doc.get("apiVersion") == "v1":
-        for where, message in _secret_warning(doc):
-            report.problems.append(Problem(source, index, prefix + where, message, warning=True))
+    identity, found = identify(doc)
+    if identity is Identity.NOT_AN_OBJECT:
+        if report.strict and manifest:
+            message = "not a Kubernetes object: no apiVersion or no kind"
+            report.add(Finding(source, line, column, None, None, at, message))
         return
-    verdict = _is_destination(doc)
-    if verdict is False:
-        return
-    report.destinations += 1
-    if verdict is None:
-        report.problems.append(
-            Problem(
-                source,
-                index,
-                f"{prefix}apiVersion",
-                f"Destination must use apiVersion {API_VERSION} (the only version served)",
-            )
+    obj = _new_object(doc, source, line, skipped=identity in (Identity.SECRET, Identity.OTHER))
+    report.objects.append(obj)
+    if identity is Identity.SECRET:
+        found = list(secret_findings(doc))
+    elif identity is Identity.DESTINATION:
+        found = destination_findings(doc)
+    for item in found:
+        unknown = item.message.startswith("unknown field")
+        where = prefix + item.field
+        line, column = position(document.node, where, at_key=unknown)
+        finding = Finding(
+            source, line, column, obj.namespace, obj.name, where, item.message, item.warning
         )
-        return
-    for where, message in _check_destination(doc, prefix):
-        report.problems.append(Problem(source, index, where, message))
+        report.add(finding, obj)
 
 
-def lint_text(text: str, source: str, report: Report | None = None) -> Report:
-    """Lint one file's text; problems are added to `report` (a new one by default)."""
+def lint_text(
+    text: str, source: str, report: Report | None = None, *, manifest: bool = True
+) -> Report:
+    """Lint one file's text; findings are added to `report` (a new one by default).
+    `manifest` False: a file that need not hold Kubernetes objects (a chart's values)."""
     report = report if report is not None else Report()
-    report.sources += 1
-    for index, doc in _documents(text):
-        if isinstance(doc, _Malformed):
-            report.problems.append(Problem(source, index, "yaml", doc.message))
+    report.sources.append(source)
+    for document in documents(text):
+        if isinstance(document, Malformed):
+            report.documents += 1
+            report.add(
+                Finding(
+                    source, document.line, document.column, None, None, "yaml", document.message
+                )
+            )
             return report
-        _lint_object(doc, source, index, report)
+        if document.data is None:
+            continue
+        report.documents += 1
+        _lint_object(document.data, document, source, report, "", manifest)
     return report
 
 
@@ -341,8 +200,9 @@ def _skip_notice(templates: Path) -> str:
     )
 
 
-def _files(path: Path, skipped: list[Path]) -> Iterator[Path]:
-    """The YAML files to read under `path`; a chart's `templates/` goes to `skipped`."""
+def _files(path: Path, skipped: list[Path]) -> Iterator[tuple[Path, bool]]:
+    """(file, is a manifest) for the YAML files under `path`; a chart's `templates/` goes to
+    `skipped`, and its Chart.yaml and values files are not manifests."""
     if path.is_dir():
         if _chart_templates(path):
             skipped.append(path)
@@ -356,9 +216,9 @@ def _files(path: Path, skipped: list[Path]) -> Iterator[Path]:
             )
             for name in sorted(names):
                 if name.endswith((".yaml", ".yml")):
-                    yield Path(root) / name
+                    yield Path(root) / name, not (chart and name in _CHART_FILES)
     else:
-        yield path
+        yield path, True
 
 
 def _read_stdin(stdin: TextIO) -> bytes | str:
@@ -396,7 +256,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-q",
         "--quiet",
         action="store_true",
-        help="print errors only: no warnings, no notices, no summary (the exit status is the same)",
+        help="print errors only: no warnings, no notices, no summary (the exit status is the "
+        "same); an empty input is still said on stderr",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=OUTPUTS,
+        default="text",
+        help="text (one finding a line, the default), json, or junit (JUnit XML for CI)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="warnings are errors, and so are documents that are not Kubernetes objects and "
+        "an empty input",
+    )
+    parser.add_argument(
+        "--summary",
+        action="store_true",
+        help="print the counts (files, objects checked, valid, invalid, skipped, errors, "
+        "warnings) on stdout, in the manner of kubeconform -summary",
     )
 
 
@@ -411,53 +291,87 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sources(raw: str, notices: list[str]) -> tuple[list[tuple[str, bytes | str, bool]], bool]:
+    """(source, data, is a manifest) for one PATH argument, and whether all could be read."""
+    if raw == "-":
+        return [(STDIN, _read_stdin(sys.stdin), True)], True
+    path = Path(raw)
+    if not path.exists():
+        print(f"{raw}: no such file or folder", file=sys.stderr)
+        return [], False
+    found: list[tuple[str, bytes | str, bool]] = []
+    readable = True
+    skipped: list[Path] = []
+    for file, manifest in _files(path, skipped):
+        try:
+            found.append((str(file), file.read_bytes(), manifest))
+        except OSError as err:
+            print(f"{file}: cannot read: {err.strerror or err}", file=sys.stderr)
+            readable = False
+    notices.extend(_skip_notice(templates) for templates in skipped)
+    return found, readable
+
+
+def _lint_path(raw: str, report: Report, notices: list[str]) -> tuple[bool, Finding | None]:
+    """Lint one PATH argument: whether it could be read, and the finding if it was empty."""
+    sources, readable = _sources(raw, notices)
+    before = report.documents
+    for source, data, manifest in sources:
+        text = _decode(data)
+        if text is None:
+            report.sources.append(source)
+            report.documents += 1
+            report.add(Finding(source, 1, 1, None, None, "file", "not UTF-8 text"))
+            continue
+        lint_text(text, source, report, manifest=manifest)
+    if not readable or report.documents > before:
+        return readable, None
+    name = STDIN if raw == "-" else raw
+    what = "no YAML document" if sources else "no YAML file"
+    empty = Finding(name, 0, 0, None, None, "", f"empty input: {what}", warning=True)
+    report.add(empty)
+    return readable, report.findings[-1]
+
+
 def run(args: argparse.Namespace) -> int:
     """Lint `args.paths` (stdin when none); returns the exit status."""
     _safe_streams()
     quiet: bool = args.quiet
-
-    def notice(message: str) -> None:
-        if not quiet:
-            print(message, file=sys.stderr)
-
-    report = Report()
+    output: str = getattr(args, "output", "text")
+    report = Report(strict=getattr(args, "strict", False))
+    notices: list[str] = []
     unreadable = False
+    empty: list[Finding] = []
     for raw in args.paths or ["-"]:
-        if raw == "-":
-            sources: list[tuple[str, bytes | str | None]] = [(STDIN, _read_stdin(sys.stdin))]
-        else:
-            path = Path(raw)
-            if not path.exists():
-                print(f"{raw}: no such file or folder", file=sys.stderr)
-                unreadable = True
-                continue
-            sources = []
-            skipped: list[Path] = []
-            for file in _files(path, skipped):
-                try:
-                    sources.append((str(file), file.read_bytes()))
-                except OSError as err:
-                    print(f"{file}: cannot read: {err.strerror or err}", file=sys.stderr)
-                    unreadable = True
-            for templates in skipped:
-                notice(_skip_notice(templates))
-        for source, data in sources:
-            text = _decode(data) if data is not None else None
-            if text is None:
-                report.sources += 1
-                report.problems.append(Problem(source, 1, "file", "not UTF-8 text"))
-                continue
-            lint_text(text, source, report)
-    for problem in report.problems:
-        if not problem.warning:
-            print(problem)
-        else:
-            notice(str(problem))
-    errors, warnings = len(report.errors), len(report.warnings)
-    notice(
-        f"lint: {report.destinations} Destination(s) in {report.sources} file(s): "
-        f"{errors} error(s), {warnings} warning(s)"
-    )
+        readable, finding = _lint_path(raw, report, notices)
+        unreadable = unreadable or not readable
+        if finding is not None:
+            empty.append(finding)
+    for notice in notices if not quiet else []:
+        print(notice, file=sys.stderr)
+    for finding in empty:  # said even under -q: an empty input is often a broken pipe
+        if finding.warning:
+            print(finding, file=sys.stderr)
+    if output == "json":
+        print(render_json(report))
+    elif output == "junit":
+        print(render_junit(report))
+    else:
+        for finding in report.findings:
+            if not finding.warning:
+                print(finding)
+            elif not quiet and finding not in empty:
+                print(finding, file=sys.stderr)
+        if getattr(args, "summary", False):
+            print(summary_line(report))
+    if not quiet and not (output == "text" and getattr(args, "summary", False)):
+        skipped = report.counts()["skipped"]
+        print(
+            f"lint: {report.destinations} Destination(s) in {len(report.sources)} file(s): "
+            f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)"
+            + (f", {skipped} object(s) of other kinds skipped" if skipped else ""),
+            file=sys.stderr,
+        )
     if unreadable:
         return 2
     return 1 if report.errors else 0

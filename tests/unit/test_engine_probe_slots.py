@@ -19,7 +19,8 @@ from destination_operator.api.spec import parse_spec
 from destination_operator.api.status import Reason
 from destination_operator.decide import Observed, SecretView
 from destination_operator.engine import engine as engine_module
-from destination_operator.engine.engine import Engine, Entry
+from destination_operator.engine.cache import Entry
+from destination_operator.engine.engine import Engine
 from destination_operator.kube.secrets import StoredSecret
 from destination_operator.outcome import Outcome
 from destination_operator.settings import OperatorSettings
@@ -83,12 +84,15 @@ def run_probes(
         now=now,
     )
     for key in keys:
-        engine.entries[key] = Entry(
-            body={"metadata": {"name": key[1], "uid": f"u-{key[1]}"}, "spec": SPEC}
-        )
+        engine.cache.put(key, {"metadata": {"name": key[1], "uid": f"u-{key[1]}"}, "spec": SPEC})
+
+    def cached(key: tuple[str, str]) -> Entry:
+        entry = engine.cache.get(key)
+        assert entry is not None
+        return entry
 
     async def probe(key: tuple[str, str]) -> Outcome | None:
-        return await engine._probe(key, engine.entries[key], spec, observed)
+        return await engine._probe(key, cached(key), spec, observed)
 
     async def probe_all() -> tuple[list[Outcome | None], list[tuple[str, str]]]:
         # All due at once: the first `slots` probe, the rest return at once, in line (no

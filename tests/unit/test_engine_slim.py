@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from destination_operator.api import VERIFY_REQUESTED_AT
-from destination_operator.engine.engine import Entry, slim
+from destination_operator.engine.cache import Entry, slim
 
 BODY = {
     "apiVersion": "destinations.io/v1alpha1",

@@ -30,15 +30,13 @@ import contextlib
 import datetime
 import logging
 import random
-import sys
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from destination_operator import conditions, decide, metrics, outcome
-from destination_operator.api import VERIFY_REQUESTED_AT
 from destination_operator.api.spec import DestinationSpec
+from destination_operator.engine.cache import Cache, Entry, Key, key_of, slim
 from destination_operator.engine.slots import FairSlots
 from destination_operator.engine.workqueue import WorkQueue
 from destination_operator.kube import events, namespaces
@@ -57,7 +55,6 @@ from destination_operator.settings import OperatorSettings
 
 logger = logging.getLogger("destination_operator")
 
-Key = tuple[str, str]  # (namespace, name)
 SecretLookup = Callable[[str, str], decide.SecretView | None]
 
 LEGACY_FINALIZER = "destinations.io/operator"
@@ -69,96 +66,6 @@ NAMESPACE_DELETED_SECONDS = 30.0
 
 def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
-
-
-def _version(value: Any) -> int:
-    """A resourceVersion as a number: etcd's are, and only ordering within one object matters."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return -1
-
-
-KEPT_METADATA = (
-    "name",
-    "namespace",
-    "uid",
-    "generation",
-    "resourceVersion",
-    "finalizers",
-    "deletionTimestamp",
-)
-
-
-def slim(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What the engine keeps of a watched Destination: its spec, its status and the metadata
-    decisions read. Not `managedFields`, nor annotations other than the verify request (a
-    client-side `kubectl apply` stores a whole copy of the object in one): at 10,000
-    Destinations those were most of the operator's memory."""
-    meta = body.get("metadata") or {}
-    kept: dict[str, Any] = {key: meta[key] for key in KEPT_METADATA if key in meta}
-    request = (meta.get("annotations") or {}).get(VERIFY_REQUESTED_AT)
-    if request is not None:
-        kept["annotations"] = {VERIFY_REQUESTED_AT: request}
-    return {
-        "metadata": kept,
-        "spec": _interned(body.get("spec") or {}),
-        "status": _interned(body.get("status") or {}),
-    }
-
-
-def _interned(value: Any) -> Any:
-    """A copy of a JSON value whose keys and short strings are interned: each watch event
-    is parsed on its own, so without this every body holds its own copy of
-    "lastTransitionTime", "ProbeSucceeded", ..."""
-    if isinstance(value, Mapping):
-        return {sys.intern(str(k)): _interned(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interned(item) for item in value]
-    if isinstance(value, str) and len(value) <= 32:
-        return sys.intern(value)
-    return value
-
-
-@dataclass
-class Entry:
-    """One Destination in the engine's cache (its body `slim`med)."""
-
-    body: Mapping[str, Any]
-    memory: decide.Memory = field(default_factory=decide.Memory)
-    written_status: dict[str, Any] | None = None  # until the watch shows our own write
-    written_version: int = -1
-    api_failures: int = 0
-    seen: bool = False  # processed once since the operator started
-
-    @property
-    def uid(self) -> str:
-        return str(self.body.get("metadata", {}).get("uid", ""))
-
-    @property
-    def secret_name(self) -> str | None:
-        spec = self.body.get("spec") or {}
-        credentials = spec.get("credentials") if isinstance(spec, Mapping) else None
-        ref = credentials.get("secretRef") if isinstance(credentials, Mapping) else None
-        name = ref.get("name") if isinstance(ref, Mapping) else None
-        return name if isinstance(name, str) else None
-
-    def _watch_caught_up(self) -> bool:
-        """The watched body is at least as new as the status this engine last wrote."""
-        version = _version(self.body.get("metadata", {}).get("resourceVersion"))
-        return version >= self.written_version
-
-    def status(self) -> dict[str, Any]:
-        """The freshest status known: the one just written until the watch shows it, else
-        the watched body's."""
-        if self.written_status is not None and not self._watch_caught_up():
-            return dict(self.written_status)
-        return dict(self.body.get("status") or {})
-
-    def drop_written_status_once_watched(self) -> None:
-        """Let go of the status this engine wrote once the watched body shows it (or newer)."""
-        if self.written_status is not None and self._watch_caught_up():
-            self.written_status = None
 
 
 class Engine:
@@ -181,9 +88,8 @@ class Engine:
             jitter=settings.interval_jitter,
             secret_grace=settings.secret_grace_seconds,
         )
-        self.entries: dict[Key, Entry] = {}
-        self.users: dict[Key, set[Key]] = {}  # Secret key -> Destination keys naming it
         self.secret_cache: dict[Key, tuple[str, StoredSecret]] = {}  # fingerprint, data
+        self.cache = Cache(on_secret_unused=self._secret_unused)
         # namespace -> when it was seen being deleted: see kube.namespaces
         self.namespaces_deleted: dict[str, float] = {}
         self.queue: WorkQueue[Key] = WorkQueue()
@@ -209,51 +115,33 @@ class Engine:
     def observe(self, body: Mapping[str, Any]) -> None:
         """A Destination was added or changed (a watch event): cache it and queue its key."""
         body = slim(body)
-        meta = body["metadata"]
-        key = (str(meta.get("namespace")), str(meta.get("name")))
-        entry = self.entries.get(key)
-        if entry is not None and entry.uid != str(meta.get("uid")):
-            self.forget(*key)
-            entry = None  # a new object under an old name: start afresh
-        if entry is None:
-            entry = self.entries[key] = Entry(body=body)
-        else:
-            self._unlink(key, entry)
-            entry.body = body
-            entry.drop_written_status_once_watched()
-        secret = entry.secret_name
-        if secret is not None:
-            self.users.setdefault((key[0], secret), set()).add(key)
+        key = key_of(body)
+        entry = self.cache.get(key)
+        if entry is not None and entry.uid != str(body["metadata"].get("uid")):
+            self.forget(*key)  # a new object under an old name: start afresh
+        self.cache.put(key, body)
         self.queue.add(key)
-        metrics.TRACKED.set(len(self.entries))
+        metrics.TRACKED.set(len(self.cache))
 
     def forget(self, namespace: str, name: str) -> None:
         """A Destination was deleted."""
         key = (namespace, name)
-        entry = self.entries.pop(key, None)
+        entry = self.cache.pop(key)
         if entry is not None:
-            self._unlink(key, entry)
             self.synced -= entry.seen
         self.queue.forget(key)
         self.slots.forget(key)  # out of line; a slot handed to it goes on
         metrics.PROBES_WAITING.set(self.slots.waiting)
-        metrics.TRACKED.set(len(self.entries))
+        metrics.TRACKED.set(len(self.cache))
 
     def secret_changed(self, namespace: str, name: str) -> None:
         """A Secret was created, changed or deleted: queue every Destination that names it."""
-        for key in self.users.get((namespace, name), ()):
+        for key in self.cache.users(namespace, name):
             self.queue.add(key)
 
-    def _unlink(self, key: Key, entry: Entry) -> None:
-        secret = entry.secret_name
-        if secret is None:
-            return
-        users = self.users.get((key[0], secret))
-        if users is not None:
-            users.discard(key)
-            if not users:
-                del self.users[(key[0], secret)]
-                self.secret_cache.pop((key[0], secret), None)
+    def _secret_unused(self, secret: Key) -> None:
+        """No Destination names this Secret any more: let go of its data."""
+        self.secret_cache.pop(secret, None)
 
     # --- running -----------------------------------------------------------------------------
 
@@ -294,7 +182,7 @@ class Engine:
                 metrics.QUEUE_DEPTH.set(len(self.queue))
 
     def _retry_later(self, key: Key) -> None:
-        entry = self.entries.get(key)
+        entry = self.cache.get(key)
         if entry is None:
             return
         entry.api_failures += 1
@@ -321,7 +209,7 @@ class Engine:
 
     async def process(self, key: Key) -> None:
         """One pass over one Destination: decide, then write and probe as decided."""
-        entry = self.entries.get(key)
+        entry = self.cache.get(key)
         if entry is None:
             return
         try:
@@ -362,7 +250,7 @@ class Engine:
             return
         if plan.probe and plan.spec is not None:
             outcome = await self._probe(key, entry, plan.spec, observed)
-            if outcome is None or self.entries.get(key) is not entry:
+            if outcome is None or self.cache.get(key) is not entry:
                 return
             after = self._observed(key, entry)
             if not decide.still_current(observed, after):
@@ -412,8 +300,7 @@ class Engine:
             return False
         if stored is None:
             return False  # deleted or replaced; the watch tells the engine
-        entry.written_status = dict(stored.get("status") or {})
-        entry.written_version = _version((stored.get("metadata") or {}).get("resourceVersion"))
+        entry.wrote(stored)
         for event in conditions.transition_events(old, status):
             await self._api(events.post, key[0], key[1], entry.uid, event)
         return True

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from http.server import BaseHTTPRequestHandler
+from typing import Any, ClassVar
 
 import yaml
 from kubernetes import client
@@ -57,6 +58,36 @@ def destination(name: str, spec: Any) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": spec,
     }
+
+
+def webhook_destination(name: str, url: str, *, secret: str, **spec: Any) -> dict[str, Any]:
+    """A Development Webhook Destination that sends the tokens of Secret `secret` to `url`."""
+    return destination(
+        name,
+        {
+            "type": "Webhook",
+            "environment": "Development",
+            "webhook": {"url": url},
+            "credentials": {"secretRef": {"name": secret}},
+            **spec,
+        },
+    )
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """A webhook receiver that accepts every request and keeps its headers."""
+
+    seen: ClassVar[list[dict[str, str]]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).seen.append(dict(self.headers.items()))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
 
 
 def refusal(call: Callable[[], Any]) -> str | None:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 import yaml
-from dst import apply, condition, s3_destination, s3_secret, secret, wait_for
+from dst import Receiver, apply, condition, s3_destination, s3_secret, secret, wait_for
 
 from conftest import OperatorProcess
 from harness import Cluster
@@ -25,22 +25,6 @@ pytestmark = pytest.mark.cluster
 # The session's operator runs with the default probe concurrency and workers.
 PROBE_CONCURRENCY = 8
 WORKERS = 32
-
-
-class _Receiver(BaseHTTPRequestHandler):
-    """A webhook receiver that accepts every request and keeps its headers."""
-
-    seen: ClassVar[list[dict[str, str]]] = []
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        type(self).seen.append(dict(self.headers.items()))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *_: object) -> None:
-        pass
 
 
 def _can_i(cluster: Cluster, namespace: str, user: str, *what: str) -> bool:
@@ -72,8 +56,8 @@ def test_who_may_create_destinations_may_send_a_secret_of_the_namespace_to_their
     assert not _can_i(cluster, namespace, user, "get", "secrets/someone-elses")
     assert _can_i(cluster, namespace, user, "create", "destinations")
 
-    _Receiver.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    Receiver.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         hook = {
@@ -91,7 +75,7 @@ def test_who_may_create_destinations_may_send_a_secret_of_the_namespace_to_their
             "create", "-n", namespace, "-f", "-", input=yaml.safe_dump(hook), kubeconfig=str(author)
         )
         wait_for(cluster, namespace, "hook", "Verified", "True", reason="ProbeSucceeded")
-        assert [headers.get("verification-token") for headers in _Receiver.seen] == [token]
+        assert [headers.get("verification-token") for headers in Receiver.seen] == [token]
     finally:
         server.shutdown()
         server.server_close()

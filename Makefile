@@ -21,16 +21,16 @@ $(STAMP): pyproject.toml hack/bootstrap.sh
 
 venv: $(STAMP) ## create .venv with the operator and its test tools
 
-binaries: ## build (or reuse) the control plane, the node's kubelet and kube-scheduler, kubectl, etcd, helm
-	@bash hack/build-binaries.sh >/dev/null
+binaries: ## build (or reuse) what the tests use: control plane, helm, kubelet, kube-scheduler, kstatus, oldest Kubernetes
+	@bash hack/build-binaries.sh all >/dev/null
 
-demo: $(STAMP) binaries ## the main job: control plane, S3 server, operator, sample Destinations
+demo: $(STAMP) ## the main job: control plane, S3 server, operator, sample Destinations (builds the control plane only)
 	@$(BIN)/python hack/demo.py up
 
 demo-down: $(STAMP) ## stop everything the demo started
 	@$(BIN)/python hack/demo.py down
 
-cluster-up: $(STAMP) binaries ## start etcd, kube-apiserver, kube-controller-manager; prints the kubeconfig path
+cluster-up: $(STAMP) ## start etcd, kube-apiserver, kube-controller-manager; prints the kubeconfig path
 	@$(BIN)/python hack/controlplane.py up --state .cluster
 
 cluster-down: $(STAMP) ## stop the control plane that cluster-up started
@@ -49,7 +49,7 @@ verify: crds ## fail when the committed CRD or manifests/ drift from the models 
 	@git diff --exit-code -- crds/ manifests/ || { echo "verify: crds/ or manifests/ is stale: run 'make crds' and commit the result" >&2; exit 1; }
 
 test: $(STAMP) binaries verify lint ## the whole suite: lint, unit, providers, cluster
-	@DESTINATION_OPERATOR_BIN_DIR=$$(bash hack/build-binaries.sh) $(BIN)/pytest $(PYTEST_ARGS)
+	@bin=$$(bash hack/build-binaries.sh all) && DESTINATION_OPERATOR_BIN_DIR=$$bin $(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## unit tests only (no control plane)
 	@$(BIN)/pytest tests/unit $(PYTEST_ARGS)
@@ -57,8 +57,8 @@ test-unit: $(STAMP) ## unit tests only (no control plane)
 image: $(STAMP) ## build the operator's image with buildah (an OCI archive; see docs/image.md)
 	@$(BIN)/python hack/image.py build
 
-bench: $(STAMP) binaries ## benchmarks: print numbers, never fail on them
-	@DESTINATION_OPERATOR_BIN_DIR=$$(bash hack/build-binaries.sh) $(BIN)/python bench/run.py
+bench: $(STAMP) ## benchmarks: print numbers, never fail on them (builds the control plane only)
+	@bin=$$(bash hack/build-binaries.sh controlplane) && DESTINATION_OPERATOR_BIN_DIR=$$bin $(BIN)/python bench/run.py
 
 clean: ## remove local state (not the binary cache)
 	rm -rf $(VENV) .cluster .demo .servers

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager, kubectl, etcd and helm, the
-# node's kubelet and kube-scheduler (for the install tests, hack/node.py), the
-# test helper kstatus (hack/kstatus), and the control plane of the oldest supported
-# Kubernetes (MIN_KUBERNETES_VERSION, in the bin folder's minimum/ with the same etcd
-# and helm), from the Go module proxy into a cache outside the repo, keyed by
-# version, and prints the folder that holds them all. Nothing is rebuilt while the
-# versions stay the same.
+# Builds the binaries a set needs from the Go module proxy into a cache outside the
+# repo, one cache entry per component keyed by its version, and prints a folder that
+# holds the set's binaries. Nothing is rebuilt while the versions stay the same.
 #
-#   hack/build-binaries.sh            build what is missing, print the bin folder
+#   controlplane (or demo): kube-apiserver, kube-controller-manager, kubectl and etcd,
+#     what `make demo` and `make cluster-up` start (hack/controlplane.py).
+#   all (the default, for the tests): the control plane, plus helm, the node's kubelet
+#     and kube-scheduler (for the install tests, hack/node.py), the test helper kstatus
+#     (hack/kstatus), and the control plane of the oldest supported Kubernetes
+#     (MIN_KUBERNETES_VERSION, in the bin folder's minimum/ with the same etcd and helm).
+#
+#   hack/build-binaries.sh [all]           build what is missing, print the bin folder
+#   hack/build-binaries.sh controlplane    the control plane only
+#   hack/build-binaries.sh --list [SET]    print the set's components (cache name,
+#                                          version, binaries), one a line; build nothing
 #
 # KUBEBUILDER_ASSETS: a folder whose binaries are used instead of building them.
 #   kstatus, kubelet, kube-scheduler and the oldest version are built unless the
@@ -23,6 +29,35 @@ source "$here/versions.env"
 cache=${DESTINATION_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/destination-operator}
 log() { echo "build-binaries: $*" >&2; }
 die() { echo "build-binaries: error: $*" >&2; exit 1; }
+
+usage="hack/build-binaries.sh [--list] [controlplane|demo|all]"
+set_name=all list=false
+while (($#)); do
+  case $1 in
+    --list) list=true ;;
+    controlplane | demo) set_name=controlplane ;;
+    all) set_name=all ;;
+    -h | --help) echo "usage: $usage"; exit 0 ;;
+    *) die "unknown argument '$1'; usage: $usage" ;;
+  esac
+  shift
+done
+
+# The components of a set, one a line: cache name, version, binaries. The cache
+# entry of a component is $cache/NAME-VERSION; the build below follows this list.
+components() {
+  echo "kubernetes $KUBERNETES_VERSION kube-apiserver kube-controller-manager kubectl"
+  echo "etcd $ETCD_VERSION etcd"
+  [[ $1 == all ]] || return 0
+  echo "helm $HELM_VERSION helm"
+  echo "kubernetes-node $KUBERNETES_VERSION kubelet kube-scheduler"
+  echo "kubernetes $MIN_KUBERNETES_VERSION kube-apiserver kube-controller-manager kubectl"
+  echo "kstatus $CLI_UTILS_VERSION kstatus"
+}
+if $list; then
+  components "$set_name"
+  exit 0
+fi
 
 need_go() {
   command -v go >/dev/null 2>&1 ||
@@ -153,6 +188,20 @@ from_assets() {
 k8s_dir=$(from_assets kube-apiserver kube-controller-manager kubectl ||
   build_component kubernetes "$KUBERNETES_VERSION" build_kubernetes kube-apiserver kube-controller-manager kubectl)
 etcd_dir=$(from_assets etcd || build_component etcd "$ETCD_VERSION" build_etcd etcd)
+
+# The control plane: its own folder, keyed by its two components' versions.
+if [[ $set_name == controlplane ]]; then
+  key="controlplane-kubernetes-$KUBERNETES_VERSION-etcd-$ETCD_VERSION"
+  [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && key="assets-controlplane-$(echo "$KUBEBUILDER_ASSETS" | cksum | cut -d' ' -f1)"
+  out="$cache/$key/bin"
+  mkdir -p "$out"
+  for bin in kube-apiserver kube-controller-manager kubectl; do ln -sfn "$k8s_dir/$bin" "$out/$bin"; done
+  ln -sfn "$etcd_dir/etcd" "$out/etcd"
+  echo "$out"
+  exit 0
+fi
+
+helm_dir=$(from_assets helm || build_component helm "$HELM_VERSION" build_helm helm)
 if node_dir=$(from_assets kubelet kube-scheduler); then
   :
 elif [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && ! command -v go >/dev/null 2>&1; then
@@ -169,7 +218,6 @@ if [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && ! command -v go >/dev/null 2>&1 &&
 else
   min_dir=$(build_component kubernetes "$MIN_KUBERNETES_VERSION" build_kubernetes kube-apiserver kube-controller-manager kubectl)
 fi
-helm_dir=$(from_assets helm || build_component helm "$HELM_VERSION" build_helm helm)
 if kstatus_dir=$(from_assets kstatus); then
   :
 elif [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && ! command -v go >/dev/null 2>&1; then

@@ -42,7 +42,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 HACK = Path(__file__).resolve().parent
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm")
+# What a control plane runs: helm, the node's binaries and kstatus are the tests' own, and
+# what needs them looks for them itself.
+CONTROL_PLANE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
 ADMIN_USER = "destination-operator-admin"
 
 # Writes only: reads are free, and writes are what the operator must keep few.
@@ -81,21 +83,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def build_binaries() -> Path:
-    """Build what is missing with hack/build-binaries.sh (cached); the folder it prints."""
+def build_binaries(binary_set: str = "all") -> Path:
+    """Build what `binary_set` lacks with hack/build-binaries.sh (cached); the folder it prints.
+
+    "controlplane" is the four binaries a control plane runs; "all" adds what the tests use.
+    """
     done = subprocess.run(
-        ["bash", str(HACK / "build-binaries.sh")], stdout=subprocess.PIPE, text=True
+        ["bash", str(HACK / "build-binaries.sh"), binary_set], stdout=subprocess.PIPE, text=True
     )
     if done.returncode != 0:
         raise ControlPlaneError("building the binaries failed (see above)")
     return Path(done.stdout.strip().splitlines()[-1])
 
 
-def find_binaries(bin_dir: str | None = None) -> Path:
-    """The folder holding the binaries: given, from the environment, or built now."""
+def find_binaries(bin_dir: str | None = None, binary_set: str = "all") -> Path:
+    """The folder holding the binaries: given, from the environment, or `binary_set` built now.
+
+    Only the control plane's binaries are checked; what needs helm, kubelet or kstatus looks
+    for them itself.
+    """
     bin_dir = bin_dir or os.environ.get("DESTINATION_OPERATOR_BIN_DIR")
-    path = Path(bin_dir) if bin_dir else build_binaries()
-    missing = [b for b in BINARIES if not os.access(path / b, os.X_OK)]
+    path = Path(bin_dir) if bin_dir else build_binaries(binary_set)
+    missing = [b for b in CONTROL_PLANE_BINARIES if not os.access(path / b, os.X_OK)]
     if missing:
         raise ControlPlaneError(
             f"{', '.join(missing)} missing in {path}; run 'make binaries' or fix KUBEBUILDER_ASSETS"
@@ -530,7 +539,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if plane.state_dir.exists():
         print(f"controlplane: removing stale {plane.state_dir}/ (its processes are gone)")
         plane.stop()
-    plane.bin_dir = find_binaries(args.bin_dir)
+    plane.bin_dir = find_binaries(args.bin_dir, binary_set="controlplane")
     started = time.monotonic()
     try:
         plane.start()

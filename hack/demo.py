@@ -125,10 +125,10 @@ def up() -> int:
     plane = ControlPlane(CLUSTER, Path("."), attached=False)
     if plane.running():
         say(f"control plane already up at {plane.server}")
-        plane.bin_dir = find_binaries()
+        plane.bin_dir = find_binaries(binary_set="controlplane")
     else:
         plane.stop()
-        plane.bin_dir = find_binaries()
+        plane.bin_dir = find_binaries(binary_set="controlplane")
         started = time.monotonic()
         plane.start()
         say(f"control plane up in {time.monotonic() - started:.1f}s at {plane.server}")

@@ -130,8 +130,8 @@ def secret_forms(value: str) -> frozenset[str]:
 
     As is, stripped of its ends, on one line, each line of its own; and each
     of those `repr()`-escaped (as a str and as bytes: what `http.client`
-    quotes in a refused header), JSON-escaped (with `/` as `\\/` and non-ASCII
-    as `\\uXXXX` too), and URL-encoded (upper- and lower-case hex, `+` for
+    quotes in a refused header), JSON-escaped (with `/` as `\\/`, non-ASCII
+    as `\\uXXXX`, and `<>&` as Go escapes them), and URL-encoded (upper- and lower-case hex, `+` for
     spaces).
     """
     plain = {value, value.strip(), " ".join(value.split())}
@@ -144,10 +144,15 @@ def secret_forms(value: str) -> frozenset[str]:
         forms.add(repr(text)[1:-1])
         forms.add(repr(text.encode("utf-8", "surrogatepass"))[2:-1])
         for escaped in (json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]):
-            forms.update((escaped, escaped.replace("/", "\\/")))
+            forms.update((escaped, escaped.replace("/", "\\/"), _go_json(escaped)))
         for encoded in (quote(text, safe=""), quote(text), quote_plus(text)):
             forms.update((encoded, _PERCENT.sub(lambda m: m.group(0).lower(), encoded)))
     return frozenset(forms)
+
+
+def _go_json(escaped: str) -> str:
+    """Go's JSON escaping (the API server's, kubectl's `-o json`): `<`, `>`, `&` as \\u00XX."""
+    return escaped.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _forms(secrets: Iterable[str | bytes]) -> list[str]:

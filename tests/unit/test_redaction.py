@@ -41,6 +41,9 @@ TRANSFORMS: dict[str, Callable[[str], str]] = {
     "json": lambda v: json.dumps(v)[1:-1],
     "json unicode": lambda v: json.dumps(v, ensure_ascii=False)[1:-1],
     "json slash": lambda v: json.dumps(v)[1:-1].replace("/", "\\/"),
+    "json go": lambda v: (
+        json.dumps(v)[1:-1].replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    ),
     "url": lambda v: quote(v, safe=""),
     "url lower": lambda v: _lower_hex(quote(v, safe="")),
     "url path": quote,
@@ -50,7 +53,7 @@ TRANSFORMS: dict[str, Callable[[str], str]] = {
 
 # Characters that each transform treats differently, and ordinary ones.
 _SECRET_CHARS = st.sampled_from(
-    [*"abcXYZ0189+/=-_.~%&\"'\\ \t\r\n", "\x1b", "\x07", "\x7f", "é", "ü", "\u2028"]
+    [*"abcXYZ0189+/=-_.~%&<>\"'\\ \t\r\n", "\x1b", "\x07", "\x7f", "é", "ü", "\u2028"]
 )
 
 

@@ -695,3 +695,24 @@ def test_other_groups_are_skipped_and_counted(capsys: pytest.CaptureFixture[str]
         "Summary: 4 object(s) found in 1 file(s) - Checked: 1, Valid: 1, Invalid: 0, "
         "Skipped: 3, Errors: 0, Warnings: 0"
     ]
+
+
+def test_a_long_or_multiline_key_stays_on_one_short_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for key in ("k" * 1000, '"a\\nb"'):
+        code, out, _ = run(capsys, ["-q", "-"], stdin=destination(f"{S3}\n{key}: 1"))
+        assert code == 1
+        assert len(errors(out)) == 1 and len(out) < 500, out[:500]
+        assert errors(out)[0].startswith("<stdin>:9:3: d: ")
+
+
+def test_junit_names_an_empty_input_under_strict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from xml.etree import ElementTree as ET
+
+    code, out, _ = run(capsys, ["--strict", "-o", "junit", str(tmp_path)])
+    assert code == 1
+    (suite,) = ET.fromstring(out.encode()).findall("testsuite")
+    assert (suite.get("name"), suite.get("failures")) == (str(tmp_path), "1")

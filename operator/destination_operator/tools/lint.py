@@ -113,6 +113,11 @@ def _text(value: Any) -> str | None:
     return value if len(value) <= 253 and value.isprintable() else shown(value)
 
 
+def _field(path: str) -> str:
+    """A field path fit for one line: a key of the user's may be long or hold a newline."""
+    return path if len(path) <= 256 and path.isprintable() else shown(path)
+
+
 def _new_object(doc: Mapping[Any, Any], source: str, line: int, skipped: bool) -> ObjectResult:
     metadata = doc.get("metadata")
     metadata = metadata if isinstance(metadata, Mapping) else {}
@@ -159,7 +164,7 @@ def _lint_object(
         where = prefix + item.field
         line, column = position(document.node, where, at_key=unknown)
         finding = Finding(
-            source, line, column, obj.namespace, obj.name, where, item.message, item.warning
+            source, line, column, obj.namespace, obj.name, _field(where), item.message, item.warning
         )
         report.add(finding, obj)
 

@@ -8,6 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ASSETS_FILE := .cluster-assets
+AWS_REGIONS := operator/destination_operator/tools/aws_regions.py
 
 .PHONY: help venv binaries demo demo-down test test-unit test-cluster lint typecheck crds verify \
         cluster-up cluster-down image bench clean
@@ -41,12 +42,13 @@ lint: $(STAMP) ## ruff and mypy --strict
 	@$(BIN)/ruff format --check operator tests hack bench
 	@$(BIN)/mypy
 
-crds: $(STAMP) binaries ## regenerate crds/ from the models, and manifests/ from the chart
+crds: $(STAMP) binaries ## regenerate crds/ from the models, manifests/ from the chart, lint's AWS regions from botocore
 	@$(BIN)/python -m destination_operator.tools.crdgen --write crds/destinations.destinations.io.yaml
 	@$(BIN)/python hack/chart.py render
+	@$(BIN)/python hack/aws_regions.py --write $(AWS_REGIONS)
 
-verify: crds ## fail when the committed CRD or manifests/ drift from the models and the chart
-	@git diff --exit-code -- crds/ manifests/ || { echo "verify: crds/ or manifests/ is stale: run 'make crds' and commit the result" >&2; exit 1; }
+verify: crds ## fail when the committed CRD, manifests/ or lint's AWS regions drift from their sources
+	@git diff --exit-code -- crds/ manifests/ $(AWS_REGIONS) || { echo "verify: crds/, manifests/ or $(AWS_REGIONS) is stale: run 'make crds' and commit the result" >&2; exit 1; }
 
 test: $(STAMP) binaries verify lint ## the whole suite: lint, unit, providers, cluster
 	@bin=$$(bash hack/build-binaries.sh all) && DESTINATION_OPERATOR_BIN_DIR=$$bin $(BIN)/pytest $(PYTEST_ARGS)

@@ -53,7 +53,6 @@ from destination_operator.api.status import (
     fit_status,
     rfc3339,
 )
-from destination_operator.providers.registry import location
 
 if TYPE_CHECKING:
     from destination_operator.api.spec import DestinationSpec
@@ -247,7 +246,7 @@ def build_status(
         if old.get(key) is not None:
             status[key] = old[key]
     if spec is not None:
-        status["target"] = location(spec)
+        status["target"] = spec.member.location()
     if outcome is not None:
         if outcome.verified:
             status["lastVerifiedTime"] = rfc3339(outcome.time or now)

@@ -22,7 +22,6 @@ from destination_operator.api.spec import (
     validate_update,
 )
 from destination_operator.api.status import Reason
-from destination_operator.providers.registry import location
 
 SECRET = {"secretRef": {"name": "credentials"}}
 
@@ -93,7 +92,7 @@ def test_every_type_parses_with_target_and_member(kind: str) -> None:
     spec = parse_spec(VALID[kind])
     assert spec.type == DestinationType(kind)
     assert spec.member is getattr(spec, api.MEMBER_FIELDS[spec.type][0])
-    assert location(spec) == TARGETS[kind]  # the provider says where data goes
+    assert spec.member.location() == TARGETS[kind]  # the member block says where data goes
     # model_validate takes the same Kubernetes JSON
     assert DestinationSpec.model_validate(VALID[kind]) == spec
 
@@ -126,7 +125,7 @@ def test_azure_target_uses_the_endpoint() -> None:
     raw = copy.deepcopy(VALID["AzureBlobStorage"])
     raw["environment"] = "Development"
     raw["azureBlobStorage"]["endpoint"] = "http://127.0.0.1:10000/devstoreaccount1/"
-    assert location(parse_spec(raw)) == "http://127.0.0.1:10000/devstoreaccount1/c-1"
+    assert parse_spec(raw).member.location() == "http://127.0.0.1:10000/devstoreaccount1/c-1"
 
 
 def test_interval_zero_means_never() -> None:

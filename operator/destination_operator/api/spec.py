@@ -12,6 +12,7 @@ names are snake_case; the Kubernetes JSON uses the camelCase aliases, which
 
     spec = parse_spec(body["spec"])        # raises SpecError(field, message)
     spec.member                            # the block that `type` selects
+    spec.member.location()                 # where data goes (status.target)
     spec.verification.interval_seconds     # None: unset (the operator's default); 0.0 = never
     validate_update(old_spec, new_spec)    # the immutability rules
 """

@@ -494,13 +494,6 @@ class AzureBlobStorageProvider:
         """The first credential set in the Secret; surrounding whitespace is ignored."""
         return load_credentials(data)
 
-    def location(self, spec: DestinationSpec) -> str:
-        member = spec.azure_blob_storage
-        if member is None:
-            return ""
-        base = member.endpoint or f"https://{member.storage_account_name}.blob.core.windows.net"
-        return f"{base.rstrip('/')}/{member.container_name}"
-
     def endpoints(self, spec: DestinationSpec) -> list[str]:
         """The blob endpoint when the Destination's author chose it; [] for Azure's own."""
         target = azure_target(spec)

@@ -9,8 +9,9 @@ A provider knows one `DestinationType`. It
    `header_value`, which refuses a line break or control character inside it
    (`SecretKeyInvalidError`) before any connection;
 3. lists the URLs the Destination's author chose (`probe.endpoints`), so that the
-   endpoint guard can check them before any connection is made, and says
-   where data goes in one line (`location`, the TARGET column);
+   endpoint guard can check them before any connection is made (where data
+   goes, the TARGET column, is the member block's `location()` in
+   `api.backends`: formatting of the spec, no provider needed);
 4. probes (`probe`): builds its SDK client with the probe's timeout and
    transport (`providers.transport`: CA bundle, proxy, TLS verification),
    writes a small object and, in `WriteDelete` mode, deletes it again, and
@@ -225,10 +226,6 @@ class Provider(Protocol):
 
     def endpoints(self, spec: DestinationSpec) -> list[str]:
         """The URLs in `spec` that its author chose (for the endpoint guard); [] if none."""
-        ...
-
-    def location(self, spec: DestinationSpec) -> str:
-        """Where data goes, for `status.target` and the TARGET column: s3://bucket, a URL..."""
         ...
 
     def probe(

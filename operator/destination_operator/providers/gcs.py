@@ -485,9 +485,6 @@ class GoogleCloudStorageProvider:
                 raise SecretKeyMissingError(name)
         return S3Credentials(access_key_id=access_key, secret_access_key=secret)
 
-    def location(self, spec: DestinationSpec) -> str:
-        return f"gs://{spec.google_cloud_storage.bucket}" if spec.google_cloud_storage else ""
-
     def endpoints(self, spec: DestinationSpec) -> list[str]:
         """None for a Destination: the probe talks to Google. A replaced endpoint is listed."""
         _bucket(spec)

@@ -385,9 +385,6 @@ class AlibabaOSSProvider:
             access_key_id=values["accessKeyId"], access_key_secret=values["accessKeySecret"]
         )
 
-    def location(self, spec: DestinationSpec) -> str:
-        return f"oss://{spec.alibaba_oss.bucket}" if spec.alibaba_oss else ""
-
     def endpoints(self, spec: DestinationSpec) -> list[str]:
         """The URLs the probe connects to when the Destination's author chose the endpoint."""
         target = oss_target(spec)

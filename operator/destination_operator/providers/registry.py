@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-from destination_operator.api.spec import DestinationSpec, DestinationType
+from destination_operator.api.spec import DestinationType
 from destination_operator.api.status import Reason
 from destination_operator.errors import ProbeFailedError
 from destination_operator.providers.base import Provider
@@ -23,7 +23,6 @@ __all__ = [
     "Registry",
     "credential_keys",
     "default_registry",
-    "location",
 ]
 
 
@@ -95,14 +94,6 @@ def default_registry() -> Registry:
             registry.register(gcs.GoogleCloudStorageProvider())
             _default = registry
         return _default
-
-
-def location(spec: DestinationSpec) -> str:
-    """Where `spec` sends data (`status.target`), as its provider says; the type without one."""
-    try:
-        return default_registry().get(spec.type).location(spec)
-    except ProviderNotFoundError:
-        return str(spec.type)
 
 
 def credential_keys() -> frozenset[str]:

@@ -392,10 +392,6 @@ class S3CompatibleProvider(S3ApiProvider):
 
     type = DestinationType.S3Compatible
 
-    def location(self, spec: DestinationSpec) -> str:
-        member = spec.s3_compatible
-        return f"{str(member.endpoint).rstrip('/')}/{member.bucket}" if member else ""
-
     def target(self, spec: DestinationSpec) -> S3Target:
         member = spec.s3_compatible
         if member is None:
@@ -414,9 +410,6 @@ class AmazonS3Provider(S3ApiProvider):
     """`type: AmazonS3`: the SDK derives AWS's endpoint (and partition) from the region."""
 
     type = DestinationType.AmazonS3
-
-    def location(self, spec: DestinationSpec) -> str:
-        return f"s3://{spec.amazon_s3.bucket}" if spec.amazon_s3 else ""
 
     def target(self, spec: DestinationSpec) -> S3Target:
         member = spec.amazon_s3
@@ -441,10 +434,6 @@ class OracleCloudStorageProvider(S3ApiProvider):
     """
 
     type = DestinationType.OracleCloudStorage
-
-    def location(self, spec: DestinationSpec) -> str:
-        member = spec.oracle_cloud_storage
-        return f"oci://{member.namespace}/{member.bucket}" if member else ""
 
     def target(self, spec: DestinationSpec) -> S3Target:
         member = spec.oracle_cloud_storage

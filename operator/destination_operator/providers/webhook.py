@@ -235,9 +235,6 @@ class WebhookProvider:
             verification_token=token, bearer_token=_header_value(data, "bearerToken")
         )
 
-    def location(self, spec: DestinationSpec) -> str:
-        return spec.webhook.url if spec.webhook else ""
-
     def endpoints(self, spec: DestinationSpec) -> list[str]:
         """The webhook's URL: its author chose it, so the endpoint guard checks it."""
         return [self._url(spec)]

@@ -96,3 +96,8 @@ class AzureBlobStorage(RuleModel):
     cel_rules: ClassVar[tuple[AnyRule, ...]] = (
         immutable_optional("spec.azureBlobStorage.endpoint", "endpoint", "endpoint"),
     )
+
+    def location(self) -> str:
+        """Where data goes: `<blob endpoint>/<container>`."""
+        base = self.endpoint or f"https://{self.storage_account_name}.blob.core.windows.net"
+        return f"{base.rstrip('/')}/{self.container_name}"

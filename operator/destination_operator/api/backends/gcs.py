@@ -75,3 +75,7 @@ class GoogleCloudStorage(RuleModel):
             immutable("spec.googleCloudStorage.bucket"),
         ),
     ]
+
+    def location(self) -> str:
+        """Where data goes: `gs://<bucket>`."""
+        return f"gs://{self.bucket}"

@@ -102,3 +102,7 @@ class AlibabaOSS(RuleModel):
     cel_rules: ClassVar[tuple[AnyRule, ...]] = (
         immutable_optional("spec.alibabaOSS.endpoint", "endpoint", "endpoint"),
     )
+
+    def location(self) -> str:
+        """Where data goes: `oss://<bucket>`."""
+        return f"oss://{self.bucket}"

@@ -135,6 +135,10 @@ class AmazonS3(RuleModel):
         ),
     )
 
+    def location(self) -> str:
+        """Where data goes: `s3://<bucket>`."""
+        return f"s3://{self.bucket}"
+
 
 class S3Compatible(RuleModel):
     """A bucket on any service that speaks the S3 API (MinIO, Ceph, Cloudflare R2, Wasabi, ...). The
@@ -207,6 +211,10 @@ class S3Compatible(RuleModel):
         immutable_optional("spec.s3Compatible.region", "region", "region"),
     )
 
+    def location(self) -> str:
+        """Where data goes: `<endpoint>/<bucket>`."""
+        return f"{self.endpoint.rstrip('/')}/{self.bucket}"
+
 
 class OracleCloudStorage(RuleModel):
     """An Oracle Cloud Infrastructure Object Storage bucket, reached through OCI's Amazon S3
@@ -264,3 +272,7 @@ class OracleCloudStorage(RuleModel):
             immutable("spec.oracleCloudStorage.region"),
         ),
     ]
+
+    def location(self) -> str:
+        """Where data goes: `oci://<namespace>/<bucket>`."""
+        return f"oci://{self.namespace}/{self.bucket}"

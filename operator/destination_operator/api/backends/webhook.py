@@ -39,3 +39,7 @@ class Webhook(RuleModel):
         ),
         Checks(pattern_rule("spec.webhook.url", URL_PATTERN, _URL_ALLOWED)),
     ]
+
+    def location(self) -> str:
+        """Where data goes: the URL."""
+        return self.url

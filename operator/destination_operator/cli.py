@@ -15,7 +15,7 @@ from typing import Any, get_args, get_origin
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
-from . import __version__
+from . import __version__, check
 from .settings import LogFormat, OperatorSettings
 from .tools import lint
 
@@ -186,7 +186,7 @@ def parser() -> argparse.ArgumentParser:
     """The whole command line: `run` with a flag per setting, and `lint`."""
     top = argparse.ArgumentParser(prog="destination-operator", description=__doc__)
     top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = top.add_subparsers(dest="command", required=True, metavar="{run,lint}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="{run,lint,check}")
     run = sub.add_parser(
         "run",
         help="run the operator (watches every namespace by default)",
@@ -203,12 +203,15 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     lint.add_arguments(linter)
+    check.add_parser(sub)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run `destination-operator ARGV...`; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["check"]:
+        return check.main(argv[1:])
     if argv[:1] == ["lint"]:
         # lint's own parser, which takes options between paths (`lint a/ -q b/`)
         return lint.main(argv[1:])

@@ -1,5 +1,5 @@
 """hack/build-binaries.sh on bad input: Go missing, a failed build, a half-written cache, assets,
-and the oldest supported version without Go.
+and the oldest supported version without Go; and its sets: the demo's is the control plane only.
 
 Each case runs the real script with its own empty cache and a PATH that holds either no
 `go` or a fake one, so nothing here builds for minutes or touches the shared cache.
@@ -21,13 +21,17 @@ VERSIONS = dict(
     if "=" in line and not line.startswith("#")
 )
 K8S = ["kube-apiserver", "kube-controller-manager", "kubectl"]
+CONTROL_PLANE = [
+    f"kubernetes {VERSIONS['KUBERNETES_VERSION']} {' '.join(K8S)}",
+    f"etcd {VERSIONS['ETCD_VERSION']} etcd",
+]
 
 
-def run(tmp_path: Path, *, path: str, **env: str) -> subprocess.CompletedProcess[str]:
+def run(tmp_path: Path, *args: str, path: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k != "KUBEBUILDER_ASSETS"}
     clean.update({"PATH": path, "DESTINATION_OPERATOR_CACHE": str(tmp_path / "cache"), **env})
     return subprocess.run(
-        ["bash", str(SCRIPT)], env=clean, capture_output=True, text=True, timeout=60
+        ["bash", str(SCRIPT), *args], env=clean, capture_output=True, text=True, timeout=60
     )
 
 
@@ -129,3 +133,80 @@ def test_oldest_version_from_the_cache_makes_a_whole_bin_folder(tmp_path: Path, 
     assert all((minimum / name).resolve() == entry / "bin" / name for name in K8S)
     assert (minimum / "etcd").resolve() == assets / "etcd"
     assert (minimum / "helm").resolve() == assets / "helm"
+
+
+def complete_entry(tmp_path: Path, name: str, *binaries: str) -> Path:
+    """A cache entry as a finished build leaves it: the binaries and .complete."""
+    entry = tmp_path / "cache" / name
+    (entry / "bin").mkdir(parents=True)
+    for binary in binaries:
+        (entry / "bin" / binary).write_text("#!/bin/sh\n")
+        (entry / "bin" / binary).chmod(0o755)
+    (entry / ".complete").write_text("built\n")
+    return entry
+
+
+@pytest.mark.parametrize("name", ["demo", "controlplane"])
+def test_the_demo_set_is_the_control_plane_only(tmp_path: Path, no_go: str, name: str) -> None:
+    """--list prints the components, one cache entry each, and builds nothing (no Go here)."""
+    done = run(tmp_path, "--list", name, path=no_go)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == CONTROL_PLANE
+    assert done.stderr == ""
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("args", [(), ("all",)])
+def test_the_default_set_adds_what_only_the_tests_use(
+    tmp_path: Path, no_go: str, args: tuple[str, ...]
+) -> None:
+    done = run(tmp_path, "--list", *args, path=no_go)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        *CONTROL_PLANE,
+        f"helm {VERSIONS['HELM_VERSION']} helm",
+        f"kubernetes-node {VERSIONS['KUBERNETES_VERSION']} kubelet kube-scheduler",
+        f"kubernetes {VERSIONS['MIN_KUBERNETES_VERSION']} {' '.join(K8S)}",
+        f"kstatus {VERSIONS['CLI_UTILS_VERSION']} kstatus",
+    ]
+    assert not (tmp_path / "cache").exists()
+
+
+def test_the_control_plane_set_needs_only_its_own_cache_entries(tmp_path: Path, no_go: str) -> None:
+    """With the control plane's two entries cached and no Go, nothing else is asked for."""
+    k8s = complete_entry(tmp_path, f"kubernetes-{VERSIONS['KUBERNETES_VERSION']}", *K8S)
+    etcd = complete_entry(tmp_path, f"etcd-{VERSIONS['ETCD_VERSION']}", "etcd")
+    done = run(tmp_path, "demo", path=no_go)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    out = Path(done.stdout.strip())
+    assert sorted(p.name for p in out.iterdir()) == sorted([*K8S, "etcd"])
+    assert all((out / name).resolve() == k8s / "bin" / name for name in K8S)
+    assert (out / "etcd").resolve() == etcd / "bin" / "etcd"
+    assert out.parent.parent == tmp_path / "cache"
+    entries = {p.name for p in (tmp_path / "cache").iterdir()} - {out.parent.name}
+    assert entries == {k8s.name, etcd.name}
+
+
+def test_the_control_plane_set_from_assets_without_helm(tmp_path: Path, no_go: str) -> None:
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    for name in [*K8S, "etcd"]:
+        (assets / name).write_text("#!/bin/sh\n")
+        (assets / name).chmod(0o755)
+    done = run(tmp_path, "controlplane", path=no_go, KUBEBUILDER_ASSETS=str(assets))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no warning: nothing of the tests' own is wanted
+    out = Path(done.stdout.strip())
+    assert sorted(p.name for p in out.iterdir()) == sorted([*K8S, "etcd"])
+    assert all((out / name).resolve() == assets / name for name in [*K8S, "etcd"])
+
+
+def test_an_unknown_set_is_one_line_that_names_the_sets(tmp_path: Path, no_go: str) -> None:
+    done = run(tmp_path, "tests", path=no_go)
+    assert done.returncode == 1
+    assert error_lines(done.stderr) == [
+        "build-binaries: error: unknown argument 'tests';"
+        " usage: hack/build-binaries.sh [--list] [controlplane|demo|all]"
+    ]
+    assert not (tmp_path / "cache").exists()

@@ -18,7 +18,7 @@ import pytest
 from destination_operator.api.spec import parse_spec
 from destination_operator.api.status import Reason
 from destination_operator.decide import Observed, SecretView
-from destination_operator.engine import engine as engine_module
+from destination_operator.engine import probes as probes_module
 from destination_operator.engine.cache import Entry
 from destination_operator.engine.engine import Engine
 from destination_operator.kube.secrets import StoredSecret
@@ -63,16 +63,12 @@ def run_probes(
     """Every key due at once through an engine with `slots` probe slots: the outcomes of
     the first round, and the keys handed a freed slot, in the order they were queued."""
     storage = SlowStorage()
-    monkeypatch.setattr(engine_module.verify, "verify", storage.verify)
+    monkeypatch.setattr(probes_module.verify, "verify", storage.verify)
+    monkeypatch.setattr(probes_module, "read_secret", lambda *_: SECRET)
     engine = Engine(
         OperatorSettings(probe_concurrency=slots, workers=len(keys)),
         secrets=lambda _ns, _name: None,
     )
-
-    async def secret_data(*_: Any) -> StoredSecret:
-        return SECRET
-
-    monkeypatch.setattr(engine, "_secret_data", secret_data)
     spec = parse_spec(SPEC)
     now = datetime.datetime(2026, 11, 25, tzinfo=datetime.UTC)
     observed = Observed(

@@ -34,23 +34,16 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from destination_operator import conditions, decide, metrics, outcome
+from destination_operator import conditions, decide, metrics
 from destination_operator.api.spec import DestinationSpec
 from destination_operator.engine.cache import Cache, Entry, Key, key_of, slim
+from destination_operator.engine.probes import Probes
 from destination_operator.engine.slots import FairSlots
 from destination_operator.engine.workqueue import WorkQueue
 from destination_operator.kube import events, namespaces
 from destination_operator.kube.client import ApiUnavailable
-from destination_operator.kube.secrets import (
-    SecretForbidden,
-    SecretUnreadable,
-    StoredSecret,
-    read_secret,
-)
 from destination_operator.kube.status import StatusWriteFailed, patch_status, remove_finalizer
-from destination_operator.outcome import Outcome, secret_forbidden, secret_unreadable
-from destination_operator.probe import verify
-from destination_operator.probe.control import ProbeControl
+from destination_operator.outcome import Outcome
 from destination_operator.settings import OperatorSettings
 
 logger = logging.getLogger("destination_operator")
@@ -88,8 +81,11 @@ class Engine:
             jitter=settings.interval_jitter,
             secret_grace=settings.secret_grace_seconds,
         )
-        self.secret_cache: dict[Key, tuple[str, StoredSecret]] = {}  # fingerprint, data
-        self.cache = Cache(on_secret_unused=self._secret_unused)
+        self.api_pool = ThreadPoolExecutor(
+            max_workers=settings.workers, thread_name_prefix="kube-api"
+        )
+        self.probes = Probes(settings, api=self._api)
+        self.cache = Cache(on_secret_unused=self.probes.forget_secret)
         # namespace -> when it was seen being deleted: see kube.namespaces
         self.namespaces_deleted: dict[str, float] = {}
         self.queue: WorkQueue[Key] = WorkQueue()
@@ -97,15 +93,6 @@ class Engine:
         # again to take it.
         self.slots: FairSlots[Key] = FairSlots(
             settings.probe_concurrency, group=lambda key: key[0], on_grant=self._slot_granted
-        )
-        self.probes_running: set[ProbeControl] = set()
-        # Probes in their own pool: a probe that outlives its control (a straggler) waits
-        # for a pool thread, never for a slot of the API pool, and is counted.
-        self.probe_pool = ThreadPoolExecutor(
-            max_workers=settings.probe_concurrency * 2, thread_name_prefix="probe"
-        )
-        self.api_pool = ThreadPoolExecutor(
-            max_workers=settings.workers, thread_name_prefix="kube-api"
         )
         self.workers: list[asyncio.Task[None]] = []
         self.synced = 0  # Destinations processed at least once since start
@@ -139,9 +126,10 @@ class Engine:
         for key in self.cache.users(namespace, name):
             self.queue.add(key)
 
-    def _secret_unused(self, secret: Key) -> None:
-        """No Destination names this Secret any more: let go of its data."""
-        self.secret_cache.pop(secret, None)
+    @property
+    def probe_pool(self) -> ThreadPoolExecutor:
+        """The probes' own threads (`Probes.pool`)."""
+        return self.probes.pool
 
     # --- running -----------------------------------------------------------------------------
 
@@ -153,15 +141,14 @@ class Engine:
     async def stop(self) -> None:
         """Stop the workers and end every running probe at once."""
         self.queue.close()
-        for control in list(self.probes_running):
-            control.abort()
+        self.probes.abort_all()
         for task in self.workers:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*self.workers, return_exceptions=True)
         # Threads are not waited for: an aborted probe returns by itself, and the
         # process exits without joining them (see cli._start).
-        self.probe_pool.shutdown(wait=False, cancel_futures=True)
+        self.probes.shutdown()
         self.api_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _work(self) -> None:
@@ -313,20 +300,6 @@ class Engine:
         except StatusWriteFailed as err:
             logger.warning("%s", err)
 
-    async def _secret_data(
-        self, namespace: str, name: str, fingerprint: str
-    ) -> StoredSecret | None:
-        """The Secret's data: from memory while the watch reports the same fingerprint."""
-        cached = self.secret_cache.get((namespace, name))
-        if cached is not None and cached[0] == fingerprint:
-            return cached[1]
-        secret: StoredSecret | None = await self._api(read_secret, namespace, name)
-        metrics.SECRET_READS.inc()
-        if secret is not None:
-            read = outcome.fingerprint(secret.data, secret.uid)
-            self.secret_cache[(namespace, name)] = (read, secret)
-        return secret
-
     def _slot_granted(self, key: Key) -> None:
         """A freed probe slot was handed to `key`, which waited in line: queue it to take it."""
         metrics.PROBES_WAITING.set(self.slots.waiting)
@@ -342,56 +315,12 @@ class Engine:
             metrics.PROBES_WAITING.set(self.slots.waiting)
             return None
         try:
-            return await self._probe_in_slot(key, entry, spec, observed)
+            found = await self.probes.run(key, entry.uid, spec, observed)
         finally:
             self.slots.release()
-
-    async def _probe_in_slot(
-        self, key: Key, entry: Entry, spec: DestinationSpec, observed: decide.Observed
-    ) -> Outcome | None:
-        now = observed.now
-        name = spec.credentials.secret_ref.name
-        fingerprint = observed.secret.fingerprint if observed.secret else ""
-        try:
-            secret = await self._secret_data(key[0], name, fingerprint)
-        except SecretForbidden as err:
-            return secret_forbidden(str(err))
-        except SecretUnreadable as err:
-            return secret_unreadable(str(err))
-        if secret is None:
+        if found is None:
             self.queue.add_after(key, 1.0)  # the watch and the API disagree for a moment
-            return None
-        allow_private = self.settings.allow_private_endpoints
-        control = verify.probe_control(
-            spec, default_timeout=self.settings.timeout_seconds, allow_private=allow_private
-        )
-        self.probes_running.add(control)
-        metrics.PROBES_RUNNING.set(len(self.probes_running))
-        try:
-            future = asyncio.get_running_loop().run_in_executor(
-                self.probe_pool,
-                lambda: verify.verify(
-                    spec,
-                    secret.data,
-                    secret_uid=secret.uid,
-                    object_key=verify.probe_object_key(spec, entry.uid, now),
-                    allow_private=allow_private,
-                    now=now,
-                    control=control,
-                ),
-            )
-            try:
-                outcome: Outcome = await asyncio.shield(future)
-            except asyncio.CancelledError:
-                control.abort()  # the thread's sockets shut; it returns by itself
-                raise
-        finally:
-            self.probes_running.discard(control)
-            metrics.PROBES_RUNNING.set(len(self.probes_running))
-        metrics.PROBES.labels(spec.type.value, outcome.reason.value).inc()
-        if outcome.probed:
-            metrics.PROBE_SECONDS.labels(spec.type.value).observe(outcome.duration_ms / 1000)
-        return outcome
+        return found
 
     # --- health ------------------------------------------------------------------------------
 

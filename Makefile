@@ -37,10 +37,11 @@ cluster-up: $(STAMP) ## start etcd, kube-apiserver, kube-controller-manager; pri
 cluster-down: $(STAMP) ## stop the control plane that cluster-up started
 	@$(BIN)/python hack/controlplane.py down --state .cluster
 
-lint: $(STAMP) ## ruff and mypy --strict
+lint: $(STAMP) ## ruff, mypy --strict, and the layer contracts (import-linter)
 	@$(BIN)/ruff check operator tests hack bench
 	@$(BIN)/ruff format --check operator tests hack bench
 	@$(BIN)/mypy
+	@PYTHONPATH=operator $(BIN)/lint-imports --no-cache
 
 crds: $(STAMP) binaries ## regenerate crds/ from the models, manifests/ from the chart, lint's AWS regions from botocore
 	@$(BIN)/python -m destination_operator.tools.crdgen --write crds/destinations.destinations.io.yaml

@@ -159,13 +159,24 @@ def _lint_object(
         found = list(secret_findings(doc))
     elif identity is Identity.DESTINATION:
         found = destination_findings(doc)
+    placed = []
     for item in found:
         unknown = item.message.startswith("unknown field")
         where = prefix + item.field
         line, column = position(document.node, where, at_key=unknown)
-        finding = Finding(
-            source, line, column, obj.namespace, obj.name, _field(where), item.message, item.warning
+        placed.append(
+            Finding(
+                source,
+                line,
+                column,
+                obj.namespace,
+                obj.name,
+                _field(where),
+                item.message,
+                item.warning,
+            )
         )
+    for finding in sorted(placed, key=lambda f: f.line):  # in the file's order, stably
         report.add(finding, obj)
 
 

@@ -9,42 +9,48 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from enum import StrEnum
-from typing import Any, get_args, get_origin
-
-from pydantic import ValidationError
-from pydantic.fields import FieldInfo
+from typing import Any, NoReturn, get_args, get_origin
 
 from . import __version__, check
-from .settings import LogFormat, OperatorSettings
+from .settings import (
+    Given,
+    LogFormat,
+    LogLevel,
+    OperatorSettings,
+    SettingsError,
+    env_var,
+    field_info,
+    flag,
+    load,
+    naming,
+    setting_names,
+)
 from .tools import lint
+
+__all__ = ["RUN_EXIT_STATUS", "env_var", "flag", "main", "parser"]
 
 # These libraries log whole request and response bodies at DEBUG, Secrets included.
 NOISY_LOGGERS = ("kubernetes", "urllib3", "botocore", "boto3", "s3transfer", "aiohttp")
 # SDKs that log every request and response at INFO: warnings only.
 CHATTY_SDK_LOGGERS = ("azure", "google", "oss2")
 
-
-# Flags whose names predate the generated ones; every other setting's flag is its
-# field name in dashes (`stuck_after_seconds` -> `--stuck-after-seconds`).
-FLAG_NAMES = {"namespaces": "--namespace", "timeout_seconds": "--timeout"}
 METAVARS = {
     "kubeconfig": "PATH",
     "context": "NAME",
-    "namespaces": "NAME",
-    "log_level": "LEVEL",
     "interval_jitter": "FRACTION",
 }
-
-
-def env_var(name: str) -> str:
-    """The environment variable of one `OperatorSettings` field."""
-    return f"{OperatorSettings.model_config.get('env_prefix', '')}{name}".upper()
-
-
-def flag(name: str) -> str:
-    """The `run` flag of one `OperatorSettings` field."""
-    return FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+# What `run` exits with; its --help and docs/cli-reference.md list these.
+RUN_EXIT_STATUS = {
+    0: "the operator stopped on SIGTERM or Ctrl-C",
+    1: "the operator stopped on an unexpected error (its traceback is on stderr)",
+    2: "a bad flag or value (one line each, naming the flag or variable), or a kubeconfig "
+    "or context that cannot be loaded",
+}
+# Where the parse keeps which spelling of each flag was written, and the old ones used.
+_SPELT = "_setting_spelt"
+_OLD = "_setting_old"
 
 
 def _shown(value: Any) -> str:
@@ -69,56 +75,124 @@ def _metavar(name: str, fallback: str) -> str:
     return METAVARS.get(name, fallback)
 
 
-def _add_setting(parser: argparse.ArgumentParser, name: str, info: FieldInfo) -> None:
-    """One flag for one settings field, its help made from the field: description,
-    environment variable, default. No flag has a default of its own: unset flags
-    leave the environment and the field's default in charge."""
+def _note(namespace: argparse.Namespace, dest: str, written: str | None, new: str | None) -> None:
+    """Remember the flag as written for `dest`, and an old spelling once."""
+    spelt = getattr(namespace, _SPELT, None) or {}
+    spelt[dest] = written or ""
+    setattr(namespace, _SPELT, spelt)
+    if new and written:
+        old = getattr(namespace, _OLD, None) or []
+        line = f"{written} is deprecated, use {new}"
+        if line not in old:
+            old.append(line)
+        setattr(namespace, _OLD, old)
+
+
+class _SettingFlag(argparse.Action):
+    """A setting's flag: keeps what follows it as written (the settings model checks it, so
+    that every bad value is said the same way), appending when the setting is a list."""
+
+    def __init__(
+        self,
+        option_strings: Sequence[str],
+        dest: str,
+        *,
+        repeatable: bool = False,
+        new: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.repeatable = repeatable
+        self.new = new
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if self.repeatable:
+            values = [*(getattr(namespace, self.dest, None) or []), values]
+        setattr(namespace, self.dest, values)
+        _note(namespace, self.dest, option_string, self.new)
+
+
+class _SettingSwitch(argparse.BooleanOptionalAction):
+    """A boolean setting's --NAME / --no-NAME, remembering which was written."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        _note(namespace, self.dest, option_string, None)
+
+
+def _add_setting(parser: argparse.ArgumentParser, name: str) -> None:
+    """The flag of one setting (and its old spellings, hidden), its help made from the field:
+    description, environment variable, default, old spelling. No flag has a default of its own:
+    unset flags leave the environment and the field's default in charge."""
+    info = field_info(name)
     default = info.get_default(call_default_factory=True)
     kind = info.annotation
-    env = env_var(name)
-    if get_origin(kind) is list:
-        help_ = (
-            f"{info.description}; repeatable (env {env} as a JSON list, default {_shown(default)})"
-        )
-        parser.add_argument(
-            flag(name), dest=name, action="append", metavar=METAVARS.get(name), help=help_
-        )
-        return
-    help_ = f"{info.description} (env {env}, default {_shown(default)})"
-    if kind is bool:
-        parser.add_argument(
-            flag(name), dest=name, action=argparse.BooleanOptionalAction, help=help_
-        )
-        return
+    old = naming(name).old_flags
+    formerly = f"; formerly {', '.join(old)}" if old else ""
+    where = f"(env {env_var(name)}, default {_shown(default)}{formerly})"
     options = [arg for arg in get_args(kind) if arg is not type(None)]
-    base = options[0] if options else kind
+    base = options[0] if options and get_origin(kind) is not list else kind
+    if base is bool:
+        parser.add_argument(
+            flag(name), dest=name, action=_SettingSwitch, help=f"{info.description} {where}"
+        )
+        return
     extra: dict[str, Any] = {}
-    if isinstance(base, type) and issubclass(base, StrEnum):
-        extra["choices"] = [item.value for item in base]
-    elif base in (int, float):
-        extra["type"] = base
-        extra["metavar"] = _metavar(name, "N")
+    if get_origin(kind) is list:
+        extra = {"repeatable": True, "metavar": "NAME[,NAME...]"}
+        help_ = f"{info.description}; comma-separated or a JSON list, repeatable {where}"
     else:
-        extra["metavar"] = _metavar(name, "VALUE")
-    parser.add_argument(flag(name), dest=name, help=help_, **extra)
+        help_ = f"{info.description} {where}"
+        if isinstance(base, type) and issubclass(base, StrEnum):
+            extra["metavar"] = "{" + ",".join(item.value for item in base) + "}"
+        elif base in (int, float):
+            extra["metavar"] = _metavar(name, "N")
+        else:
+            extra["metavar"] = _metavar(name, "VALUE")
+    parser.add_argument(flag(name), dest=name, action=_SettingFlag, help=help_, **extra)
+    for spelling in old:
+        parser.add_argument(
+            spelling,
+            dest=name,
+            action=_SettingFlag,
+            new=flag(name),
+            help=argparse.SUPPRESS,
+            **extra,
+        )
 
 
 def add_settings_flags(parser: argparse.ArgumentParser) -> None:
-    """A flag for every `OperatorSettings` field, in the model's order."""
-    for name, info in OperatorSettings.model_fields.items():
-        _add_setting(parser, name, info)
+    """A flag for every setting, in the model's order."""
+    for name in setting_names():
+        _add_setting(parser, name)
 
 
-def _settings_from(args: argparse.Namespace) -> OperatorSettings:
-    """Flags win over DESTINATION_OPERATOR_* variables, which win over defaults."""
-    flags = {name: getattr(args, name) for name in OperatorSettings.model_fields}
-    return OperatorSettings(**{key: value for key, value in flags.items() if value is not None})
+def _given(args: argparse.Namespace) -> dict[str, Given]:
+    """The settings given as flags: each one's value and its flag as written."""
+    spelt: dict[str, str] = getattr(args, _SPELT, None) or {}
+    return {
+        name: Given(spelt.get(name) or flag(name), getattr(args, name))
+        for name in setting_names()
+        if getattr(args, name, None) is not None
+    }
 
 
 def _configure_logging(settings: OperatorSettings) -> None:
     import kopf
 
-    debug = settings.log_level.upper() == "DEBUG"
+    debug = settings.log_level == LogLevel.DEBUG
     json_logs = settings.log_format == LogFormat.JSON
     kopf.configure(
         verbose=debug,
@@ -126,7 +200,7 @@ def _configure_logging(settings: OperatorSettings) -> None:
         log_prefix=True,
         log_refkey="object",
     )
-    level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
+    level = logging.getLevelNamesMapping()[settings.log_level.value]
     logging.getLogger().setLevel(level)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.INFO, level))
@@ -176,15 +250,26 @@ def _start(settings: OperatorSettings) -> int | None:
 
 RUN_EPILOG = """\
 Every flag is also an environment variable (named in its help); a flag wins over
-its variable, which wins over the default. The operator and kopf's watches use
-one connection: --kubeconfig and --context (or their variables), else
-KUBECONFIG, else the pod's ServiceAccount, else ~/.kube/config.
-"""
+its variable, which wins over the default. A list is comma-separated or a JSON
+list. A flag's old spelling still works and says its new one on stderr. The
+operator and kopf's watches use one connection: --kubeconfig and --context (or
+their variables), else KUBECONFIG, else the pod's ServiceAccount, else
+~/.kube/config.
+
+exit status:
+""" + "".join(f"  {code} {text}\n" for code, text in RUN_EXIT_STATUS.items())
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def parser() -> argparse.ArgumentParser:
     """The whole command line: `run` with a flag per setting, and `lint`."""
-    top = argparse.ArgumentParser(prog="destination-operator", description=__doc__)
+    top = _Parser(prog="destination-operator", description=__doc__)
     top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="{run,lint,check}")
     run = sub.add_parser(
@@ -216,13 +301,13 @@ def main(argv: list[str] | None = None) -> int:
         # lint's own parser, which takes options between paths (`lint a/ -q b/`)
         return lint.main(argv[1:])
     args = parser().parse_args(argv)
+    for line in getattr(args, _OLD, None) or []:
+        print(f"destination-operator: warning: {line}", file=sys.stderr)
     try:
-        settings = _settings_from(args)
-    except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in err.errors()
-        )
-        print(f"destination-operator: invalid settings: {problems}", file=sys.stderr)
+        settings = load(_given(args))
+    except SettingsError as err:
+        for line in err.lines:
+            print(f"destination-operator: {line}", file=sys.stderr)
         return 2
     code: int | None = None
     with contextlib.suppress(KeyboardInterrupt):

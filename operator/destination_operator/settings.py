@@ -1,16 +1,38 @@
-"""Operator settings: environment variables prefixed DESTINATION_OPERATOR_, or flags.
+"""Operator settings: one name each, from which its flag, variable and chart value come.
 
-One place for every knob; `apply_to_kopf` hands the relevant ones to kopf at
-startup (persistence, posting, watching, peering).
+The setting `probe_concurrency` is the flag `--probe-concurrency` of
+`destination-operator run`, the environment variable
+`DESTINATION_OPERATOR_PROBE_CONCURRENCY` and the chart value `probeConcurrency`;
+`flag`, `env_var` and `chart_value` derive them, and nothing else spells them.
+A chart value under one of `CHART_SECTIONS` is nested there: `health_port` is
+`health.port`, beside the probes that use that port. A setting's older
+spellings (`Naming`) are still read and warn once; `load` gathers the flags and
+the environment and says every bad value in one line that names the flag or the
+variable as it was written. `apply_to_kopf` hands the relevant settings to kopf
+at startup (persistence, posting, watching, peering).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
+
+ENV_PREFIX = "DESTINATION_OPERATOR_"
+# Sections of the chart's values that hold a setting beside the values that go with it
+# (health.port beside health.livenessProbe; metrics.port beside metrics.service).
+CHART_SECTIONS = ("health", "metrics")
+NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 class LogFormat(StrEnum):
@@ -18,20 +40,86 @@ class LogFormat(StrEnum):
     JSON = "json"
 
 
+class LogLevel(StrEnum):
+    """The levels of Python's logging, each a level the operator logs at."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+    CRITICAL = "CRITICAL"
+
+
+@dataclass(frozen=True)
+class Naming:
+    """What a setting's name alone does not say: the spellings it had before (still read,
+    each warned about once) and whether the chart has a value for it."""
+
+    old_flags: tuple[str, ...] = ()
+    old_chart_values: tuple[str, ...] = ()
+    in_chart: bool = True
+
+
+def _split(value: object) -> list[object]:
+    """A list from a JSON list (`["a", "b"]`) or from comma-separated items (`a,b`)."""
+    if not isinstance(value, str):
+        return [value]
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"not a JSON list ({err.msg} at character {err.pos + 1}); "
+                "write a JSON list or comma-separated names"
+            ) from None
+        if not isinstance(items, list):
+            raise ValueError("not a JSON list")
+        return items
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def comma_list(value: object) -> object:
+    """A list setting's value from a variable or flags: JSON or comma-separated; a list of
+    such strings (a repeated flag) is joined."""
+    if isinstance(value, list | tuple):
+        return [item for part in value for item in _split(part)]
+    return _split(value)
+
+
+def namespace_name(value: str) -> str:
+    """A Kubernetes namespace name (an RFC 1123 label), as the chart's schema requires."""
+    if len(value) > 63 or not NAMESPACE_NAME.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a namespace name (lower-case letters, digits and '-', at most 63)"
+        )
+    return value
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+NamespaceList = Annotated[
+    list[Annotated[str, AfterValidator(namespace_name)]], NoDecode, BeforeValidator(comma_list)
+]
+
+
 class OperatorSettings(BaseSettings):
-    """What the operator can be told; every field is also a flag of `destination-operator run`."""
+    """What the operator can be told; every field is also a flag of `destination-operator run`,
+    a variable and (unless its `Naming` says otherwise) a value of the chart."""
 
-    model_config = SettingsConfigDict(env_prefix="DESTINATION_OPERATOR_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
-    namespaces: list[str] = Field(
-        default_factory=list, description="a namespace to watch; none: every namespace"
-    )
-    kubeconfig: str | None = Field(
+    namespaces: Annotated[
+        NamespaceList, Naming(old_flags=("--namespace",), old_chart_values=("watchNamespaces",))
+    ] = Field(default_factory=list, description="namespaces to watch; none: every namespace")
+    kubeconfig: Annotated[str | None, Naming(in_chart=False)] = Field(
         default=None,
         description="kubeconfig file for kopf's watches and the operator's own calls; unset: "
         "KUBECONFIG, else the pod's ServiceAccount, else ~/.kube/config",
     )
-    context: str | None = Field(
+    context: Annotated[str | None, Naming(in_chart=False)] = Field(
         default=None,
         description="kubeconfig context to use; unset: the kubeconfig's current-context",
     )
@@ -39,7 +127,9 @@ class OperatorSettings(BaseSettings):
     default_interval_seconds: float = Field(
         default=3600.0, ge=0, description="re-probe interval when a Destination sets none"
     )
-    timeout_seconds: float = Field(
+    timeout_seconds: Annotated[
+        float, Naming(old_flags=("--timeout",), old_chart_values=("defaultTimeoutSeconds",))
+    ] = Field(
         default=30.0,
         gt=0,
         le=600,
@@ -51,7 +141,9 @@ class OperatorSettings(BaseSettings):
         "link-local and metadata addresses stay refused",
     )
     log_format: LogFormat = Field(default=LogFormat.TEXT, description="text or json")
-    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR")
+    log_level: Annotated[LogLevel, BeforeValidator(_upper)] = Field(
+        default=LogLevel.INFO, description="the lowest level logged"
+    )
     backoff_base_seconds: float = Field(
         default=5.0, gt=0, description="first retry after a failure"
     )
@@ -106,3 +198,152 @@ class OperatorSettings(BaseSettings):
         kopf_settings.networking.request_timeout = 30
         kopf_settings.queueing.worker_limit = None
         kopf_settings.queueing.idle_timeout = 1.0
+
+
+# --- names ------------------------------------------------------------------------------------
+
+
+def setting_names() -> list[str]:
+    """Every setting's name, in the model's order."""
+    return list(OperatorSettings.model_fields)
+
+
+def naming(name: str) -> Naming:
+    """The `Naming` of one setting (the default one when its field has none)."""
+    info = OperatorSettings.model_fields[name]
+    return next((item for item in info.metadata if isinstance(item, Naming)), Naming())
+
+
+def flag(name: str) -> str:
+    """The `run` flag of one setting: its name in dashes (`stuck_after_seconds` ->
+    `--stuck-after-seconds`)."""
+    return "--" + name.replace("_", "-")
+
+
+def env_var(name: str) -> str:
+    """The environment variable of one setting: the prefix and its name in capitals."""
+    return f"{ENV_PREFIX}{name.upper()}"
+
+
+def _camel(words: list[str]) -> str:
+    return words[0] + "".join(word.capitalize() for word in words[1:])
+
+
+def chart_value(name: str) -> str | None:
+    """The chart value of one setting, as a dotted path: its name in camelCase, nested under
+    its first word when that is one of CHART_SECTIONS; None when the chart has none."""
+    if not naming(name).in_chart:
+        return None
+    first, *rest = name.split("_")
+    if first in CHART_SECTIONS and rest:
+        return f"{first}.{_camel(rest)}"
+    return _camel([first, *rest])
+
+
+def field_info(name: str) -> FieldInfo:
+    """The pydantic field of one setting."""
+    return OperatorSettings.model_fields[name]
+
+
+# --- loading, and saying what is wrong ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Given:
+    """A value given on the command line: the flag as written and what followed it (a list for
+    a repeatable flag)."""
+
+    spelling: str
+    value: Any
+
+
+class SettingsError(Exception):
+    """Bad settings: `lines` says each, one line apiece, naming its flag or variable."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+@dataclass
+class _Sources:
+    flags: Mapping[str, Given]
+    environ: Mapping[str, str]
+    variables: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # pydantic-settings reads variables without regard to case; so does the message
+        for key in self.environ:
+            self.variables.setdefault(key.upper(), key)
+
+    def written(self, name: str) -> tuple[str, str]:
+        """(where the value of `name` came from, as written; the value as written)."""
+        given = self.flags.get(name)
+        if given is not None:
+            value = given.value
+            shown = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+            return given.spelling, shown
+        key = self.variables.get(env_var(name), env_var(name))
+        return key, self.environ.get(key, "")
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+PLAIN_MESSAGES = {
+    "bool_parsing": "should be true or false",
+    "bool_type": "should be true or false",
+    "int_parsing": "should be a whole number",
+    "int_from_float": "should be a whole number",
+    "float_parsing": "should be a number",
+}
+
+
+def _problem(error: ErrorDetails) -> str:
+    """pydantic's message in plain words: no 'Input', no 'Value error,'."""
+    message = error["msg"]
+    for prefix in ("Value error, ", "Input "):
+        message = message.removeprefix(prefix)
+    message = PLAIN_MESSAGES.get(error["type"], message)
+    if error["type"] == "enum":
+        expected = error.get("ctx", {}).get("expected", "")
+        message = f"should be one of {expected.replace(chr(39), '')}"
+    return message
+
+
+def _line(error: ErrorDetails, sources: _Sources) -> str:
+    loc = error["loc"]
+    name = str(loc[0]) if loc else ""
+    if name not in OperatorSettings.model_fields:
+        return f"settings: {_problem(error)}"
+    where, value = sources.written(name)
+    item = len(loc) > 1 and isinstance(loc[1], int)
+    if where.startswith("--"):
+        # a list flag may be repeated: the item at fault is what was written after it
+        value = str(error["input"]) if item else value
+        return f"{where} {_clip(value)!r}: {_problem(error)}"
+    at = f" (item {int(loc[1]) + 1})" if item else ""
+    return f"{where}={_clip(value)!r}{at}: {_problem(error)}"
+
+
+def load(
+    flags: Mapping[str, Given] | None = None, environ: Mapping[str, str] | None = None
+) -> OperatorSettings:
+    """The settings from the flags given (by setting name) over the DESTINATION_OPERATOR_*
+    variables over the defaults; SettingsError with one line per bad value."""
+    flags = flags or {}
+    sources = _Sources(flags, os.environ if environ is None else environ)
+    values = {name: given.value for name, given in flags.items()}
+    try:
+        return OperatorSettings(**values)
+    except ValidationError as err:
+        raise SettingsError([_line(error, sources) for error in err.errors()]) from None
+    except SourceError as err:  # a variable the environment source itself cannot read
+        raise SettingsError([str(err)]) from None
+
+
+def old_spellings(name: str) -> Iterable[str]:
+    """Every older spelling of one setting: flags and chart values."""
+    spelt = naming(name)
+    return (*spelt.old_flags, *spelt.old_chart_values)

@@ -37,7 +37,11 @@ def run_actions() -> dict[str, argparse.Action]:
     top = cli.parser()
     sub = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
     run = sub.choices["run"]
-    return {a.dest: a for a in run._actions if a.option_strings and a.dest != "help"}
+    return {
+        a.dest: a
+        for a in run._actions
+        if a.option_strings and a.dest != "help" and a.help != argparse.SUPPRESS  # old spellings
+    }
 
 
 def started(monkeypatch: pytest.MonkeyPatch, *argv: str) -> OperatorSettings:
@@ -207,15 +211,3 @@ def test_a_kubeconfig_that_cannot_load_is_one_line(
     assert err.startswith("destination-operator: cannot load the kubeconfig: ")
     assert fragment in err
     assert len(err.strip().splitlines()) == 1
-
-
-def test_the_settings_table_lists_every_flag_and_variable() -> None:
-    """docs/operations.md's table: a row per setting, naming its flag and its variable."""
-    rows = [
-        line
-        for line in (ROOT / "docs" / "operations.md").read_text().splitlines()
-        if line.startswith("| `--")
-    ]
-    for name in FIELDS:
-        flag, env = f"`{cli.flag(name)}`", f"`{cli.env_var(name)}`"
-        assert any(flag in row and env in row for row in rows), name

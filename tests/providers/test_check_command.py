@@ -7,7 +7,7 @@ endpoint or URL the author chose, a CA in the Secret's `caBundle`).
 AmazonS3, OracleCloudStorage and GoogleCloudStorage name no endpoint: the
 provider tests aim them at loopback with provider arguments no manifest can
 give, so the command reaches them only up to the checks made before a
-connection (tests/unit/test_check_command.py).
+connection (tests/unit/test_cli_check.py).
 
 Every run asserts that no value of the Secret appears in stdout or stderr,
 as is, URL-encoded, form-encoded, in its repr, JSON-escaped or in base64.

@@ -341,3 +341,19 @@ def test_the_top_level_command_has_check(
     assert "check" in top.format_help()
     assert cli.main(["check", "-f", files[0], "--secret-file", files[1]]) == 1
     assert "reason=EndpointBlocked" in capsys.readouterr().out
+
+
+def test_one_file_may_hold_the_destination_and_its_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    both = write(tmp_path / "both.yaml", destination(), secret())
+    run = Run(["-f", both, "--secret-file", both], capsys)
+    assert run.code == 1 and "reason=EndpointBlocked" in run.out  # read, then guarded
+
+
+def test_a_disabled_destination_is_probed_all_the_same(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dest = write(tmp_path / "d.yaml", destination(enabled=False))
+    run = Run(["-f", dest, "--secret-file", write(tmp_path / "s.yaml", secret())], capsys)
+    assert run.code == 1 and "reason=EndpointBlocked" in run.out

@@ -20,7 +20,7 @@ from destination_operator.api.status import Reason
 from destination_operator.decide import Observed, SecretView
 from destination_operator.engine import probes as probes_module
 from destination_operator.engine.cache import Entry
-from destination_operator.engine.engine import Engine
+from destination_operator.engine.engine import DONE, Engine, Result
 from destination_operator.kube.secrets import StoredSecret
 from destination_operator.outcome import Outcome
 from destination_operator.settings import OperatorSettings
@@ -88,7 +88,13 @@ def run_probes(
         return entry
 
     async def probe(key: tuple[str, str]) -> Outcome | None:
-        return await engine._probe(key, cached(key), spec, observed)
+        """The outcome; None for a Destination that got in line (its pass is done, and its
+        key comes back when a slot is handed to it)."""
+        found = await engine._probe(key, cached(key), spec, observed)
+        if isinstance(found, Result):
+            assert found == DONE
+            return None
+        return found
 
     async def probe_all() -> tuple[list[Outcome | None], list[tuple[str, str]]]:
         # All due at once: the first `slots` probe, the rest return at once, in line (no

@@ -83,7 +83,6 @@ class Entry:
     memory: decide.Memory = field(default_factory=decide.Memory)
     written_status: dict[str, Any] | None = None  # until the watch shows our own write
     written_version: int = -1
-    api_failures: int = 0
     seen: bool = False  # processed once since the operator started
 
     @property

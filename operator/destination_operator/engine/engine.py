@@ -19,8 +19,17 @@ at once, re-adds coalesce, due times wait in one timer heap), ask
   turn, so one namespace's many slow probes delay another's by one turn;
 - come back later: at the next due time, after backoff, or on the next event.
 
-API server trouble (5xx, 429, timeouts, connection errors) requeues the key
-with per-key backoff and never becomes a condition reason.
+A pass (`process`) returns a `Result`, as controller-runtime's `Reconcile`
+does: done, come back after a time, or retry with backoff. One function,
+`_handle_result`, turns it into queue calls; the other queue calls are the
+watch events' (and a freed probe slot's, which queues the key it was handed
+to). API server trouble (5xx, 429, timeouts, connection errors) and a
+refused status patch are retried with per-key backoff, counted in the queue
+(`WorkQueue.add_rate_limited`), and never become a condition reason.
+
+The parts: `cache.Cache` (the watched Destinations), `workqueue.WorkQueue`,
+`slots.FairSlots` (the probe slots) and `probes.Probes` (the Secret's data
+and the probe's thread); this module is the workers and one pass.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from destination_operator import conditions, decide, metrics
@@ -54,7 +64,25 @@ LEGACY_FINALIZER = "destinations.io/operator"
 """The finalizer of the operator's first releases (one daemon per Destination); removed on sight."""
 
 API_BACKOFF_BASE, API_BACKOFF_CAP = 0.5, 30.0
+"""A failed pass (API server trouble) comes back after 0.5 s, doubling to 30 s, jittered."""
 NAMESPACE_DELETED_SECONDS = 30.0
+SECRET_AGAIN_SECONDS = 1.0
+"""How soon a Secret the watch shows, but the API does not return, is read again."""
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one pass over a key asks of the queue (controller-runtime's `reconcile.Result`):
+    nothing (`DONE`), to come back after `requeue_after` seconds (0: at once), or, for a
+    pass that failed, to come back after the key's backoff (`RETRY`)."""
+
+    requeue_after: float | None = None
+    rate_limited: bool = False
+
+
+DONE = Result()
+AT_ONCE = Result(requeue_after=0.0)
+RETRY = Result(rate_limited=True)
 
 
 def utcnow() -> datetime.datetime:
@@ -88,7 +116,7 @@ class Engine:
         self.cache = Cache(on_secret_unused=self.probes.forget_secret)
         # namespace -> when it was seen being deleted: see kube.namespaces
         self.namespaces_deleted: dict[str, float] = {}
-        self.queue: WorkQueue[Key] = WorkQueue()
+        self.queue: WorkQueue[Key] = WorkQueue(rate_limit=self._api_backoff)
         # Probe slots, one line per namespace; a Destination handed a freed slot is queued
         # again to take it.
         self.slots: FairSlots[Key] = FairSlots(
@@ -116,7 +144,7 @@ class Engine:
         entry = self.cache.pop(key)
         if entry is not None:
             self.synced -= entry.seen
-        self.queue.forget(key)
+        self.queue.discard(key)
         self.slots.forget(key)  # out of line; a slot handed to it goes on
         metrics.PROBES_WAITING.set(self.slots.waiting)
         metrics.TRACKED.set(len(self.cache))
@@ -125,6 +153,10 @@ class Engine:
         """A Secret was created, changed or deleted: queue every Destination that names it."""
         for key in self.cache.users(namespace, name):
             self.queue.add(key)
+
+    def _api_backoff(self, failures: int) -> float:
+        """Seconds a Destination waits after its n-th failed pass in a row."""
+        return conditions.next_delay(failures, API_BACKOFF_BASE, API_BACKOFF_CAP, self.rng)
 
     @property
     def probe_pool(self) -> ThreadPoolExecutor:
@@ -152,31 +184,35 @@ class Engine:
         self.api_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _work(self) -> None:
-        while True:
-            key = await self.queue.get()
-            if key is None:
-                return
+        """One worker: take a key, make one pass over it, tell the queue what came of it."""
+        while (key := await self.queue.get()) is not None:
             try:
-                await self.process(key)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("processing %s/%s failed; retrying with backoff", *key)
-                self._retry_later(key)
+                self._handle_result(key, await self._pass(key))
             finally:
                 self.slots.pass_on(key)  # handed a slot, then decided not to probe
                 self.queue.done(key)
                 metrics.QUEUE_DEPTH.set(len(self.queue))
 
-    def _retry_later(self, key: Key) -> None:
-        entry = self.cache.get(key)
-        if entry is None:
+    async def _pass(self, key: Key) -> Result:
+        """`process`, with any error it did not expect retried with backoff."""
+        try:
+            return await self.process(key)
+        except Exception:
+            logger.exception("processing %s/%s failed; retrying with backoff", *key)
+            return RETRY
+
+    def _handle_result(self, key: Key, result: Result) -> None:
+        """The one place a pass's result becomes queue calls (controller-runtime's
+        `reconcileHandler`). A failure comes back after the key's backoff, which grows with
+        each failure in a row (none for a Destination gone meanwhile); any other result ends
+        the row, and comes back when it asks to."""
+        if result.rate_limited:
+            if key in self.cache:
+                self.queue.add_rate_limited(key)
             return
-        entry.api_failures += 1
-        delay = conditions.next_delay(
-            entry.api_failures, API_BACKOFF_BASE, API_BACKOFF_CAP, self.rng
-        )
-        self.queue.add_after(key, delay)
+        self.queue.forget(key)
+        if result.requeue_after is not None:
+            self.queue.add_after(key, result.requeue_after)
 
     async def _api(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.api_pool, fn, *args)
@@ -194,27 +230,30 @@ class Engine:
             now=utcnow(),
         )
 
-    async def process(self, key: Key) -> None:
-        """One pass over one Destination: decide, then write and probe as decided."""
+    async def process(self, key: Key) -> Result:
+        """One pass over one Destination: decide, then write and probe as decided. What the
+        queue should do with the key next; API server trouble and a refused status patch
+        ask for a retry with backoff."""
         entry = self.cache.get(key)
         if entry is None:
-            return
+            return DONE
         try:
-            await self._process(key, entry)
+            return await self._reconcile(key, entry)
         except ApiUnavailable as err:
             logger.info("API server unavailable for %s/%s (%s); retrying", *key, err)
             metrics.API_RETRIES.inc()
-            self._retry_later(key)
-            return
-        entry.api_failures = 0
+            return RETRY
+        except StatusWriteFailed as err:
+            logger.warning("%s", err)
+            return RETRY
 
-    async def _process(self, key: Key, entry: Entry) -> None:
+    async def _reconcile(self, key: Key, entry: Entry) -> Result:
         if LEGACY_FINALIZER in (entry.body.get("metadata", {}).get("finalizers") or []):
             await self._drop_legacy_finalizer(key, entry)
         if entry.body["metadata"].get("deletionTimestamp"):
             # Going away (held only by someone else's finalizer): its deletion bumped the
             # generation, which is no reason to probe or report again.
-            return
+            return DONE
         observed = self._observed(key, entry)
         plan = decide.plan(observed, entry.memory, self.policy)
         logger.debug(
@@ -232,32 +271,41 @@ class Engine:
             and await self._namespace_terminating(key[0])
         ):
             logger.debug("%s/%s: its namespace is being deleted; nothing to report", *key)
-            return
+            return DONE
         if plan.status is not None and not await self._write(key, entry, plan.status):
-            return
+            return DONE
         if plan.probe and plan.spec is not None:
-            outcome = await self._probe(key, entry, plan.spec, observed)
-            if outcome is None or self.cache.get(key) is not entry:
-                return
-            after = self._observed(key, entry)
-            if not decide.still_current(observed, after):
-                # The spec or the Secret changed while the probe ran: its result is about
-                # inputs that are gone. Probe the new ones instead.
-                metrics.STALE_PROBES.inc()
-                self.queue.add(key)
-                return
-            plan = decide.after_probe(
-                after, plan.spec, outcome, entry.memory, self.policy, self.rng
-            )
-            if plan.status is not None and not await self._write(key, entry, plan.status):
-                return
-            logger.info("verification of %s/%s: %s (%s)", *key, outcome.reason, outcome.message)
-        if plan.requeue_after is not None:
-            self.queue.add_after(key, plan.requeue_after)
+            after = await self._verify(key, entry, plan.spec, observed)
+            if isinstance(after, Result):
+                return after
+            plan = after
         if not entry.seen:
             entry.seen = True
             self.synced += 1
             metrics.SYNCED.set(self.synced)
+        return DONE if plan.requeue_after is None else Result(requeue_after=plan.requeue_after)
+
+    async def _verify(
+        self, key: Key, entry: Entry, spec: DestinationSpec, observed: decide.Observed
+    ) -> decide.Plan | Result:
+        """Probe, then write what came of it: the plan after the probe, or how the pass ends
+        early (nothing to report yet, the object gone, or its inputs changed meanwhile)."""
+        found = await self._probe(key, entry, spec, observed)
+        if isinstance(found, Result):
+            return found
+        if self.cache.get(key) is not entry:
+            return DONE
+        after = self._observed(key, entry)
+        if not decide.still_current(observed, after):
+            # The spec or the Secret changed while the probe ran: its result is about
+            # inputs that are gone. Probe the new ones instead.
+            metrics.STALE_PROBES.inc()
+            return AT_ONCE
+        plan = decide.after_probe(after, spec, found, entry.memory, self.policy, self.rng)
+        if plan.status is not None and not await self._write(key, entry, plan.status):
+            return DONE
+        logger.info("verification of %s/%s: %s (%s)", *key, found.reason, found.message)
+        return plan
 
     async def _namespace_terminating(self, namespace: str) -> bool:
         """Whether `namespace` is being deleted. A "yes" is trusted for a while (all its
@@ -276,15 +324,11 @@ class Engine:
         return found
 
     async def _write(self, key: Key, entry: Entry, status: dict[str, Any]) -> bool:
-        """Patch the status; post the transition events. False when the object is gone."""
+        """Patch the status; post the transition events. False when the object is gone;
+        `StatusWriteFailed` when the patch was refused."""
         old = entry.status()
         metrics.STATUS_WRITES.inc()
-        try:
-            stored = await self._api(patch_status, key[0], key[1], entry.uid, status)
-        except StatusWriteFailed as err:
-            logger.warning("%s", err)
-            self._retry_later(key)
-            return False
+        stored = await self._api(patch_status, key[0], key[1], entry.uid, status)
         if stored is None:
             return False  # deleted or replaced; the watch tells the engine
         entry.wrote(stored)
@@ -307,20 +351,19 @@ class Engine:
 
     async def _probe(
         self, key: Key, entry: Entry, spec: DestinationSpec, observed: decide.Observed
-    ) -> Outcome | None:
-        """Read the Secret and probe; None when there is nothing to report (yet): the
-        Secret is not there yet, or every probe slot is taken (the key is then queued
-        again when a slot is handed to it, and the worker is free meanwhile)."""
+    ) -> Outcome | Result:
+        """Take a probe slot, read the Secret and probe; a `Result` when there is nothing to
+        report yet: every slot is taken (the key is queued again when a slot is handed to
+        it, and the worker is free meanwhile), or the Secret is not there yet (the watch and
+        the API disagree for a moment: come back in a second)."""
         if not self.slots.take(key):
             metrics.PROBES_WAITING.set(self.slots.waiting)
-            return None
+            return DONE
         try:
             found = await self.probes.run(key, entry.uid, spec, observed)
         finally:
             self.slots.release()
-        if found is None:
-            self.queue.add_after(key, 1.0)  # the watch and the API disagree for a moment
-        return found
+        return Result(requeue_after=SECRET_AGAIN_SECONDS) if found is None else found
 
     # --- health ------------------------------------------------------------------------------
 

@@ -6,6 +6,10 @@
   holds it marks it dirty, and it is queued again when that worker is `done`.
 - Keys due later wait in one timer heap (`add_after`), not in a sleeping task
   per object; the earliest due time wins when a key is scheduled twice.
+- Failures back off per key, as client-go's rate-limiting queue does:
+  `add_rate_limited` counts the key's failures in a row and adds it after the
+  delay its `rate_limit` gives for that count; `forget` ends the row (the key
+  succeeded), `num_requeues` tells its length.
 
 The queue knows nothing about Kubernetes: keys are any hashable values, and the
 clock is injectable so that tests need not sleep.
@@ -22,16 +26,29 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-__all__ = ["WorkQueue"]
+__all__ = ["RateLimit", "WorkQueue", "exponential"]
 
 K = TypeVar("K", bound=Hashable)
 
+RateLimit = Callable[[int], float]
+"""Seconds a key waits after its n-th failure in a row (n >= 1)."""
+
+
+def exponential(base: float = 0.005, cap: float = 1000.0) -> RateLimit:
+    """`base * 2**(n-1)` seconds, at most `cap` (client-go's per-item default)."""
+    return lambda failures: min(cap, base * 2.0 ** min(max(failures, 1) - 1, 62))
+
 
 class WorkQueue(Generic[K]):
-    """Deduplicated keys, one worker per key at a time, and a timer heap for due times."""
+    """Deduplicated keys, one worker per key at a time, a timer heap for due times, and
+    per-key backoff for failures."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, rate_limit: RateLimit | None = None
+    ) -> None:
         self._clock = clock
+        self._rate_limit = rate_limit or exponential()
+        self._failures: dict[K, int] = {}  # failures in a row, per key
         self._ready: deque[K] = deque()
         self._queued: set[K] = set()  # in _ready
         self._processing: set[K] = set()
@@ -83,10 +100,26 @@ class WorkQueue(Generic[K]):
         heapq.heappush(self._timers, (due, next(self._seq), key))
         self._wakeup.set()
 
+    def add_rate_limited(self, key: K) -> None:
+        """`key` failed once more: make it ready after the backoff its failures in a row
+        earn (unless it is due sooner already)."""
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        self.add_after(key, self._rate_limit(failures))
+
     def forget(self, key: K) -> None:
-        """Drop `key`'s due time (the object is gone); a worker holding it finishes as usual."""
+        """End `key`'s row of failures (it succeeded): its next failure waits the least."""
+        self._failures.pop(key, None)
+
+    def num_requeues(self, key: K) -> int:
+        """`key`'s failures in a row."""
+        return self._failures.get(key, 0)
+
+    def discard(self, key: K) -> None:
+        """Drop all `key` has here (the object is gone): its due time, a re-add while it was
+        processed, its failures. A worker holding it finishes as usual."""
         self._due.pop(key, None)
         self._dirty.discard(key)
+        self._failures.pop(key, None)
 
     def _release_due(self) -> float | None:
         """Move keys whose time has come to the ready queue; seconds until the next one."""

@@ -54,8 +54,8 @@ verify: crds ## fail when the committed CRD, manifests/ or lint's AWS regions dr
 test: $(STAMP) binaries verify lint ## the whole suite: lint, unit, providers, cluster
 	@bin=$$(bash hack/build-binaries.sh all) && DESTINATION_OPERATOR_BIN_DIR=$$bin $(BIN)/pytest $(PYTEST_ARGS)
 
-test-unit: $(STAMP) ## unit tests only (no control plane)
-	@$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+test-unit: $(STAMP) ## unit and docs tests (no control plane)
+	@$(BIN)/pytest tests/unit tests/docs $(PYTEST_ARGS)
 
 image: $(STAMP) ## build the operator's image with buildah (an OCI archive; see docs/image.md)
 	@$(BIN)/python hack/image.py build

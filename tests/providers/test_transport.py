@@ -15,7 +15,8 @@ succeeds; with `insecureSkipTLSVerify` in Development it succeeds and says
 that verification was skipped; through the proxy the connection goes through
 a tunnel, still checking the target's certificate end to end. Each case checks
 the Reason, whether the server got the probe, the proxy's tunnels, and that no
-value of the Secret is in any message.
+value of the Secret is in any message. How the options are parsed and handed to
+each SDK, with no server, is test_transport_options.py.
 """
 
 from __future__ import annotations

@@ -389,7 +389,7 @@ def test_an_oss_session_reads_nothing_from_the_environment_and_follows_no_redire
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = sorted((ROOT / "docs" / "providers").glob("*.md"))
-FULL = re.compile(r"`(?:tests/)?((?:unit|providers|cluster)/test_\w+\.py)(?:::([^`\s]+))?`")
+FULL = re.compile(r"`(?:tests/)?((?:unit|docs|providers|cluster)/test_\w+\.py)(?:::([^`\s]+))?`")
 SHORTHANDS = {  # page: (pattern of its short form, the node id it stands for)
     "amazon-s3.md": (
         r"`outcomes\[([^\]`]+)\]`",
@@ -417,7 +417,7 @@ SHORTHANDS = {  # page: (pattern of its short form, the node id it stands for)
 PLACEHOLDER = re.compile(r"(::x|\[x(-\w+)?\])$")  # where a page explains its short form
 ANSWERS_SHORTHAND = (
     r"`answer\[([^\]`]+)\]`",
-    "unit/test_docs_providers.py::test_how_a_webhook_answer_is_read[{}]",
+    "docs/test_docs_providers.py::test_how_a_webhook_answer_is_read[{}]",
 )
 
 
@@ -438,8 +438,7 @@ def named_tests(page: Path) -> set[str]:
 def collected() -> set[str]:
     """The node ids pytest collects in each folder of tests/ a provider page names.
 
-    One folder at a time: the folders' conftest modules share a name, so test
-    modules that import from theirs collect only with their own folder.
+    One folder at a time, so that an error collecting one folder leaves the others' ids.
     """
     folders = sorted({name.split("/")[0] for page in PAGES for name in named_tests(page)})
     ids: set[str] = set()

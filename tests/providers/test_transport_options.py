@@ -1,5 +1,6 @@
 """The probe's transport, offline: `spec.transport`, the Secret's `caBundle`, and how each
-provider's client options take them. The servers' side is tests/providers/test_transport.py."""
+provider's client options take them. The same options against real servers are in
+test_transport.py, beside this file."""
 
 from __future__ import annotations
 

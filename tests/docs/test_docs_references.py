@@ -68,13 +68,13 @@ def test_the_pages_name_tests_at_all() -> None:
 def test_a_missing_test_is_found(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text(
-        "(test: `tests/unit/test_docs_references.py::test_a_missing_test_is_found`, "
+        "(test: `tests/docs/test_docs_references.py::test_a_missing_test_is_found`, "
         "`::test_no_such_thing`, `tests/unit/no_such_file.py`)"
     )
     refs = references(page)
     assert refs == [
-        ("tests/unit/test_docs_references.py", "test_a_missing_test_is_found"),
-        ("tests/unit/test_docs_references.py", "test_no_such_thing"),
+        ("tests/docs/test_docs_references.py", "test_a_missing_test_is_found"),
+        ("tests/docs/test_docs_references.py", "test_no_such_thing"),
         ("tests/unit/no_such_file.py", None),
     ]
     assert "test_no_such_thing" not in functions_in(ROOT / refs[1][0])

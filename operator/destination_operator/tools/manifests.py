@@ -138,6 +138,18 @@ def field_parts(field: str) -> list[str | int]:
     return parts
 
 
+def _entries(node: yaml.MappingNode) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    """A mapping node's entries by key, made once per node: a lookup per finding stays cheap
+    in a mapping of many keys. A key given twice (through a merge) is the last one."""
+    entries: dict[str, tuple[yaml.Node, yaml.Node]] | None = getattr(node, "_lint_entries", None)
+    if entries is None:
+        entries = {
+            key.value: (key, value) for key, value in node.value if isinstance(key, yaml.ScalarNode)
+        }
+        node._lint_entries = entries  # type: ignore[attr-defined]
+    return entries
+
+
 def position(node: yaml.Node | None, field: str, *, at_key: bool = False) -> tuple[int, int]:
     """The 1-based (line, column) of `field` under `node`: a scalar's value, else its key (its
     key always when `at_key`); for a field that is absent, the nearest one present."""
@@ -155,14 +167,7 @@ def position(node: yaml.Node | None, field: str, *, at_key: bool = False) -> tup
             continue
         if not isinstance(node, yaml.MappingNode):
             break
-        entry = next(
-            (
-                (key, value)
-                for key, value in node.value
-                if isinstance(key, yaml.ScalarNode) and key.value == part
-            ),
-            None,
-        )
+        entry = _entries(node).get(part)
         if entry is None:
             break
         key, node = entry

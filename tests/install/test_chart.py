@@ -186,9 +186,11 @@ def test_values_reach_the_operator_as_its_own_settings(
     cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The rendered variables, read by the operator's settings class: the chart's defaults
-    are the operator's defaults, and each value lands on its setting."""
+    are the operator's defaults but for JSON logs, and each value lands on its setting."""
     defaults = container_env(one(objects(render(cluster)), "Deployment"))
-    assert _settings_from_env(defaults, monkeypatch) == _settings_from_env({}, monkeypatch)
+    assert _settings_from_env(defaults, monkeypatch) == _settings_from_env(
+        {"DESTINATION_OPERATOR_LOG_FORMAT": "json"}, monkeypatch
+    )
 
     values = {
         "watchNamespaces": ["team-a"],

@@ -58,3 +58,33 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "destination-operator.metricsServiceEnv" -}}
 {{- include "destination-operator.metricsService" . | upper | replace "-" "_" }}
 {{- end }}
+
+{{/*
+Settings renamed: each old value, when set, still wins over the new one (NOTES.txt warns).
+"destination-operator.namespaces" is a JSON list: `include ... | fromJsonArray`.
+*/}}
+{{- define "destination-operator.namespaces" -}}
+{{- if not (kindIs "invalid" .Values.watchNamespaces) }}
+{{- toJson .Values.watchNamespaces }}
+{{- else }}
+{{- toJson (.Values.namespaces | default list) }}
+{{- end }}
+{{- end }}
+
+{{- define "destination-operator.timeoutSeconds" -}}
+{{- if not (kindIs "invalid" .Values.defaultTimeoutSeconds) }}
+{{- .Values.defaultTimeoutSeconds }}
+{{- else }}
+{{- .Values.timeoutSeconds }}
+{{- end }}
+{{- end }}
+
+{{/* The values still read under an old name: "old new" pairs, one a line. */}}
+{{- define "destination-operator.renamedValues" -}}
+{{- if not (kindIs "invalid" .Values.watchNamespaces) }}
+watchNamespaces namespaces
+{{- end }}
+{{- if not (kindIs "invalid" .Values.defaultTimeoutSeconds) }}
+defaultTimeoutSeconds timeoutSeconds
+{{- end }}
+{{- end }}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any
@@ -327,13 +327,11 @@ def _line(error: ErrorDetails, sources: _Sources) -> str:
     return f"{where}={_clip(value)!r}{at}: {_problem(error)}"
 
 
-def load(
-    flags: Mapping[str, Given] | None = None, environ: Mapping[str, str] | None = None
-) -> OperatorSettings:
+def load(flags: Mapping[str, Given] | None = None) -> OperatorSettings:
     """The settings from the flags given (by setting name) over the DESTINATION_OPERATOR_*
     variables over the defaults; SettingsError with one line per bad value."""
     flags = flags or {}
-    sources = _Sources(flags, os.environ if environ is None else environ)
+    sources = _Sources(flags, os.environ)
     values = {name: given.value for name, given in flags.items()}
     try:
         return OperatorSettings(**values)
@@ -341,9 +339,3 @@ def load(
         raise SettingsError([_line(error, sources) for error in err.errors()]) from None
     except SourceError as err:  # a variable the environment source itself cannot read
         raise SettingsError([str(err)]) from None
-
-
-def old_spellings(name: str) -> Iterable[str]:
-    """Every older spelling of one setting: flags and chart values."""
-    spelt = naming(name)
-    return (*spelt.old_flags, *spelt.old_chart_values)

@@ -41,7 +41,7 @@ def _forbidden_message(namespace: str, name: str, status: int, body: object) -> 
     return (
         f"RBAC does not let {who} read Secret {name!r}: it needs get on secrets "
         f"(core API group) in namespace {namespace!r}; grant it with a Role and RoleBinding "
-        "there, or install with that namespace in watchNamespaces"
+        "there, or install with that namespace in the chart's namespaces value"
     )
 
 

@@ -29,6 +29,7 @@ from destination_operator.outcome import (
     secret_forbidden,
     secret_unreadable,
 )
+from destination_operator.probe import verify as verify_module
 from destination_operator.probe.verify import probe_control, verify
 from destination_operator.probe.verify import probe_object_key as key_for_spec
 from destination_operator.providers import s3 as s3_module
@@ -229,6 +230,35 @@ def test_a_raising_provider_becomes_probe_failed_without_the_secret() -> None:
     assert outcome.reason == Reason.ProbeFailed
     assert "distinctive-token-value" not in outcome.message
     assert outcome.last_probe() is not None
+
+
+def test_verify_runs_named_steps_in_order_and_stops_at_the_first_outcome() -> None:
+    """Credentials, the endpoint guard, the probe (as Flux lists its reconcilers): a step's
+    `Outcome` ends the verification; the control's deadline starts with the guard."""
+    assert [step.__name__ for step in verify_module.STEPS] == [
+        "provider_and_credentials",
+        "endpoint_guard",
+        "probe",
+    ]
+    unstarted = probe_control(spec(), default_timeout=7, allow_private=False)
+    outcome = verify(
+        spec(),
+        None,
+        secret_uid=UID,
+        object_key="k",
+        allow_private=False,
+        now=NOW,
+        control=unstarted,
+    )
+    assert outcome.reason == Reason.SecretNotFound
+    assert unstarted.deadline is None  # the guard never ran: no deadline started
+    guarded = probe_control(spec(), default_timeout=7, allow_private=False)
+    data = {"accessKeyId": b"a", "secretAccessKey": b"b"}
+    outcome = verify(
+        spec(), data, secret_uid=UID, object_key="k", allow_private=False, now=NOW, control=guarded
+    )
+    assert outcome.reason == Reason.EndpointBlocked  # loopback refused: the probe never ran
+    assert guarded.deadline is not None and not outcome.probed
 
 
 # --- registry ----------------------------------------------------------------------------------

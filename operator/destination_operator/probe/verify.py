@@ -1,19 +1,23 @@
 """One verification, without Kubernetes: spec + Secret data + provider -> `Outcome`.
 
-`verify()` runs the checks in the order that costs least and leaks least:
+`verify()` runs named steps, in the order that costs least and leaks least
+(`STEPS`, as Flux's source-controller lists its `reconcilers`); each returns
+the `Outcome` that ends the verification, or None to go on:
 
-1. a provider for the spec's type;
-2. the Secret exists (`SecretNotFound`) and has the provider's keys
-   (`SecretKeyMissing`, naming the key, never a value), each one line
-   (`SecretKeyInvalid`: a line break or control character inside);
-3. the probe's transport (`providers.transport`): `spec.transport` and the
-   Secret's `caBundle` (`SecretKeyMissing` when it holds no usable
-   certificate; `InvalidSpec` for TLS verification skipped outside
-   Development);
-4. the endpoint guard, on every URL the Destination's author chose, the
-   proxy's included, before any connection (`EndpointBlocked`);
-5. the provider's probe (write, then delete in `WriteDelete` mode). A probe
-   that skipped TLS verification says so in its success message.
+1. `provider_and_credentials`: a provider for the spec's type; the Secret
+   exists (`SecretNotFound`) and has the provider's keys (`SecretKeyMissing`,
+   naming the key, never a value), each one line (`SecretKeyInvalid`: a line
+   break or control character inside); the probe's transport
+   (`providers.transport`): `spec.transport` and the Secret's `caBundle`
+   (`SecretKeyMissing` when it holds no usable certificate; `InvalidSpec` for
+   TLS verification skipped outside Development);
+2. `endpoint_guard`: the guard, on every URL the Destination's author chose,
+   the proxy's included, before any connection (`EndpointBlocked`); the
+   probe's control, and its deadline, start here;
+3. `probe`: the provider's probe (write, then delete in `WriteDelete` mode).
+
+When every step went on, the probe succeeded (`succeeded`); a probe that
+skipped TLS verification says so in its success message.
 
 Every failure becomes an `Outcome` with the `Reason` of its
 `DestinationError`, its message scrubbed of every value in the Secret. The
@@ -23,14 +27,16 @@ Kubernetes side (reading the Secret, writing status, events) lives in
 
 from __future__ import annotations
 
+import contextlib
 import datetime
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from destination_operator.api.spec import DestinationSpec, VerificationMode, render_prefix
 from destination_operator.api.status import Reason
 from destination_operator.errors import (
+    DestinationError,
     EndpointBlockedError,
     EndpointUnreachableError,
     InvalidSpecError,
@@ -54,7 +60,7 @@ from destination_operator.probe.endpoints import (
     check_endpoint,
     check_endpoints,
 )
-from destination_operator.providers.base import Stopwatch
+from destination_operator.providers.base import ProbeResult, Provider, Stopwatch
 from destination_operator.providers.base import probe_object_key as _key_under
 from destination_operator.providers.registry import Registry, default_registry
 from destination_operator.providers.transport import TLS_SKIPPED_NOTE, Transport, transport_for
@@ -62,6 +68,7 @@ from destination_operator.redaction import scrub
 from destination_operator.settings import OperatorSettings
 
 __all__ = [
+    "STEPS",
     "probe_control",
     "probe_object_key",
     "verify",
@@ -121,6 +128,168 @@ def _scrubbed(steps: Sequence[StepResult], secrets: Sequence[bytes]) -> tuple[St
     )
 
 
+@dataclass
+class Verification:
+    """One verification as its steps see it: the inputs, and what each step found."""
+
+    spec: DestinationSpec
+    secret_data: Mapping[str, bytes] | None
+    object_key: str
+    allow_private: bool
+    default_timeout: float
+    registry: Registry | None
+    resolve: Resolver | None
+    control: ProbeControl | None  # made by `endpoint_guard` when None
+    context: dict[str, Any]  # time, fingerprint, object_key, mode: in every Outcome
+    secrets: tuple[bytes, ...]  # every Secret value, scrubbed from every message
+    under_control: contextlib.ExitStack  # the control, once entered, until verify() returns
+    provider: Provider | None = None
+    credentials: Any = None
+    urls: Sequence[str] = ()
+    transport: Transport = field(default_factory=Transport)
+    watch: Stopwatch = field(default_factory=Stopwatch)
+    result: ProbeResult | None = None
+
+    @property
+    def mode(self) -> VerificationMode:
+        mode: VerificationMode = self.context["mode"]
+        return mode
+
+    @property
+    def bound(self) -> ProbeControl:
+        """The probe's control (from `endpoint_guard` on)."""
+        assert self.control is not None, "the control is made by the endpoint guard"
+        return self.control
+
+
+Step = Callable[[Verification], Outcome | None]
+
+
+def provider_and_credentials(run: Verification) -> Outcome | None:
+    """The provider for the spec's type, the credentials it reads from the Secret, the URLs
+    the guard checks and the probe's transport; a failure names the key, never a value."""
+    spec, secret_data = run.spec, run.secret_data
+    secret_name = spec.credentials.secret_ref.name
+    try:
+        run.provider = (run.registry or default_registry()).get(spec.type)
+        if secret_data is None:
+            raise SecretNotFoundError(
+                f"Secret {secret_name!r} not found in the Destination's namespace"
+            )
+        data, undecodable = _decode(secret_data)
+        try:
+            run.credentials = run.provider.load_credentials(data)
+        except SecretKeyMissingError as err:
+            hint = "its value is not UTF-8 text" if err.key in undecodable else err.hint
+            raise SecretKeyMissingError(
+                err.key, secret_name=secret_name, hint=hint, alternatives=err.alternatives
+            ) from None
+        except SecretKeyInvalidError as err:
+            raise SecretKeyInvalidError(err.key, err.problem, secret_name=secret_name) from None
+        run.urls = run.provider.endpoints(spec)
+        run.transport = transport_for(spec, secret_data)
+    except Exception as err:  # noqa: BLE001 - ours, or a provider bug: never take the operator down
+        return failure(translate(err, secrets=run.secrets), **run.context)
+    return None
+
+
+def endpoint_guard(run: Verification) -> Outcome | None:
+    """Start the probe's control (its deadline counts from here), check every URL the
+    author chose, the proxy's too, and pin each host to the addresses checked."""
+    if run.control is None:
+        run.control = probe_control(
+            run.spec,
+            default_timeout=run.default_timeout,
+            allow_private=run.allow_private,
+            resolve=run.resolve,
+        )
+    bound = run.under_control.enter_context(run.control)
+
+    def guard_resolve(host: str, port: int) -> Sequence[str]:
+        return bound.resolve(host, port, run.resolve)
+
+    try:
+        for checked in check_endpoints(
+            run.urls, allow_private=run.allow_private, resolve=guard_resolve
+        ):
+            bound.pin(checked.host, checked.addresses)
+        if run.transport.https_proxy:
+            checked = _check_proxy(run.transport.https_proxy, run.allow_private, guard_resolve)
+            bound.pin(checked.host, checked.addresses)
+    except Exception as err:  # noqa: BLE001 - as above
+        return failure(translate(bound.end_error() or err, secrets=run.secrets), **run.context)
+    return None
+
+
+def probe(run: Verification) -> Outcome | None:
+    """The provider's probe under the control; a failure is reported in its own words,
+    or the control's when it ended the probe."""
+    assert run.provider is not None
+    bound = run.bound
+    # Only when there is something to say: a provider written before transports keeps working.
+    options: dict[str, Any] = {"transport": run.transport} if run.transport != Transport() else {}
+    run.watch = Stopwatch()
+    try:
+        run.result = run.provider.probe(
+            run.spec, run.credentials, run.object_key, run.mode, bound.timeout_seconds, **options
+        )
+    except Exception as err:  # noqa: BLE001 - steps fail in the result; anything else here
+        error = translate(bound.end_error() or err, secrets=run.secrets)
+        return _probe_failed(run, error, ())
+    if run.result.error is None:
+        return None
+    ended = bound.end_error()
+    error = translate(ended or run.result.error, secrets=run.secrets)
+    steps = _scrubbed(run.result.steps, run.secrets)
+    if ended is not None:
+        # The SDK's words describe a socket the control shut, not the cause.
+        steps = tuple(
+            replace(step, message=error.message) if step.outcome is StepOutcome.Failed else step
+            for step in steps
+        )
+        if any(
+            step.name is StepName.Write and step.outcome is StepOutcome.Succeeded for step in steps
+        ) and any(step.outcome is StepOutcome.Failed for step in steps):
+            error.add_detail("the probe object was written and may be left in place")
+    return _probe_failed(run, error, steps)
+
+
+def _probe_failed(
+    run: Verification, error: DestinationError, steps: tuple[StepResult, ...]
+) -> Outcome:
+    return Outcome(
+        verified=False,
+        reason=error.reason,
+        message=error.message,
+        steps=steps,
+        duration_ms=run.watch.ms(),
+        probed=True,
+        **run.context,
+    )
+
+
+def succeeded(run: Verification) -> Outcome:
+    """The outcome when every step went on: the probe wrote (and deleted) its object."""
+    assert run.result is not None
+    done = "wrote and deleted" if run.mode == VerificationMode.WriteDelete else "wrote"
+    message = run.result.summary or f"{done} probe object {run.object_key!r}"
+    if not run.transport.verify_tls:  # first: a long message is shortened at its end
+        message = f"{TLS_SKIPPED_NOTE}: {message}"
+    return Outcome(
+        verified=True,
+        reason=Reason.ProbeSucceeded,
+        message=scrub(message, run.secrets),
+        steps=_scrubbed(run.result.steps, run.secrets),
+        duration_ms=run.watch.ms(),
+        probed=True,
+        **run.context,
+    )
+
+
+STEPS: tuple[Step, ...] = (provider_and_credentials, endpoint_guard, probe)
+"""A verification's steps, in order: each ends it with an `Outcome`, or goes on (None)."""
+
+
 def verify(
     spec: DestinationSpec,
     secret_data: Mapping[str, bytes] | None,
@@ -157,111 +326,27 @@ def verify(
     """
     if control is not None and control.refuse_private == allow_private:
         raise ValueError("the probe's control and allow_private disagree on private addresses")
-    mode = VerificationMode(spec.verification.mode)
-    print_ = fingerprint(secret_data, secret_uid)
-    secrets: tuple[bytes, ...] = tuple(secret_data.values()) if secret_data else ()
-    context: dict[str, Any] = {
-        "time": now,
-        "fingerprint": print_,
-        "object_key": object_key,
-        "mode": mode,
-    }
-    secret_name = spec.credentials.secret_ref.name
-    try:
-        provider = (registry or default_registry()).get(spec.type)
-        if secret_data is None:
-            raise SecretNotFoundError(
-                f"Secret {secret_name!r} not found in the Destination's namespace"
-            )
-        data, undecodable = _decode(secret_data)
-        try:
-            credentials = provider.load_credentials(data)
-        except SecretKeyMissingError as err:
-            hint = "its value is not UTF-8 text" if err.key in undecodable else err.hint
-            raise SecretKeyMissingError(
-                err.key, secret_name=secret_name, hint=hint, alternatives=err.alternatives
-            ) from None
-        except SecretKeyInvalidError as err:
-            raise SecretKeyInvalidError(err.key, err.problem, secret_name=secret_name) from None
-        urls = provider.endpoints(spec)
-        transport = transport_for(spec, secret_data)
-    except Exception as err:  # noqa: BLE001 - ours, or a provider bug: never take the operator down
-        return failure(translate(err, secrets=secrets), **context)
-    # Only when there is something to say: a provider written before transports keeps working.
-    options: dict[str, Any] = {"transport": transport} if transport != Transport() else {}
-
-    bound = control
-    if bound is None:
-        bound = probe_control(
-            spec, default_timeout=default_timeout, allow_private=allow_private, resolve=resolve
+    with contextlib.ExitStack() as under_control:
+        run = Verification(
+            spec=spec,
+            secret_data=secret_data,
+            object_key=object_key,
+            allow_private=allow_private,
+            default_timeout=default_timeout,
+            registry=registry,
+            resolve=resolve,
+            control=control,
+            context={
+                "time": now,
+                "fingerprint": fingerprint(secret_data, secret_uid),
+                "object_key": object_key,
+                "mode": VerificationMode(spec.verification.mode),
+            },
+            secrets=tuple(secret_data.values()) if secret_data else (),
+            under_control=under_control,
         )
-
-    def guard_resolve(host: str, port: int) -> Sequence[str]:
-        return bound.resolve(host, port, resolve)
-
-    with bound:
-        try:
-            for checked in check_endpoints(
-                urls, allow_private=allow_private, resolve=guard_resolve
-            ):
-                bound.pin(checked.host, checked.addresses)
-            if transport.https_proxy:
-                checked = _check_proxy(transport.https_proxy, allow_private, guard_resolve)
-                bound.pin(checked.host, checked.addresses)
-        except Exception as err:  # noqa: BLE001 - as above
-            return failure(translate(bound.end_error() or err, secrets=secrets), **context)
-
-        watch = Stopwatch()
-        try:
-            result = provider.probe(
-                spec, credentials, object_key, mode, bound.timeout_seconds, **options
-            )
-        except Exception as err:  # noqa: BLE001 - steps fail in the result; anything else here
-            error = translate(bound.end_error() or err, secrets=secrets)
-            return Outcome(
-                verified=False,
-                reason=error.reason,
-                message=error.message,
-                duration_ms=watch.ms(),
-                probed=True,
-                **context,
-            )
-        if result.error is not None:
-            ended = bound.end_error()
-            error = translate(ended or result.error, secrets=secrets)
-            steps = _scrubbed(result.steps, secrets)
+        for step in STEPS:
+            ended = step(run)
             if ended is not None:
-                # The SDK's words describe a socket the control shut, not the cause.
-                steps = tuple(
-                    replace(step, message=error.message)
-                    if step.outcome is StepOutcome.Failed
-                    else step
-                    for step in steps
-                )
-                if any(
-                    step.name is StepName.Write and step.outcome is StepOutcome.Succeeded
-                    for step in steps
-                ) and any(step.outcome is StepOutcome.Failed for step in steps):
-                    error.add_detail("the probe object was written and may be left in place")
-            return Outcome(
-                verified=False,
-                reason=error.reason,
-                message=error.message,
-                steps=steps,
-                duration_ms=watch.ms(),
-                probed=True,
-                **context,
-            )
-    done = "wrote and deleted" if mode == VerificationMode.WriteDelete else "wrote"
-    message = result.summary or f"{done} probe object {object_key!r}"
-    if not transport.verify_tls:  # first: a long message is shortened at its end
-        message = f"{TLS_SKIPPED_NOTE}: {message}"
-    return Outcome(
-        verified=True,
-        reason=Reason.ProbeSucceeded,
-        message=scrub(message, secrets),
-        steps=_scrubbed(result.steps, secrets),
-        duration_ms=watch.ms(),
-        probed=True,
-        **context,
-    )
+                return ended
+    return succeeded(run)

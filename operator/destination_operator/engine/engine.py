@@ -64,7 +64,8 @@ LEGACY_FINALIZER = "destinations.io/operator"
 """The finalizer of the operator's first releases (one daemon per Destination); removed on sight."""
 
 API_BACKOFF_BASE, API_BACKOFF_CAP = 0.5, 30.0
-"""A failed pass (API server trouble) comes back after 0.5 s, doubling to 30 s, jittered."""
+"""A failed pass waits up to 0.5 s (at least half of it), doubling with each failure in a
+row up to 30 s: `conditions.next_delay`, counted per key by the queue."""
 NAMESPACE_DELETED_SECONDS = 30.0
 SECRET_AGAIN_SECONDS = 1.0
 """How soon a Secret the watch shows, but the API does not return, is read again."""

@@ -2,7 +2,7 @@
 
 Every Secret a cluster test builds with `dst.secret` registers its values
 here; the `namespace` fixture scans the namespace's Destination statuses and
-Events for all of them before deleting it, and `test_zz_canary` scans the
+Events for all of them before deleting it, and `test_no_credential_leaks` scans the
 operator's log at the end. Values shorter than 8 characters are not
 registered: they could occur by chance.
 

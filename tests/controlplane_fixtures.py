@@ -1,4 +1,9 @@
-"""Session-wide real control plane, started by the test run itself, and per-test namespaces."""
+"""The session's real control plane, started by the test run itself, and a namespace per test.
+
+The `cluster` fixture starts etcd, kube-apiserver and kube-controller-manager
+(hack/controlplane.py) on first use and stops them when the session ends; a
+session that uses no cluster fixture starts nothing.
+"""
 
 from __future__ import annotations
 

@@ -14,6 +14,8 @@ import socket
 import threading
 from enum import Enum
 
+from loopback import LoopbackServer
+
 
 class Mode(Enum):
     FORWARD = "forward"
@@ -21,88 +23,56 @@ class Mode(Enum):
     REFUSE = "refuse"
 
 
-class TcpRelay:
-    """`127.0.0.1:<port>` -> `target_host:target_port`, with outages on demand."""
+class TcpRelay(LoopbackServer):
+    """`127.0.0.1:<port>` -> `target_host:target_port`, with outages on demand.
+
+    `accepted` counts the connections accepted, in every mode.
+    """
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.mode = Mode.FORWARD
-        self._lock = threading.Lock()
-        self._open: list[socket.socket] = []
-        self._listener: socket.socket | None = None
-        self._stopped = threading.Event()
-        self.accepted = 0  # connections accepted, in every mode
-        self.port = 0
-        self._listen()
+        super().__init__(backlog=128)
 
     # --- outages -----------------------------------------------------------------------------
 
     def hang(self) -> None:
         """Accept connections and never answer; cut the open ones."""
-        self._cut(Mode.HANG)
+        self._outage(Mode.HANG)
 
     def refuse(self) -> None:
         """Close the port; cut the open connections."""
-        self._cut(Mode.REFUSE)
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.close()
+        self._outage(Mode.REFUSE)
+        self.stop_listening()
 
     def restore(self) -> None:
         """Forward again, on the same port."""
-        with self._lock:
+        with self.lock:
             self.mode = Mode.FORWARD
-        if self._listener is None:
-            self._listen()
+        if self.listener is None:
+            self.listen()
 
-    def close(self) -> None:
-        self._stopped.set()
-        self.refuse()
-
-    # --- plumbing ----------------------------------------------------------------------------
-
-    def _listen(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(128)
-        self.port = listener.getsockname()[1]
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def _cut(self, mode: Mode) -> None:
-        with self._lock:
+    def _outage(self, mode: Mode) -> None:
+        with self.lock:  # a connection accepted from now on meets the new mode
             self.mode = mode
-            open_, self._open = self._open, []
-        for sock in open_:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+            self.cut()
 
-    def _accept(self, listener: socket.socket) -> None:
-        while not self._stopped.is_set():
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return  # closed
-            with self._lock:
-                self._open.append(client)
-                self.accepted += 1
-                mode = self.mode
-            if mode is Mode.FORWARD:
-                threading.Thread(target=self._forward, args=(client,), daemon=True).start()
+    # --- forwarding --------------------------------------------------------------------------
 
-    def _forward(self, client: socket.socket) -> None:
+    def handle(self, conn: socket.socket) -> None:
+        with self.lock:
+            mode = self.mode
+        if mode is not Mode.FORWARD:
+            return  # held, unanswered, until the next outage or close() cuts it
         try:
             upstream = socket.create_connection(self.target, timeout=5)
         except OSError:
-            client.close()
+            conn.close()
             return
         upstream.settimeout(None)
-        with self._lock:
-            self._open.append(upstream)
-        threading.Thread(target=self._copy, args=(upstream, client), daemon=True).start()
-        self._copy(client, upstream)
+        self.track(upstream)
+        threading.Thread(target=self._copy, args=(upstream, conn), daemon=True).start()
+        self._copy(conn, upstream)
 
     @staticmethod
     def _copy(source: socket.socket, sink: socket.socket) -> None:

@@ -1,12 +1,16 @@
-"""The operator under test: a real process, running with exactly the RBAC of manifests/rbac."""
+"""The operator under test: a real process, running with exactly the RBAC of manifests/rbac.
+
+Also the order of the cluster tests: tests marked `after_cluster_tests` read
+what the others left behind (the API server's audit log, the operator's log),
+so they run after every other test of tests/cluster in the session, whatever
+their files are named (`pytest_collection_modifyitems` below).
+"""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,14 +20,13 @@ import pytest
 import canaries
 from controlplane import die_with_parent, stop_child
 from harness import Cluster
-from s3server import S3Server
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_NAMESPACE = "destination-operator-system"
 OPERATOR_SA = "destination-operator"
 
 # Distinctive values put in every credential; no status, event, log line or
-# exception may ever contain them (see test_zz_canary.py).
+# exception may ever contain them (see test_no_credential_leaks.py).
 CANARY_SECRET_KEY = "canary-SECRET-7f3a9c1e-never-show-me"
 CANARY_TOKEN = "canary-TOKEN-b41d0e77-never-show-me"
 canaries.register(CANARY_SECRET_KEY, CANARY_TOKEN)
@@ -77,14 +80,6 @@ class OperatorProcess:
 
 
 @pytest.fixture(scope="session")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """The real S3 server on loopback: signatures and IAM policies enforced."""
-    with S3Server(tmp_path_factory.mktemp("s3")) as server:
-        canaries.register(*(user.secret_access_key for user in server.users.values()))
-        yield server
-
-
-@pytest.fixture(scope="session")
 def operator(
     cluster: Cluster, destination_crd: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
@@ -106,37 +101,35 @@ def operator(
 _RUNNING: list[OperatorProcess] = []
 
 
+CLUSTER_TESTS = Path(__file__).parent
+AFTER_CLUSTER_TESTS = "after_cluster_tests"
+
+
+def _in_cluster_tests(item: pytest.Item) -> bool:
+    return CLUSTER_TESTS in Path(item.path).parents
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the tests marked `after_cluster_tests` to just after the last other test of
+    tests/cluster, in the order they were collected: after all the work whose traces they
+    check, and while the session's operator still runs (it stops after the folder's last
+    test; tests/install, next, runs operators of its own)."""
+    last = [item for item in items if item.get_closest_marker(AFTER_CLUSTER_TESTS)]
+    if not last:
+        return
+    rest = [item for item in items if not item.get_closest_marker(AFTER_CLUSTER_TESTS)]
+    ends = [at for at, item in enumerate(rest) if _in_cluster_tests(item)]
+    # with no other cluster test selected, they stay where the first of them was
+    at = ends[-1] + 1 if ends else items.index(last[0])
+    items[:] = [*rest[:at], *last, *rest[at:]]
+
+
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    """After the last test of this folder, stop the session's operator: later tests
+    """After the last test of tests/cluster, stop the session's operator: later tests
     (tests/install) run operators of their own, and two would act on the same Destinations."""
-    if nextitem is None or Path(__file__).parent not in Path(nextitem.path).parents:
+    if not _in_cluster_tests(item):
+        return
+    if nextitem is None or not _in_cluster_tests(nextitem):
         for process in _RUNNING:
             process.stop()
-
-
-@pytest.fixture
-def silent_server() -> Iterator[int]:
-    """A server that accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-                held.append(conn)
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    listener.close()

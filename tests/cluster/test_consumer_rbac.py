@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 from dst import apply, s3_destination, s3_secret, wait_for
+from operator_fixtures import OperatorProcess
 
-from conftest import OperatorProcess
 from harness import Cluster
 from s3server import S3Server
 

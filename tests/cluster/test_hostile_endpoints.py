@@ -42,10 +42,10 @@ from dst import (
     webhook_destination,
 )
 from kubernetes import client, watch
+from operator_fixtures import OperatorProcess
 from urllib3.exceptions import ProtocolError
 
 import canaries
-from conftest import OperatorProcess
 from harness import Cluster
 from providers.slowservers import SHAPES, HostileServer
 

@@ -41,8 +41,8 @@ from dst import (
 )
 from invalid_cases import CASES, VALID
 from kubernetes import client
+from operator_fixtures import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
 
-from conftest import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
 from controlplane import ControlPlane, ControlPlaneError, find_binaries
 from harness import Cluster
 from s3server import S3Server

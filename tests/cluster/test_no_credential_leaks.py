@@ -1,25 +1,27 @@
-"""Runs last: no credential value anywhere the operator writes or says anything.
+"""No credential value anywhere the operator writes or says anything, over the whole run.
 
 Every value the cluster tests store in a Secret is registered (`canaries`);
-each test namespace is scanned before it is deleted (tests/conftest.py), and
-after the other tests this scans what is left: every Destination status,
-every Event, and the operator's whole log, exceptions included. The log of a
-process that was replaced during the run (the chaos tests restart it) is the
-same file, appended to.
+each test namespace is scanned before it is deleted (the `namespace` fixture,
+tests/controlplane_fixtures.py), and after the other tests of tests/cluster
+(it is marked `after_cluster_tests`) this scans what is left: every
+Destination status, every Event, and the operator's whole log, exceptions
+included. The log of a process that was replaced during the run (the chaos
+tests restart it) is the same file, appended to.
 """
 
 from __future__ import annotations
 
 import pytest
+from operator_fixtures import CANARY_SECRET_KEY, CANARY_TOKEN, OperatorProcess
 
 import canaries
-from conftest import CANARY_SECRET_KEY, CANARY_TOKEN, OperatorProcess
 from harness import Cluster
 from s3server import S3Server
 
 pytestmark = pytest.mark.cluster
 
 
+@pytest.mark.after_cluster_tests
 def test_no_credential_value_in_status_events_or_logs(
     cluster: Cluster, operator: OperatorProcess, s3: S3Server
 ) -> None:

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 from dst import apply, condition, events, s3_destination, s3_secret, wait_for
+from operator_fixtures import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
 
 from apiproxy import ApiProxy
-from conftest import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
 from controlplane import kubeconfig_yaml
 from harness import Cluster
 from s3server import S3Server

@@ -8,8 +8,8 @@ import time
 
 import pytest
 from dst import apply, s3_destination, s3_secret
+from operator_fixtures import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
 
-from conftest import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
 from destination_operator.settings import OperatorSettings
 from harness import Cluster
 from s3server import S3Server

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from dst import apply, events, s3_destination, s3_secret
 from kubernetes import client
+from operator_fixtures import OperatorProcess
 
-from conftest import OperatorProcess
 from harness import Cluster
 from s3server import S3Server
 from tcprelay import TcpRelay
@@ -189,7 +189,7 @@ def test_the_operator_survives_an_etcd_restart(
     wait_all(cluster, namespace, {"after"}, "Ready", "True", timeout=60)
 
 
-# The test operator's settings (conftest.OperatorProcess): an unset interval is 2 s,
+# The test operator's settings (operator_fixtures.OperatorProcess): an unset interval is 2 s,
 # retries back off from 1 s to a cap of 4 s.
 DEFAULT_INTERVAL = 2.0
 BACKOFF_CAP = 4.0

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 from dst import apply, condition, s3_destination, s3_secret, wait_for
+from operator_fixtures import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
 
 import chart
-from conftest import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
 from controlplane import die_with_parent
 from harness import Cluster
 from s3server import S3Server

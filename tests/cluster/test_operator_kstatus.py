@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 from dst import apply, get, s3_destination, s3_secret, secret, wait_for
+from operator_fixtures import OperatorProcess
 
-from conftest import OperatorProcess
 from harness import Cluster
 from kstatus import compute
+from loopback import SilentServer
 from s3server import S3Server
 
 pytestmark = pytest.mark.cluster
@@ -29,9 +30,9 @@ def test_kstatus_of_every_state(
     namespace: str,
     s3: S3Server,
     operator: OperatorProcess,
-    silent_server: int,
+    silent_server: SilentServer,
 ) -> None:
-    silent = f"http://127.0.0.1:{silent_server}"
+    silent = f"http://127.0.0.1:{silent_server.port}"
     apply(
         cluster,
         namespace,

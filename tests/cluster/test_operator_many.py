@@ -7,8 +7,8 @@ import time
 
 import pytest
 from dst import apply, get, s3_destination, s3_secret, wait_for
+from operator_fixtures import OperatorProcess
 
-from conftest import OperatorProcess
 from destination_operator.kube.client import api_client
 from destination_operator.kube.status import patch_status
 from harness import Cluster

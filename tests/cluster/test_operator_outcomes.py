@@ -17,9 +17,10 @@ from dst import (
     secret,
     wait_for,
 )
+from operator_fixtures import CANARY_SECRET_KEY, CANARY_TOKEN, OperatorProcess
 
-from conftest import CANARY_SECRET_KEY, CANARY_TOKEN, OperatorProcess
 from harness import Cluster
+from loopback import SilentServer
 from s3server import S3Server
 
 pytestmark = pytest.mark.cluster
@@ -129,7 +130,11 @@ def test_closed_port_is_endpoint_unreachable(
 
 
 def test_server_that_never_answers_is_timeout(
-    cluster: Cluster, namespace: str, s3: S3Server, operator: OperatorProcess, silent_server: int
+    cluster: Cluster,
+    namespace: str,
+    s3: S3Server,
+    operator: OperatorProcess,
+    silent_server: SilentServer,
 ) -> None:
     apply(
         cluster,
@@ -139,7 +144,7 @@ def test_server_that_never_answers_is_timeout(
             "silent",
             s3,
             secret="s3",
-            endpoint=f"http://127.0.0.1:{silent_server}",
+            endpoint=f"http://127.0.0.1:{silent_server.port}",
             verification={"interval": "1h", "timeout": "2s"},
         ),
     )

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 from dst import apply, condition, events, s3_destination, s3_secret, wait_for
+from operator_fixtures import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
 
-from conftest import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
 from harness import Cluster
 from s3server import S3Server
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 from dst import apply, condition, s3_destination, s3_secret, wait_for
+from operator_fixtures import OperatorProcess
 from test_operator_writes import operator_writes
 
-from conftest import OperatorProcess
 from harness import Cluster
 from s3server import S3Server
 

@@ -17,8 +17,8 @@ from dst import (
     secret,
     wait_for,
 )
+from operator_fixtures import OperatorProcess
 
-from conftest import OperatorProcess
 from harness import Cluster
 from s3server import S3Server
 

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 import yaml
 from dst import Receiver, apply, condition, s3_destination, s3_secret, secret, wait_for
+from operator_fixtures import OperatorProcess
 
-from conftest import OperatorProcess
 from harness import Cluster
+from loopback import SilentServer
 from s3server import S3Server
 
 pytestmark = pytest.mark.cluster
@@ -82,7 +83,7 @@ def test_who_may_create_destinations_may_send_a_secret_of_the_namespace_to_their
 
 
 def apply_hung(
-    cluster: Cluster, namespace: str, s3: S3Server, silent_server: int, count: int, timeout: float
+    cluster: Cluster, namespace: str, s3: S3Server, silent_port: int, count: int, timeout: float
 ) -> list[dict[str, Any]]:
     """`count` Destinations whose probes hang on a server that never answers, each until
     `timeout`; returns once each has its first status (written just before its probe)."""
@@ -91,7 +92,7 @@ def apply_hung(
             f"hung-{number}",
             s3,
             secret="s3",
-            endpoint=f"http://127.0.0.1:{silent_server}",
+            endpoint=f"http://127.0.0.1:{silent_port}",
             verification={"interval": "1h", "timeout": f"{timeout:.0f}s"},
         )
         for number in range(count)
@@ -112,7 +113,7 @@ def test_one_namespaces_hung_probes_delay_another_namespaces_probe_once_they_hol
     namespace: str,
     s3: S3Server,
     operator: OperatorProcess,
-    silent_server: int,
+    silent_server: SilentServer,
     hung_count: int,
     waits: bool,
 ) -> None:
@@ -125,7 +126,7 @@ def test_one_namespaces_hung_probes_delay_another_namespaces_probe_once_they_hol
     cluster.kubectl("create", "namespace", other)
     try:
         started = time.monotonic()
-        hung = apply_hung(cluster, namespace, s3, silent_server, hung_count, timeout)
+        hung = apply_hung(cluster, namespace, s3, silent_server.port, hung_count, timeout)
         apply(cluster, other, s3_secret(s3), s3_destination("waits", s3, secret="s3"))
         ready = wait_for(cluster, other, "waits", "Ready", "True", timeout=timeout + 30)
         waited = time.monotonic() - started
@@ -154,7 +155,7 @@ def test_status_writes_never_wait_for_a_probe_slot(
     namespace: str,
     s3: S3Server,
     operator: OperatorProcess,
-    silent_server: int,
+    silent_server: SilentServer,
 ) -> None:
     """A Destination waiting for a probe slot holds no worker. With more hung or waiting
     probes than workers, a disabled Destination of another namespace, which needs one status
@@ -164,7 +165,7 @@ def test_status_writes_never_wait_for_a_probe_slot(
     cluster.kubectl("create", "namespace", other)
     try:
         started = time.monotonic()
-        apply_hung(cluster, namespace, s3, silent_server, WORKERS + PROBE_CONCURRENCY, timeout)
+        apply_hung(cluster, namespace, s3, silent_server.port, WORKERS + PROBE_CONCURRENCY, timeout)
         asked = time.monotonic()
         apply(cluster, other, s3_destination("off", s3, secret="s3", enabled=False))
         wait_for(cluster, other, "off", "Verified", "Unknown", reason="Disabled", timeout=40)

@@ -1,6 +1,6 @@
 """A real node for install tests: containerd, kubelet and kube-scheduler beside the control plane.
 
-The session's control plane (tests/conftest.py) schedules pods but runs none.
+The session's control plane (tests/controlplane_fixtures.py) schedules pods but runs none.
 `node` adds hack/node.py's node to it, once per session, and takes it down
 afterwards, leaving the machine as it found it. The handle it yields is the
 `Node` itself:

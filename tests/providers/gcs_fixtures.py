@@ -3,7 +3,7 @@
 Loaded by `pytest_plugins` in the GCS test module. The GCS server is
 fake-gcs-server (built once into the cache by hack/build-fake-gcs.sh) behind
 hack/gcsserver.py's token endpoint and token check; the HMAC path uses the
-S3 server of conftest.py.
+S3 server of tests/server_fixtures.py.
 """
 
 from __future__ import annotations

@@ -1,69 +1,24 @@
 """Servers on loopback that answer too slowly, answer as a tiny S3, or answer with text shaped
 to be slow to scan, for the deadline and hostile-answer tests.
 
-Each serves every connection in a thread of its own and `close()` ends them
-all, so a test leaves no server thread behind.
+Each is a `loopback.LoopbackServer`: it serves every connection in a thread of
+its own and `close()` ends them all, so a test leaves no server thread behind.
 """
 
 from __future__ import annotations
 
-import contextlib
 import select
 import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
 
+from loopback import LoopbackServer
+
 TRICKLED_RESPONSE = (
     b'HTTP/1.1 200 OK\r\nETag: "d41d8cd98f00b204e9800998ecf8427e"\r\nContent-Length: 0\r\n\r\n'
 )
 """A valid PutObject answer (80 bytes): one byte at a time, it takes 80 times the delay."""
-
-
-class _Server:
-    """Accepts on (host, port) and hands each connection to `handle` in its own thread."""
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind((host, port))
-        self.listener.listen(16)
-        self.listener.settimeout(0.05)
-        self.port = int(self.listener.getsockname()[1])
-        self.accepted = 0
-        self.stop = threading.Event()
-        self._conns: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._acceptor = threading.Thread(target=self._accept, daemon=True)
-        self._acceptor.start()
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                continue
-            self.accepted += 1
-            self._conns.append(conn)
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with contextlib.suppress(OSError):  # the client went away: what most tests cause
-            self.handle(conn)
-
-    def handle(self, conn: socket.socket) -> None:
-        """Serve one connection (subclasses)."""
-
-    def close(self) -> None:
-        self.stop.set()
-        self._acceptor.join()
-        for conn in self._conns:
-            conn.close()
-        for thread in self._threads:
-            thread.join(5)
-        self.listener.close()
 
 
 def _receive(conn: socket.socket, stop: threading.Event) -> bytes | None:
@@ -106,7 +61,7 @@ TRICKLED_SERVER_HELLO = b"\x16\x03\x03\x00\x5a\x02\x00\x00\x56\x03\x03" + bytes(
 """The start of a TLS ServerHello: a client's handshake waits for every byte of the record."""
 
 
-class TrickleServer(_Server):
+class TrickleServer(LoopbackServer):
     """Sends `payload` one byte every `delay` seconds: after reading an HTTP request, or
     (`tls=True`) as soon as the client connects, as a server stuck mid-handshake would.
 
@@ -150,7 +105,7 @@ def trickle(conn: socket.socket, payload: bytes, delay: float, stop: threading.E
             return
 
 
-class TinyS3(_Server):
+class TinyS3(LoopbackServer):
     """Answers PutObject (200) and DeleteObject (204) on keep-alive connections; records them.
 
     Each record is (method, path, the local address the request arrived at).
@@ -179,7 +134,7 @@ class TinyS3(_Server):
             conn.sendall(answer)
 
 
-class HostileServer(_Server):
+class HostileServer(LoopbackServer):
     """Answers every request with the same answer, whatever was asked: the status line
     `HTTP/1.1 <status> <reason>`, `headers`, then `body` with its Content-Length.
 

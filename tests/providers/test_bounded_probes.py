@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 import pytest
-from s3cases import SilentServer, s3_spec
+from s3cases import s3_spec
 from slowservers import TinyS3, TrickleServer
 
 from destination_operator.api.status import Reason, StepOutcome
@@ -26,6 +26,7 @@ from destination_operator.probe import dnspool
 from destination_operator.probe.control import ProbeControl
 from destination_operator.probe.endpoints import Resolver
 from destination_operator.probe.verify import verify
+from loopback import SilentServer
 
 NOW = datetime.datetime(2026, 11, 22, 7, 0, tzinfo=datetime.UTC)
 CANARY = "canary-SECRET-never-show-me-7b2d9e41"

@@ -27,7 +27,6 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from s3cases import SilentServer
 from slowservers import TrickleServer
 
 from destination_operator.api.spec import DestinationSpec, DestinationType, parse_spec
@@ -39,6 +38,7 @@ from destination_operator.providers.base import PROBE_DIRECTORY
 from destination_operator.providers.gcs import GOOGLE_TOKEN_URIS, GoogleCloudStorageProvider
 from destination_operator.providers.registry import Registry, default_registry
 from gcsserver import GcsServer
+from loopback import SilentServer
 from s3server import S3Server
 
 pytest_plugins = ["gcs_fixtures"]

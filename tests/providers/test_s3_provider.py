@@ -13,7 +13,7 @@ import time
 import uuid
 
 import pytest
-from s3cases import SilentServer, as_secret, s3_spec
+from s3cases import as_secret, s3_spec
 
 from destination_operator.api.spec import VerificationMode
 from destination_operator.api.status import Reason, StepOutcome
@@ -21,6 +21,7 @@ from destination_operator.outcome import Outcome, fingerprint
 from destination_operator.probe.verify import verify
 from destination_operator.providers.base import PROBE_DIRECTORY
 from destination_operator.providers.s3 import S3CompatibleProvider
+from loopback import SilentServer
 from s3server import S3Server
 
 NOW = datetime.datetime(2026, 11, 22, 7, 0, tzinfo=datetime.UTC)

@@ -21,7 +21,6 @@ each SDK, with no server, is test_transport_options.py.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import select
@@ -37,7 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from s3cases import SilentServer, as_secret
+from s3cases import as_secret
 from webhookserver import VERIFICATION_TOKEN, CertificateAuthority, WebhookReceiver
 
 from azurite import Azurite
@@ -55,6 +54,7 @@ from destination_operator.providers.gcs import GoogleCloudStorageProvider
 from destination_operator.providers.registry import Registry
 from destination_operator.providers.transport import CA_BUNDLE_KEY, TLS_SKIPPED_NOTE
 from gcsserver import GcsServer
+from loopback import LoopbackServer, SilentServer
 from ossserver import OSSServer, make_users
 from s3server import S3Server
 
@@ -70,57 +70,6 @@ CONTAINER = "destinations"  # Azurite's container, the OSS and GCS servers' firs
 
 
 # --- servers: a TLS relay and a CONNECT proxy ---------------------------------------------------
-
-
-class _Service:
-    """Accepts on 127.0.0.1 and serves each connection in a thread; `close()` ends them all."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.05)
-        self.port = int(self.listener.getsockname()[1])
-        self.stopping = threading.Event()
-        self.lock = threading.Lock()
-        self._open: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._acceptor = threading.Thread(target=self._accept, daemon=True)
-        self._acceptor.start()
-
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                continue
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        self.track(conn)
-        with contextlib.suppress(OSError), conn:  # a client that went away, or refused TLS
-            self.handle(conn)
-
-    def track(self, sock: socket.socket) -> socket.socket:
-        """Shut `sock` when the service closes."""
-        with self.lock:
-            self._open.append(sock)
-        return sock
-
-    def handle(self, conn: socket.socket) -> None:
-        """Serve one connection (subclasses)."""
-
-    def close(self) -> None:
-        self.stopping.set()
-        self._acceptor.join()
-        with self.lock:
-            open_ = list(self._open)
-        for sock in open_:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        for thread in self._threads:
-            thread.join(5)
-        self.listener.close()
 
 
 def pipe(first: socket.socket, second: socket.socket, stop: threading.Event) -> None:
@@ -142,62 +91,64 @@ def pipe(first: socket.socket, second: socket.socket, stop: threading.Event) -> 
             (second if source is first else first).sendall(data)
 
 
-class TLSRelay(_Service):
+class TLSRelay(LoopbackServer):
     """TLS outside (a certificate signed by `authority`), plain TCP to `target_port` inside."""
 
     def __init__(self, authority: CertificateAuthority, target_port: int) -> None:
         self.target_port = target_port
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(authority.cert_file, authority.key_file)
-        super().__init__()
+        super().__init__(backlog=128)
 
     @property
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
     def handle(self, conn: socket.socket) -> None:
-        conn.settimeout(5)
-        tls = self.track(self.context.wrap_socket(conn, server_side=True))
-        upstream = self.track(socket.create_connection(("127.0.0.1", self.target_port), 5))
-        with tls, upstream:
-            pipe(tls, upstream, self.stopping)
+        with conn:  # also when the client refuses the TLS handshake
+            conn.settimeout(5)
+            tls = self.track(self.context.wrap_socket(conn, server_side=True))
+            upstream = self.track(socket.create_connection(("127.0.0.1", self.target_port), 5))
+            with tls, upstream:
+                pipe(tls, upstream, self.stop)
 
 
-class ConnectProxy(_Service):
+class ConnectProxy(LoopbackServer):
     """An HTTP proxy that only tunnels (CONNECT host:port, then bytes both ways); `tunnels`
     lists each tunnel's target. Anything but CONNECT gets 405."""
 
     def __init__(self) -> None:
         self.tunnels: list[str] = []
-        super().__init__()
+        super().__init__(backlog=128)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def handle(self, conn: socket.socket) -> None:
-        conn.settimeout(5)
-        head = b""
-        while b"\r\n\r\n" not in head and len(head) < 8192:
-            chunk = conn.recv(4096)
-            if not chunk:
+        with conn:
+            conn.settimeout(5)
+            head = b""
+            while b"\r\n\r\n" not in head and len(head) < 8192:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+            if method != "CONNECT":
+                conn.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
                 return
-            head += chunk
-        method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
-        if method != "CONNECT":
-            conn.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
-            return
-        with self.lock:
-            self.tunnels.append(target)
-        host, _, port = target.rpartition(":")
-        try:
-            upstream = self.track(socket.create_connection((host.strip("[]"), int(port)), 5))
-        except OSError:
-            conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
-            return
-        conn.sendall(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-        with upstream:
-            pipe(conn, upstream, self.stopping)
+            with self.lock:
+                self.tunnels.append(target)
+            host, _, port = target.rpartition(":")
+            try:
+                upstream = self.track(socket.create_connection((host.strip("[]"), int(port)), 5))
+            except OSError:
+                conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+                return
+            conn.sendall(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            with upstream:
+                pipe(conn, upstream, self.stop)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Runs after the other cluster tests: every permission the chart grants is one the operator used.
+"""Every permission the chart grants is one the operator used, over the whole cluster run.
 
 The operator of the cluster tests runs under manifests/rbac, which hack/chart.py
 renders from the chart; the API server's audit log (hack/controlplane.py) holds
@@ -15,10 +15,10 @@ so that the audit log has them too:
   operator asks whether the object was replaced (deleted and made again
   under the same name mid-write), a race no test can time.
 
-The rest of tests/cluster runs first in the same session (this file sorts
-last) and gives the log its variety; with no request of the operator in the
-log, or no reads (an audit policy that drops them), the check fails and says
-why.
+The check itself is marked `after_cluster_tests`: the rest of tests/cluster
+runs first in the same session (tests/cluster/operator_fixtures.py orders it)
+and gives the log its variety; with no request of the operator in the log, or
+no reads (an audit policy that drops them), the check fails and says why.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ RBAC = ROOT / "manifests" / "rbac"  # what the `operator` fixture applies and ru
 
 
 class OperatorProcess(Protocol):
-    """What these tests need of the `operator` fixture (tests/cluster/conftest.py)."""
+    """What these tests need of the `operator` fixture (tests/cluster/operator_fixtures.py)."""
 
     kubeconfig: Path
 
@@ -155,6 +155,7 @@ def test_a_status_patch_for_a_replaced_destination_is_dropped_under_the_operator
     assert after["status"] == before["status"]
 
 
+@pytest.mark.after_cluster_tests
 def test_every_permission_the_chart_grants_was_used_by_the_operator(cluster: Cluster) -> None:
     chart_rules = rules_of(helm_template(cluster.bin_dir / "helm"))
     ran_under = rules_of((RBAC / "role.yaml").read_text())

@@ -38,7 +38,7 @@ and /var/log. It needs root.
     python hack/node.py up   --state .node --cluster .cluster   # after `make cluster-up`
     python hack/node.py down --state .node
 
-The pytest session (tests/install/conftest.py) runs its own, beside its own
+The pytest session (tests/install/node_fixtures.py) runs its own, beside its own
 control plane, with every child attached to the test process.
 """
 

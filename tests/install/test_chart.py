@@ -1,11 +1,11 @@
 """The Helm chart and the kustomize base, against the session's real API server (no node).
 
-- `helm lint`, `helm template` with the defaults and with `watchNamespaces`, the
+- `helm lint`, `helm template` with the defaults and with `namespaces`, the
   values reaching the operator's own settings class, `values.schema.json`
   refusing wrong values at `helm template` and `helm install`;
 - the chart's CRD is the CRD; `manifests/` is the chart rendered (hack/chart.py);
   the API server accepts both (`kubectl apply --dry-run=server`);
-- a real `helm install` with `watchNamespaces`, and the operator running out of
+- a real `helm install` with `namespaces`, and the operator running out of
   cluster under that release's ServiceAccount token and with its Deployment's
   environment: it verifies Destinations in the watched namespaces only, every
   permission of the namespaced Roles is used (audit log) and none is missing;
@@ -82,7 +82,7 @@ def container_env(deployment: dict[str, Any]) -> dict[str, str]:
         [],
         [
             "serviceMonitor.enabled=true,prometheusRule.enabled=true,networkPolicy.enabled=true",
-            "watchNamespaces={team-a,team-b}",
+            "namespaces={team-a,team-b}",
         ],
     ],
     ids=["defaults", "everything-on"],
@@ -149,7 +149,7 @@ def test_the_defaults_render_one_restricted_replica_watching_everything(cluster:
 
 
 def test_watch_namespaces_render_roles_and_no_cluster_wide_secrets(cluster: Cluster) -> None:
-    rendered = objects(render(cluster, {"watchNamespaces": ["team-a", "team-b"]}))
+    rendered = objects(render(cluster, {"namespaces": ["team-a", "team-b"]}))
     roles = [item for item in rendered if item["kind"] == "Role"]
     bindings = [item for item in rendered if item["kind"] == "RoleBinding"]
     assert sorted(role["metadata"]["namespace"] for role in roles) == ["team-a", "team-b"]
@@ -193,12 +193,12 @@ def test_values_reach_the_operator_as_its_own_settings(
     )
 
     values = {
-        "watchNamespaces": ["team-a"],
+        "namespaces": ["team-a"],
         "allowPrivateEndpoints": True,
         "probeConcurrency": 3,
         "workers": 5,
         "defaultIntervalSeconds": 600,
-        "defaultTimeoutSeconds": 12.5,
+        "timeoutSeconds": 12.5,
         "secretGraceSeconds": 7,
         "stuckAfterSeconds": 120,
         "logLevel": "DEBUG",
@@ -229,8 +229,8 @@ WRONG_VALUES = [
     ("replicas=2", "at '/replicas': maximum: got 2, want 1"),
     ("replica=1", "additional properties 'replica' not allowed"),
     ("image.pullPolicy=Sometimes", "at '/image/pullPolicy': value must be one of"),
-    ("watchNamespaces=team-a", "at '/watchNamespaces': got string, want array"),
-    ("watchNamespaces={Team_A}", "at '/watchNamespaces/0': 'Team_A' does not match pattern"),
+    ("namespaces=team-a", "at '/namespaces': got string, want array"),
+    ("namespaces={Team_A}", "at '/namespaces/0': 'Team_A' does not match pattern"),
     ("logFormat=xml", "at '/logFormat': value must be one of 'text', 'json'"),
     ("probeConcurrency=0", "at '/probeConcurrency': minimum: got 0, want 1"),
     ("allowPrivateEndpoints=yes", "at '/allowPrivateEndpoints': got string, want boolean"),
@@ -310,7 +310,7 @@ def test_the_api_server_accepts_the_chart_and_the_base(
         assert len(_dry_run(cluster, "-f", "-", stdin=defaults)) == len(objects(defaults))
         everything = render(
             cluster,
-            {"watchNamespaces": [team], "networkPolicy": {"enabled": True}},
+            {"namespaces": [team], "networkPolicy": {"enabled": True}},
             namespace=release_namespace,
             include_crds=True,
         )
@@ -386,7 +386,7 @@ class Operator:
 
 @dataclass
 class Release:
-    """A `helm install` with watchNamespaces, its operator, and the Destinations it wrote."""
+    """A `helm install` with namespaces, its operator, and the Destinations it wrote."""
 
     name: str
     namespace: str
@@ -475,7 +475,7 @@ def release(
     values = {
         # no node here: the operator runs out of cluster, as the release's ServiceAccount
         "replicas": 0,
-        "watchNamespaces": watched,
+        "namespaces": watched,
         "allowPrivateEndpoints": True,  # the S3 server is on loopback
         "secretGraceSeconds": 2,
         "logLevel": "DEBUG",

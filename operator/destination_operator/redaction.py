@@ -34,6 +34,7 @@ import functools
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from urllib.parse import quote, quote_plus
 
 __all__ = [
@@ -135,7 +136,9 @@ def secret_forms(value: str) -> frozenset[str]:
     spaces).
     """
     plain = {value, value.strip(), " ".join(value.split())}
-    plain.update(line.strip() for line in value.splitlines())
+    # A line of its own only when long enough to mask: a short one says little, and would
+    # withhold every message that happens to hold it.
+    plain.update(line.strip() for line in value.splitlines() if len(line.strip()) >= _SHORT_SECRET)
     forms: set[str] = set()
     for text in plain:
         if not text.strip():
@@ -155,13 +158,31 @@ def _go_json(escaped: str) -> str:
     return escaped.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _forms(secrets: Iterable[str | bytes]) -> list[str]:
-    found: set[str] = set()
+@dataclass(frozen=True)
+class _Forms:
+    masked: tuple[str, ...]  # replaced wherever they occur, longest first
+    words: tuple[str, ...]  # too short to mask: the text is withheld if one stands as a word
+
+
+def _forms(secrets: Iterable[str | bytes]) -> _Forms:
+    masked: set[str] = set()
+    words: set[str] = set()
     for secret in secrets:
         value = _as_text(secret)
-        if value.strip():
-            found |= secret_forms(value)
-    return sorted(found, key=len, reverse=True)  # longest first: a mask never cuts a longer one
+        if not value.strip():
+            continue
+        if len(value.strip()) < _SHORT_SECRET:
+            words |= secret_forms(value)
+            continue
+        # A form of a long value is masked even when the form is shorter (its one-line
+        # form, say): it is nearly all of the value. Under 4 characters a mask would
+        # rewrite ordinary words, so such a form withholds the text as a short value does.
+        for form in secret_forms(value):
+            (masked if len(form) >= 4 else words).add(form)
+    return _Forms(
+        masked=tuple(sorted(masked, key=len, reverse=True)),  # a mask never cuts a longer one
+        words=tuple(sorted(words - masked, key=len, reverse=True)),
+    )
 
 
 def _as_token(value: str, text: str) -> bool:
@@ -173,14 +194,10 @@ def _as_token(value: str, text: str) -> bool:
     return re.search(pattern, text) is not None
 
 
-def _leaks(forms: list[str], text: str) -> bool:
-    for form in forms:
-        if len(form) < _SHORT_SECRET:
-            if _as_token(form, text):
-                return True
-        elif form in text:
-            return True
-    return False
+def _leaks(forms: _Forms, text: str) -> bool:
+    return any(form in text for form in forms.masked) or any(
+        _as_token(form, text) for form in forms.words
+    )
 
 
 def scrub(text: str, secrets: Iterable[str | bytes] = ()) -> str:
@@ -192,16 +209,14 @@ def scrub(text: str, secrets: Iterable[str | bytes] = ()) -> str:
     """
     forms = _forms(secrets)
     text = text[:MAX_INPUT]
-    for form in forms:
-        if len(form) < _SHORT_SECRET:
-            continue
+    for form in forms.masked:
         # A mask beside look-alike text could form the value again: a few rounds, then the
         # last defence below withholds what is left.
         for _ in range(3):
             if form not in text:
                 break
             text = text.replace(form, _MASK)
-    if _leaks([f for f in forms if len(f) < _SHORT_SECRET], text):
+    if _leaks(_Forms(masked=(), words=forms.words), text):
         return _WITHHELD
     text = _CONTROLS.sub("", text[:MAX_PATTERN_INPUT])
     for pattern, replacement in _PATTERNS:

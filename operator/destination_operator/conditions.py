@@ -43,7 +43,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from destination_operator.api.status import (
     FAILURE_REASONS,
@@ -65,8 +65,6 @@ __all__ = [
     "build_status",
     "compute_conditions",
     "find_condition",
-    "jittered_interval",
-    "next_delay",
     "status_changed",
     "transition_events",
 ]
@@ -350,30 +348,3 @@ def transition_events(
         text = f"{reason}: {message}" if message else str(reason)
         events.append(Event("Warning", EventReason.VerificationFailed.value, text))
     return events
-
-
-# --- timing ------------------------------------------------------------------------------------
-
-
-class RandomLike(Protocol):
-    """What the timing functions need of a random source (`random.Random` has it)."""
-
-    def uniform(self, a: float, b: float) -> float: ...
-
-
-def next_delay(failures: int, base: float, cap: float, rng: RandomLike) -> float:
-    """Seconds to wait after `failures` consecutive failures: exponential, jittered, capped.
-
-    The n-th failure waits between half and all of `min(cap, base * 2**(n-1))`
-    ("equal jitter": spread out, yet never a hot loop).
-    """
-    exponent = min(max(failures, 1) - 1, 62)
-    ceiling = min(cap, base * (2.0**exponent))
-    return rng.uniform(ceiling / 2, ceiling)
-
-
-def jittered_interval(interval: float, jitter: float, rng: RandomLike) -> float:
-    """`interval` plus up to `jitter` (a fraction) of it at random, so probes spread out."""
-    if interval <= 0:
-        return 0.0
-    return interval + rng.uniform(0.0, max(0.0, jitter) * interval)

@@ -37,7 +37,7 @@ from . import conditions
 from .api import VERIFY_REQUESTED_AT
 from .api.spec import DestinationSpec, SpecError, parse_spec
 from .api.status import REASONS, ConditionStatus, ConditionType, Reason, fit_verify_request
-from .conditions import RandomLike
+from .backoff import RandomLike, jittered_interval, next_delay
 from .errors import SecretNotFoundError
 from .outcome import Outcome, failure, invalid_spec
 
@@ -128,6 +128,7 @@ class Plan:
     probe: bool = False
     spec: DestinationSpec | None = None  # set when probe is True
     status: dict[str, Any] | None = None  # write this (before the probe, when probing)
+    events: tuple[conditions.Event, ...] = ()  # then post these (the status's transitions)
     requeue_after: float | None = FOREVER  # look again after this many seconds
 
 
@@ -151,8 +152,14 @@ def _seconds_until(moment: datetime.datetime | None, now: datetime.datetime) -> 
     return max(0.0, (moment - now).total_seconds())
 
 
-def _changed(old: Mapping[str, Any], new: dict[str, Any]) -> dict[str, Any] | None:
-    return new if conditions.status_changed(old, new) else None
+def _writes(
+    old: Mapping[str, Any], new: dict[str, Any] | None
+) -> tuple[dict[str, Any] | None, tuple[conditions.Event, ...]]:
+    """The status to write (None when nothing that matters changed) and the Events its
+    transitions deserve: the engine writes and posts them as they are."""
+    if new is None or not conditions.status_changed(old, new):
+        return None, ()
+    return new, tuple(conditions.transition_events(old, new))
 
 
 def restore(memory: Memory, observed: Observed) -> None:
@@ -193,13 +200,15 @@ def plan(observed: Observed, memory: Memory, policy: Policy) -> Plan:
             now=now,
             stalled=_stalled(outcome),
         )
-        return Plan(status=_changed(status, new))
+        written, events = _writes(status, new)
+        return Plan(status=written, events=events)
     if not spec.enabled or spec.archived:
         memory.reset()  # enabling or unarchiving probes at once
         new = conditions.build_status(
             old=status, generation=generation, spec=spec, outcome=None, now=now
         )
-        return Plan(status=_changed(status, new))
+        written, events = _writes(status, new)
+        return Plan(status=written, events=events)
 
     if not memory.restored:
         restore(memory, observed)
@@ -209,11 +218,12 @@ def plan(observed: Observed, memory: Memory, policy: Policy) -> Plan:
     same_inputs = memory.generation == generation and memory.fingerprint == fingerprint
     due = memory.next_due is not None and now >= memory.next_due
     if same_inputs and not requested and not due:
-        new_status = None
-        if memory.outcome is not None:  # keep the status true (a write that failed, say)
-            new = _status_for(observed, spec, memory)
-            new_status = _changed(status, new)
-        return Plan(status=new_status, requeue_after=_seconds_until(memory.next_due, now))
+        # keep the status true (a write that failed, say)
+        kept = _status_for(observed, spec, memory) if memory.outcome is not None else None
+        written, events = _writes(status, kept)
+        return Plan(
+            status=written, events=events, requeue_after=_seconds_until(memory.next_due, now)
+        )
 
     memory.handled_request = request or memory.handled_request
     if observed.secret is None:
@@ -226,7 +236,8 @@ def plan(observed: Observed, memory: Memory, policy: Policy) -> Plan:
         pending = conditions.build_status(
             old=status, generation=generation, spec=spec, outcome=None, now=now
         )
-    return Plan(probe=True, spec=spec, status=pending)
+    written, events = _writes(status, pending)
+    return Plan(probe=True, spec=spec, status=written, events=events)
 
 
 def _secret_missing(
@@ -252,9 +263,8 @@ def _secret_missing(
         else memory.secret_missing_since + datetime.timedelta(seconds=policy.secret_grace)
     )
     new = _status_for(observed, spec, memory)
-    return Plan(
-        status=_changed(observed.status, new), requeue_after=_seconds_until(memory.next_due, now)
-    )
+    written, events = _writes(observed.status, new)
+    return Plan(status=written, events=events, requeue_after=_seconds_until(memory.next_due, now))
 
 
 def _status_for(observed: Observed, spec: DestinationSpec, memory: Memory) -> dict[str, Any]:
@@ -282,13 +292,13 @@ def verification_delay(
 ) -> float | None:
     """Seconds until the next verification (None: only when something changes)."""
     if not verified:
-        return conditions.next_delay(failures, policy.backoff_base, policy.backoff_cap, rng)
+        return next_delay(failures, policy.backoff_base, policy.backoff_cap, rng)
     interval = spec.verification.interval_seconds
     if interval is None:
         interval = policy.default_interval
     if interval <= 0:
         return None
-    return conditions.jittered_interval(interval, policy.jitter, rng)
+    return jittered_interval(interval, policy.jitter, rng)
 
 
 def after_probe(
@@ -316,6 +326,5 @@ def after_probe(
         delay = verification_delay(spec, outcome.verified, memory.failures, policy, rng)
     memory.next_due = None if delay is None else now + datetime.timedelta(seconds=delay)
     new = _status_for(observed, spec, memory)
-    return Plan(
-        status=_changed(observed.status, new), requeue_after=_seconds_until(memory.next_due, now)
-    )
+    written, events = _writes(observed.status, new)
+    return Plan(status=written, events=events, requeue_after=_seconds_until(memory.next_due, now))

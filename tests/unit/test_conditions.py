@@ -17,12 +17,11 @@ from destination_operator.api.status import (
     StepOutcome,
     allowed_reasons,
 )
+from destination_operator.backoff import jittered_interval, next_delay
 from destination_operator.conditions import (
     Event,
     build_status,
     compute_conditions,
-    jittered_interval,
-    next_delay,
     status_changed,
     transition_events,
 )

@@ -289,3 +289,28 @@ def test_an_unwritten_result_is_written_on_the_next_pass() -> None:
     assert not again.probe
     assert again.status is not None
     assert condition(again.status, "Verified")["status"] == "True"  # type: ignore[index]
+
+
+def test_the_plan_carries_the_events_of_its_status_so_the_engine_computes_none() -> None:
+    """A failure after a success is one Warning; the same failure again, none (its status
+    does not change); success again, one Normal. The engine posts `plan.events` as they are."""
+    memory = Memory()
+    status = verified_once(memory, observed())
+    spec = parse_spec(dict(observed().raw_spec))
+    rng = random.Random(1)
+    first = decide.plan(observed(status=status, minutes=61), memory, POLICY)
+    assert first.probe and first.events == ()
+    failing = decide.after_probe(
+        observed(status=status, minutes=61), spec, failed(Reason.Timeout), memory, POLICY, rng
+    )
+    assert failing.status is not None
+    assert [(e.type, e.reason) for e in failing.events] == [("Warning", "VerificationFailed")]
+    assert "Timeout" in failing.events[0].message
+    unchanged = decide.plan(observed(status=failing.status, minutes=62), memory, POLICY)
+    assert unchanged.status is None and unchanged.events == ()
+    memory.next_due = observed(minutes=63).now
+    decide.plan(observed(status=failing.status, minutes=63), memory, POLICY)
+    healed = decide.after_probe(
+        observed(status=failing.status, minutes=63), spec, success(), memory, POLICY, rng
+    )
+    assert [(e.type, e.reason) for e in healed.events] == [("Normal", "Verified")]

@@ -44,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from destination_operator import conditions, decide, metrics
+from destination_operator import backoff, decide, metrics
 from destination_operator.api.spec import DestinationSpec
 from destination_operator.engine.cache import Cache, Entry, Key, key_of, slim
 from destination_operator.engine.probes import Probes
@@ -65,7 +65,7 @@ LEGACY_FINALIZER = "destinations.io/operator"
 
 API_BACKOFF_BASE, API_BACKOFF_CAP = 0.5, 30.0
 """A failed pass waits up to 0.5 s (at least half of it), doubling with each failure in a
-row up to 30 s: `conditions.next_delay`, counted per key by the queue."""
+row up to 30 s: `backoff.next_delay`, counted per key by the queue."""
 NAMESPACE_DELETED_SECONDS = 30.0
 SECRET_AGAIN_SECONDS = 1.0
 """How soon a Secret the watch shows, but the API does not return, is read again."""
@@ -157,7 +157,7 @@ class Engine:
 
     def _api_backoff(self, failures: int) -> float:
         """Seconds a Destination waits after its n-th failed pass in a row."""
-        return conditions.next_delay(failures, API_BACKOFF_BASE, API_BACKOFF_CAP, self.rng)
+        return backoff.next_delay(failures, API_BACKOFF_BASE, API_BACKOFF_CAP, self.rng)
 
     @property
     def probe_pool(self) -> ThreadPoolExecutor:
@@ -273,7 +273,7 @@ class Engine:
         ):
             logger.debug("%s/%s: its namespace is being deleted; nothing to report", *key)
             return DONE
-        if plan.status is not None and not await self._write(key, entry, plan.status):
+        if plan.status is not None and not await self._write(key, entry, plan):
             return DONE
         if plan.probe and plan.spec is not None:
             after = await self._verify(key, entry, plan.spec, observed)
@@ -303,7 +303,7 @@ class Engine:
             metrics.STALE_PROBES.inc()
             return AT_ONCE
         plan = decide.after_probe(after, spec, found, entry.memory, self.policy, self.rng)
-        if plan.status is not None and not await self._write(key, entry, plan.status):
+        if plan.status is not None and not await self._write(key, entry, plan):
             return DONE
         logger.info("verification of %s/%s: %s (%s)", *key, found.reason, found.message)
         return plan
@@ -324,16 +324,17 @@ class Engine:
             self.namespaces_deleted.pop(namespace, None)
         return found
 
-    async def _write(self, key: Key, entry: Entry, status: dict[str, Any]) -> bool:
-        """Patch the status; post the transition events. False when the object is gone;
+    async def _write(self, key: Key, entry: Entry, plan: decide.Plan) -> bool:
+        """Patch the plan's status, then post its events. False when the object is gone;
         `StatusWriteFailed` when the patch was refused."""
-        old = entry.status()
+        assert plan.status is not None
+        status = plan.status
         metrics.STATUS_WRITES.inc()
         stored = await self._api(patch_status, key[0], key[1], entry.uid, status)
         if stored is None:
             return False  # deleted or replaced; the watch tells the engine
         entry.wrote(stored)
-        for event in conditions.transition_events(old, status):
+        for event in plan.events:
             await self._api(events.post, key[0], key[1], entry.uid, event)
         return True
 

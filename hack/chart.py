@@ -81,9 +81,12 @@ def kubernetes_version() -> str:
 def helm_binary(bin_dir: Path | None = None) -> Path:
     """helm from the binary cache (hack/build-binaries.sh builds it)."""
     try:
-        return find_binaries(str(bin_dir) if bin_dir else None) / "helm"
+        helm = find_binaries(str(bin_dir) if bin_dir else None) / "helm"
     except ControlPlaneError as err:
         raise ChartError(str(err)) from None
+    if not helm.is_file():  # a control-plane-only folder (the demo's) has no helm
+        raise ChartError(f"no helm in {helm.parent}; build it with: hack/build-binaries.sh all")
+    return helm
 
 
 def helm_template(

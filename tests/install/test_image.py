@@ -537,7 +537,7 @@ def test_operator_verifies_a_destination_from_the_image(
             },
         ]
         container: Container = start(
-            ["/opt/venv/bin/destination-operator", "run", "--namespace", namespace],
+            ["/opt/venv/bin/destination-operator", "run", "--namespaces", namespace],
             env={
                 "KUBECONFIG": "/etc/destination-operator/kubeconfig",
                 "DESTINATION_OPERATOR_ALLOW_PRIVATE_ENDPOINTS": "true",

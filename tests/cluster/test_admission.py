@@ -282,29 +282,85 @@ def test_status_schema_keeps_every_field(
     )
 
 
+def _condition(kind: ConditionType, status: ConditionStatus, reason: Reason) -> dict[str, Any]:
+    return Condition(
+        type=kind,
+        status=status,
+        reason=reason,
+        message=reason.value,
+        last_transition_time="2024-05-01T12:00:00Z",
+        observed_generation=1,
+    ).model_dump(mode="json", exclude_none=True)
+
+
+def _table(out: str, names: list[str]) -> list[dict[str, str]]:
+    """kubectl's table as rows of {column: cell}, cut at the header's offsets (a cell may
+    be empty, and a header such as LAST VERIFIED holds a space)."""
+    header, *lines = out.splitlines()
+    starts = [header.index(name) for name in names]
+    assert starts == sorted(starts) and header.split() == " ".join(names).split(), header
+    bounds = list(zip(starts, [*starts[1:], None], strict=True))
+    return [
+        {name: line[a:b].strip() for name, (a, b) in zip(names, bounds, strict=True)}
+        for line in lines
+    ]
+
+
 def test_kubectl_get_shows_the_columns(
     cluster: Cluster, destination_crd: str, namespace: str
 ) -> None:
-    assert (
-        create(cluster, namespace, destination("shown", VALID["AmazonS3"]), dry_run=False) is None
-    )
-    objects(cluster).patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, PLURAL, "shown", {"status": full_status("s3://example-bucket")}
-    )
-    lines = cluster.kubectl("get", "dst", "-n", namespace).stdout.splitlines()
-    header = lines[0].split()
-    assert header == [
-        "NAME", "TYPE", "TARGET", "VERIFIED", "REASON", "ARCHIVED", "LAST", "VERIFIED", "AGE"
-    ]  # fmt: skip
-    row = lines[1].split()
-    assert row[:6] == [
-        "shown",
-        "AmazonS3",
-        "s3://example-bucket",
-        "True",
-        "ProbeSucceeded",
-        "false",
+    due = "2099-01-01T00:00:00Z"  # the next verification is ahead: the cell is the timestamp
+    verified = full_status("s3://example-bucket") | {"nextVerificationTime": due}
+    failing = verified | {
+        "conditions": [
+            _condition(ConditionType.Ready, ConditionStatus.FALSE, Reason.AuthenticationFailed),
+            _condition(ConditionType.Verified, ConditionStatus.FALSE, Reason.AuthenticationFailed),
+        ]
+    }
+    disabled = {  # no Ready condition while disabled: READY is empty
+        "observedGeneration": 1,
+        "target": "https://hooks.example.com/ingest",
+        "conditions": [
+            _condition(ConditionType.Verified, ConditionStatus.UNKNOWN, Reason.Disabled)
+        ],
+    }
+    for name, spec, status in (
+        ("shown", VALID["AmazonS3"], verified),
+        ("failing", VALID["AmazonS3"], failing),
+        ("off", VALID["Webhook"] | {"enabled": False}, disabled),
+    ):
+        assert create(cluster, namespace, destination(name, spec), dry_run=False) is None
+        objects(cluster).patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+        )
+    columns = ["NAME", "READY", "TYPE", "TARGET", "VERIFIED", "REASON", "ARCHIVED"]
+    columns += ["LAST VERIFIED"]
+    out = cluster.kubectl("get", "dst", "-n", namespace).stdout
+    rows = {row["NAME"]: row for row in _table(out, [*columns, "AGE"])}
+    assert rows["shown"] | {"LAST VERIFIED": "", "AGE": ""} == {
+        "NAME": "shown",
+        "READY": "True",
+        "TYPE": "AmazonS3",
+        "TARGET": "s3://example-bucket",
+        "VERIFIED": "True",
+        "REASON": "ProbeSucceeded",
+        "ARCHIVED": "false",
+        "LAST VERIFIED": "",
+        "AGE": "",
+    }
+    assert rows["shown"]["LAST VERIFIED"].endswith(("d", "y"))  # 2024-05-01, long ago
+    assert [rows["failing"][c] for c in ("READY", "VERIFIED", "REASON")] == [
+        "False",
+        "False",
+        "AuthenticationFailed",
     ]
+    assert [rows["off"][c] for c in ("READY", "VERIFIED", "REASON")] == ["", "Unknown", "Disabled"]
+    # -o wide adds NEXT VERIFICATION (the disabled one has none)
+    wide = cluster.kubectl("get", "dst", "-n", namespace, "-o", "wide").stdout
+    rows = {r["NAME"]: r for r in _table(wide, [*columns, "NEXT VERIFICATION", "AGE"])}
+    assert rows["shown"]["NEXT VERIFICATION"] == due  # a date column would say <invalid>
+    assert rows["failing"]["NEXT VERIFICATION"] == due
+    assert rows["off"]["NEXT VERIFICATION"] == ""
     # the short name and the category work too
     assert "shown" in cluster.kubectl("get", "destinations", "-n", namespace, "-o", "name").stdout
     assert "shown" in cluster.kubectl("get", "destinations.destinations.io", "-n", namespace).stdout

@@ -71,14 +71,21 @@ def test_names_are_the_fixed_ones(crd: dict[str, Any]) -> None:
 def test_printer_columns_and_selectable_fields(crd: dict[str, Any]) -> None:
     columns = {c["name"].upper(): c for c in version(crd)["additionalPrinterColumns"]}
     assert list(columns) == [
+        "READY",
         "TYPE",
         "TARGET",
         "VERIFIED",
         "REASON",
         "ARCHIVED",
         "LAST VERIFIED",
+        "NEXT VERIFICATION",
         "AGE",
     ]
+    assert columns["READY"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
+    assert columns["NEXT VERIFICATION"]["jsonPath"] == ".status.nextVerificationTime"
+    # a date column prints a future time as "<invalid>": the timestamp is printed as it is
+    assert columns["NEXT VERIFICATION"]["type"] == "string"
+    assert [name for name, c in columns.items() if c.get("priority")] == ["NEXT VERIFICATION"]
     assert columns["VERIFIED"]["jsonPath"] == '.status.conditions[?(@.type=="Verified")].status'
     assert columns["REASON"]["jsonPath"] == '.status.conditions[?(@.type=="Verified")].reason'
     assert columns["LAST VERIFIED"]["type"] == "date"

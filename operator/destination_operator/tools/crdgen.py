@@ -203,13 +203,26 @@ def schema_for(model: type[BaseModel], path: str, *, defaults: bool) -> dict[str
 
 def _printer_columns() -> list[dict[str, Any]]:
     verified = '.status.conditions[?(@.type=="Verified")]'
+    ready = '.status.conditions[?(@.type=="Ready")]'
+    # READY first after NAME, as cert-manager prints it: the summary a workload waits on,
+    # then the detail, and REASON stays next to the VERIFIED it explains. Priority 1 columns
+    # show with `-o wide` only.
     return [
+        {"name": "Ready", "type": "string", "jsonPath": f"{ready}.status"},
         {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
         {"name": "Target", "type": "string", "jsonPath": ".status.target"},
         {"name": "Verified", "type": "string", "jsonPath": f"{verified}.status"},
         {"name": "Reason", "type": "string", "jsonPath": f"{verified}.reason"},
         {"name": "Archived", "type": "boolean", "jsonPath": ".spec.archived"},
         {"name": "Last Verified", "type": "date", "jsonPath": ".status.lastVerifiedTime"},
+        # A string, not a date: the API server prints a date as the time since it, and a
+        # time still ahead (as a next verification is) as "<invalid>".
+        {
+            "name": "Next Verification",
+            "type": "string",
+            "priority": 1,
+            "jsonPath": ".status.nextVerificationTime",
+        },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
 

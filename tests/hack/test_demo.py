@@ -7,6 +7,7 @@ control plane: kube-apiserver, kube-controller-manager, kubectl and etcd, no hel
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,26 @@ VERSIONS = dict(
     for line in (ROOT / "hack" / "versions.env").read_text().splitlines()
     if "=" in line and not line.startswith("#")
 )
+
+
 # kubectl get dst: NAME TYPE TARGET VERIFIED REASON ARCHIVED ...
+def table(text: str) -> list[dict[str, str]]:
+    """The rows of the `kubectl get` table in `text`, cut at the header's column starts
+    (a cell may be empty: READY is, for an archived Destination)."""
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("NAME "))
+    columns = list(re.finditer(r"\S+(?: \S+)*", lines[first]))  # "LAST VERIFIED" is one
+    rows = []
+    for line in lines[first + 1 :]:
+        if not line.strip():
+            break
+        ends = [c.start() for c in columns[1:]] + [len(line)]
+        rows.append(
+            {c.group(): line[c.start() : end].strip() for c, end in zip(columns, ends, strict=True)}
+        )
+    return rows
+
+
 EXPECTED = {
     "reports": ("True", "ProbeSucceeded", "false"),
     "wrong-key": ("False", "AuthenticationFailed", "false"),
@@ -53,9 +73,9 @@ def test_demo_up_shows_the_truth_and_down_stops_everything(tmp_path: Path) -> No
         ]
         assert all(alive(pid) for pid in pids)
         rows = {
-            words[0]: (words[3], words[4], words[5])
-            for words in map(str.split, up.stdout.splitlines())
-            if words and words[0] in EXPECTED
+            row["NAME"]: (row["VERIFIED"], row["REASON"], row["ARCHIVED"])
+            for row in table(up.stdout)
+            if row["NAME"] in EXPECTED
         }
         assert rows == EXPECTED, up.stdout
         assert "make demo-down" in up.stdout

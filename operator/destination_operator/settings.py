@@ -170,6 +170,11 @@ class OperatorSettings(BaseSettings):
     metrics_port: int = Field(
         default=9090, ge=0, le=65535, description="Prometheus /metrics; 0 = off"
     )
+    per_object_metrics: bool = Field(
+        default=True,
+        description="series per Destination (its namespace and name as labels); off for "
+        "very large clusters: the counts by type, condition and reason stay",
+    )
 
     def apply_to_kopf(self, kopf_settings: Any) -> None:
         """Tune kopf for what it does here: watch, index Secrets, and hand events over.

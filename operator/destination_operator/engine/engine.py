@@ -125,6 +125,8 @@ class Engine:
         )
         self.workers: list[asyncio.Task[None]] = []
         self.synced = 0  # Destinations processed at least once since start
+        # What each status says, as metrics: read from the status, never computed here.
+        self.status_metrics = metrics.Destinations(per_object=settings.per_object_metrics)
 
     # --- what kopf tells the engine ----------------------------------------------------------
 
@@ -138,6 +140,7 @@ class Engine:
         self.cache.put(key, body)
         self.queue.add(key)
         metrics.TRACKED.set(len(self.cache))
+        self._record(key, self.cache.get(key))
 
     def forget(self, namespace: str, name: str) -> None:
         """A Destination was deleted."""
@@ -149,6 +152,15 @@ class Engine:
         self.slots.forget(key)  # out of line; a slot handed to it goes on
         metrics.PROBES_WAITING.set(self.slots.waiting)
         metrics.TRACKED.set(len(self.cache))
+        self.status_metrics.forget(namespace, name)
+
+    def _record(self, key: Key, entry: Entry | None) -> None:
+        """Show the freshest status of a cached Destination in the metrics."""
+        if entry is None:
+            return
+        spec = entry.body.get("spec") or {}
+        kind = spec.get("type") if isinstance(spec, Mapping) else None
+        self.status_metrics.record(*key, str(kind or ""), entry.status())
 
     def secret_changed(self, namespace: str, name: str) -> None:
         """A Secret was created, changed or deleted: queue every Destination that names it."""
@@ -334,6 +346,7 @@ class Engine:
         if stored is None:
             return False  # deleted or replaced; the watch tells the engine
         entry.wrote(stored)
+        self._record(key, entry)
         for event in plan.events:
             await self._api(events.post, key[0], key[1], entry.uid, event)
         return True

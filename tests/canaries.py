@@ -12,6 +12,7 @@ document may write it back (`forms`): a leak in any of them is a leak.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from urllib.parse import quote, quote_plus
@@ -62,6 +63,11 @@ def forms(value: str) -> dict[str, str]:
     if len(lines) > 1:
         found.update({f"line {number}": line for number, line in enumerate(lines, 1)})
     return {name: text for name, text in found.items() if len(text) >= MIN_LENGTH}
+
+
+def printed_forms(value: str) -> dict[str, str]:
+    """`forms`, and base64, which a command that reads Secret manifests might print back."""
+    return {**forms(value), "base64": base64.b64encode(value.encode()).decode()}
 
 
 def found_in(text: str) -> list[str]:

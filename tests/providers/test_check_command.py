@@ -25,13 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 import pytest
 import yaml
 from webhookserver import VERIFICATION_TOKEN, WebhookReceiver
 
 from azurite import Azurite
+from canaries import printed_forms
 from destination_operator import check
 from destination_operator.providers.base import PROBE_DIRECTORY
 from ossserver import OSSServer
@@ -46,18 +46,6 @@ AZURE_CANARY = base64.b64encode(b"canary-SECRET-check-azure".ljust(64, b"~")).de
 COMMAND = Path(sys.executable).with_name("destination-operator")
 
 
-def forms(value: str) -> dict[str, str]:
-    return {
-        "as is": value,
-        "URL-encoded": quote(value, safe=""),
-        "form-encoded": quote_plus(value),
-        "repr": repr(value)[1:-1],
-        "bytes repr": repr(value.encode())[2:-1],
-        "JSON": json.dumps(value)[1:-1],
-        "base64": base64.b64encode(value.encode()).decode(),
-    }
-
-
 def assert_no_leak(data: dict[str, bytes], *texts: str) -> None:
     """No value of `data` (the Secret) in any of `texts`, in any form."""
     for key, raw in data.items():
@@ -65,7 +53,7 @@ def assert_no_leak(data: dict[str, bytes], *texts: str) -> None:
         if len(value) < 8:
             continue
         for text in texts:
-            leaked = [name for name, form in forms(value).items() if form in text]
+            leaked = [name for name, form in printed_forms(value).items() if form in text]
             assert not leaked, f"the Secret's {key} is printed ({', '.join(leaked)})"
 
 

@@ -7,16 +7,15 @@ The probes against real servers are in tests/providers/test_check_command.py.
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 import pytest
 import yaml
 
+from canaries import printed_forms
 from destination_operator import check, cli
 from destination_operator.api.spec import DestinationType, SpecError, parse_spec
 from destination_operator.outcome import invalid_spec
@@ -26,22 +25,9 @@ CANARY = "canary/SECRET+check 'q' \\ é&x=1"
 """A value whose URL-encoded, form-encoded and repr forms all differ from it."""
 
 
-def forms(value: str) -> dict[str, str]:
-    """The forms in which a value may be printed back: each one is a leak."""
-    return {
-        "as is": value,
-        "URL-encoded": quote(value, safe=""),
-        "form-encoded": quote_plus(value),
-        "repr": repr(value)[1:-1],
-        "bytes repr": repr(value.encode())[2:-1],
-        "JSON": json.dumps(value)[1:-1],
-        "base64": base64.b64encode(value.encode()).decode(),
-    }
-
-
 def assert_no_leak(*texts: str, value: str = CANARY) -> None:
     for text in texts:
-        leaked = [name for name, form in forms(value).items() if form in text]
+        leaked = [name for name, form in printed_forms(value).items() if form in text]
         assert not leaked, f"the Secret's value is printed ({', '.join(leaked)})"
 
 

@@ -194,10 +194,12 @@ def _as_token(value: str, text: str) -> bool:
     return re.search(pattern, text) is not None
 
 
+def _word_leaks(forms: _Forms, text: str) -> bool:
+    return any(_as_token(form, text) for form in forms.words)
+
+
 def _leaks(forms: _Forms, text: str) -> bool:
-    return any(form in text for form in forms.masked) or any(
-        _as_token(form, text) for form in forms.words
-    )
+    return any(form in text for form in forms.masked) or _word_leaks(forms, text)
 
 
 def scrub(text: str, secrets: Iterable[str | bytes] = ()) -> str:
@@ -216,7 +218,7 @@ def scrub(text: str, secrets: Iterable[str | bytes] = ()) -> str:
             if form not in text:
                 break
             text = text.replace(form, _MASK)
-    if _leaks(_Forms(masked=(), words=forms.words), text):
+    if _word_leaks(forms, text):
         return _WITHHELD
     text = _CONTROLS.sub("", text[:MAX_PATTERN_INPUT])
     for pattern, replacement in _PATTERNS:

@@ -38,7 +38,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "tests")]
 
 from context import Bench, NotReached, Settings  # noqa: E402
-from destination_operator.settings import OperatorSettings  # noqa: E402
+from destination_operator.settings import (  # noqa: E402
+    OperatorSettings,
+    env_var,
+    setting_names,
+)
 from environment import BenchEnvironment  # noqa: E402
 from machine import facts  # noqa: E402
 from operator_process import OperatorExited, OperatorProcess  # noqa: E402
@@ -56,6 +60,14 @@ def selected(asked: str) -> list[str]:
         )
     names |= {NEEDS[name] for name in names if name in NEEDS}
     return [name for name in SCENARIOS if name in names]
+
+
+def _setting(item: str) -> tuple[str, str]:
+    """`name=value` of an operator setting, its name checked."""
+    name, sep, value = item.partition("=")
+    if not sep or name not in setting_names():
+        raise SystemExit(f"bench: --operator-setting {item!r}: not NAME=VALUE of a setting")
+    return name, value
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -85,6 +97,27 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--operator-log-level", default="INFO")
     parser.add_argument(
+        "--unrelated-secrets",
+        type=int,
+        default=0,
+        help="Secrets no Destination names, made before any scenario (default 0)",
+    )
+    parser.add_argument(
+        "--unrelated-secret-bytes", type=int, default=4096, help="data in each (default 4096)"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample each operator process with py-spy (profile-<scenario>.txt in the workdir)",
+    )
+    parser.add_argument(
+        "--operator-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of the operator (e.g. list_chunk_size=0); repeatable",
+    )
+    parser.add_argument(
         "--workdir",
         type=Path,
         help="keep logs and state here (default: a temporary folder, kept only on failure)",
@@ -104,12 +137,19 @@ def run(args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], bool]:
         rotation_count=args.rotation_count,
         seconds_per_object=args.seconds_per_object,
         operator_log_level=args.operator_log_level,
+        unrelated_secrets=args.unrelated_secrets,
+        unrelated_secret_bytes=args.unrelated_secret_bytes,
     )
+    operator_settings = dict(_setting(item) for item in args.operator_setting)
     names = selected(args.scenarios)
     env = BenchEnvironment(work)
     document: dict[str, Any] = {
         "machine": facts(env.plane.bin_dir),
-        "settings": {**asdict(settings), "scenarios": names},
+        "settings": {
+            **asdict(settings),
+            "scenarios": names,
+            "operator_settings": operator_settings,
+        },
         "scenarios": {},
         "not_reached": {},
         "errors": {},
@@ -121,6 +161,8 @@ def run(args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], bool]:
         work / "operator.log",
         probe_concurrency=settings.concurrency,
         log_level=settings.operator_log_level,
+        settings={env_var(name): value for name, value in operator_settings.items()},
+        profile_dir=work if args.profile else None,
     )
     try:
         env.start()

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -40,7 +40,8 @@ class OperatorProcess:
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, settings: Mapping[str, str] | None = None) -> None:
+        """Start it; `settings` are DESTINATION_OPERATOR_* variables over the tests' own."""
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
@@ -52,6 +53,7 @@ class OperatorProcess:
             "DESTINATION_OPERATOR_HEALTH_PORT": "0",
             "DESTINATION_OPERATOR_METRICS_PORT": "0",
             "DESTINATION_OPERATOR_LOG_LEVEL": "DEBUG",
+            **(settings or {}),
         }
         binary = Path(sys.executable).parent / "destination-operator"
         with self.log.open("ab") as out:

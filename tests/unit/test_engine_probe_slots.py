@@ -67,7 +67,6 @@ def run_probes(
     monkeypatch.setattr(probes_module, "read_secret", lambda *_: SECRET)
     engine = Engine(
         OperatorSettings(probe_concurrency=slots, workers=len(keys)),
-        secrets=lambda _ns, _name: None,
     )
     spec = parse_spec(SPEC)
     now = datetime.datetime(2026, 11, 25, tzinfo=datetime.UTC)

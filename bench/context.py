@@ -45,6 +45,9 @@ class Settings:
     rotation_count: int
     seconds_per_object: float
     operator_log_level: str
+    unrelated_secrets: tuple[int, ...] = (0, 1000)  # `secrets`: each N, ascending
+    secret_kib: int = 100  # `secrets`: each unrelated Secret's data
+    secret_destinations: int = 20  # `secrets`: Destinations sharing one Secret
 
 
 @dataclass

@@ -274,6 +274,7 @@ class Engine:
             return DONE
         await self._refresh_secret(key, entry)
         observed = self._observed(key, entry)
+        handled = entry.memory.handled_request
         plan = decide.plan(observed, entry.memory, self.policy)
         logger.debug(
             "%s/%s: generation=%d secret=%s probe=%s write=%s requeue=%s",
@@ -296,6 +297,10 @@ class Engine:
         if plan.probe and plan.spec is not None:
             after = await self._verify(key, entry, plan.spec, observed)
             if isinstance(after, Result):
+                if self.slots.is_waiting(key):
+                    # In line for a probe slot: a verification request is not handled
+                    # until the probe runs, or a pass meanwhile would drop it.
+                    entry.memory.handled_request = handled
                 return after
             plan = after
         if not entry.seen:

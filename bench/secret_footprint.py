@@ -8,11 +8,13 @@ should cost it their metadata, not their data.
 For each N of `--unrelated-secrets` (ascending; the Secrets are added to one
 namespace as N grows): a fresh operator is started with `secret_destinations`
 Destinations that share one Secret stored beside N unrelated Secrets of
-`--secret-kib` KiB of random bytes each (Helm's release type and labels),
-waits until all are armed and Verified, stays `--steady` seconds, and is
-stopped. Recorded per N: the peak (VmHWM) and the current (VmRSS) resident set
-at the end of the window, the seconds until all were armed, and the operator's
-GETs of unrelated Secrets (from the API server's audit log: 0 is right).
+`--secret-kib` KiB of random bytes each (Helm's release type and labels); it
+waits until all are armed, asks for a verification of each (so every start
+reads the Secret and probes, as the first does, and has boto3 loaded) and
+waits for it, stays `--steady` seconds, and is stopped. Recorded per N: the
+peak (VmHWM) and the current (VmRSS) resident set at the end of the window,
+the seconds until all were armed, and the operator's requests naming an
+unrelated Secret (from the API server's audit log: none is right).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from kubernetes import client
 
 from context import Bench, NotReached
 from logs import OPERATOR_USER
+from objects import name_of
+from tracker import verified_with_request
 
 SCENARIO = "secrets"
 FOOTPRINT_NAMESPACE = "bench-secret-footprint"
@@ -109,13 +113,18 @@ def _make_namespace(bench: Bench, name: str) -> None:
 def _one_size(bench: Bench, unrelated: int) -> dict[str, Any]:
     """Start an operator over `unrelated` Secrets; its memory once settled."""
     count = bench.settings.secret_destinations
+    names = [name_of(i) for i in range(count)]
     stored = bench.env.stored_destinations()
     started = bench.operator.start(f"{SCENARIO}: {unrelated} unrelated")
     armed, _ = bench.operator.wait_armed(stored, bench.limit(stored))
     if armed is None:
         raise NotReached(f"{unrelated} unrelated Secrets: {stored} not armed in time")
-    tracker = bench.track(FOOTPRINT_NAMESPACE)
+    # Every start does the same work whatever it finds stored: each Destination verified
+    # on request (its Secret read, a probe), so each process has loaded boto3.
+    request = f"{SCENARIO}-{unrelated}-{time.time_ns()}"
+    tracker = bench.track(FOOTPRINT_NAMESPACE, verified_with_request(request))
     try:
+        bench.maker.request_verification(FOOTPRINT_NAMESPACE, names, request)
         met = bench.wait_all(tracker, count, f"{unrelated} unrelated Secrets: Verified")
     finally:
         tracker.stop()

@@ -177,13 +177,13 @@ class OperatorSettings(BaseSettings):
     )
 
     def apply_to_kopf(self, kopf_settings: Any) -> None:
-        """Tune kopf for what it does here: watch, index Secrets, and hand events over.
+        """Tune kopf for what it does here: watch Destinations and hand events over (Secrets
+        are watched as metadata only by `engine.secretwatch`, not by kopf).
 
-        - Only event and index handlers are used, so kopf keeps no progress or
-          diff-base state and adds no finalizer; both storages stay on
-          annotations should that change.
-        - No worker limit: with `@kopf.index` a limit deadlocks once objects
-          outnumber workers, and each handler only queues a key in memory.
+        - Only event handlers are used, so kopf keeps no progress or diff-base
+          state and adds no finalizer; both storages stay on annotations should
+          that change.
+        - No worker limit: each handler only queues a key in memory.
         - Kopf's own log records are not posted as Events.
         - Standalone: no peering objects to write (one replica, Recreate strategy).
         """

@@ -46,8 +46,11 @@ class Settings:
     rotation_count: int
     seconds_per_object: float
     operator_log_level: str
-    unrelated_secrets: int = 0  # Secrets no Destination names, in a namespace of their own
-    unrelated_secret_bytes: int = 4096
+    background_secrets: int = 0  # Secrets no Destination names, made before any scenario
+    background_secret_bytes: int = 4096
+    unrelated_secrets: tuple[int, ...] = (0, 1000)  # `secrets`: each N, ascending
+    secret_kib: int = 100  # `secrets`: each unrelated Secret's data
+    secret_destinations: int = 20  # `secrets`: Destinations sharing one Secret
 
 
 @dataclass
@@ -149,14 +152,14 @@ class Bench:
         """The warm-up Destination: verified once by every operator started warm."""
         self.namespace(WARMUP_NAMESPACE)
         self.maker.create_one(destination(WARMUP_NAMESPACE, WARMUP_NAME, self.env.s3))
-        if self.settings.unrelated_secrets:
+        if self.settings.background_secrets:
             self.namespace(UNRELATED_NAMESPACE)
-            size = self.settings.unrelated_secret_bytes
+            size = self.settings.background_secret_bytes
             seconds = self.maker.create_secrets(
                 unrelated_secret(UNRELATED_NAMESPACE, i, size)
-                for i in range(self.settings.unrelated_secrets)
+                for i in range(self.settings.background_secrets)
             )
-            self.record("setup", "unrelated_secrets", self.settings.unrelated_secrets)
+            self.record("setup", "unrelated_secrets", self.settings.background_secrets)
             self.record("setup", "unrelated_secret_bytes", size)
             self.record("setup", "unrelated_secrets_creation_s", round(seconds, 2))
 

@@ -170,6 +170,51 @@ def _rss(r: dict[str, Any], count: int) -> list[Figure]:
     return rows
 
 
+def mib_per_1000(by_size: dict[str, Any], key: str) -> dict[str, float | None]:
+    """For each N > 0 unrelated Secrets: (MiB at N - MiB at 0) per 1,000 of them."""
+    base = (by_size.get("0") or {}).get(key)
+    per: dict[str, float | None] = {}
+    for size, found in by_size.items():
+        value = found.get(key)
+        if int(size) > 0:
+            per[size] = None if base is None or value is None else (value - base) * 1000 / int(size)
+    return per
+
+
+def _secrets(r: dict[str, Any]) -> list[Figure]:
+    """One row per N unrelated Secrets, and one for the reads of their data."""
+    by_size = r.get("by_unrelated_secrets") or {}
+    peak, steady = mib_per_1000(by_size, "peak_mib"), mib_per_1000(by_size, "steady_mib")
+    rows = []
+    for size, found in by_size.items():
+        more = [m for m in (peak.get(size), steady.get(size)) if m is not None]
+        against_none = size != "0" and len(more) == 2
+        rows.append(
+            Figure(
+                f"{_count(int(size))} unrelated Secrets of {r.get('secret_kib')} KiB, "
+                f"{r.get('destinations')} Destinations: peak (VmHWM) / steady RSS",
+                f"{found.get('peak_mib')} / {found.get('steady_mib')} MiB",
+                "-",
+                " / ".join(f"{m:+.1f} MiB per 1,000" for m in more) if against_none else "-",
+                "-" if size == "0" else "<= +10 MiB per 1,000 over none, each",
+                all(m <= 10 for m in more) if against_none else None,
+            )
+        )
+    requests = r.get("unrelated_secret_requests")
+    if requests is not None:
+        rows.append(
+            Figure(
+                "  the operator's requests naming an unrelated Secret (audit log)",
+                _kinds(requests),
+                "-",
+                "-",
+                "none",
+                not requests,
+            )
+        )
+    return rows
+
+
 def _rotation(r: dict[str, Any]) -> Figure:
     seconds = r.get("seconds") or {}
     return Figure(
@@ -211,6 +256,8 @@ def figures(scenarios: dict[str, dict[str, Any]], count: int) -> list[Figure]:
         rows.append(_rotation(scenarios["rotation"]))
     if "single" in scenarios:
         rows.append(_single(scenarios["single"]))
+    if "secrets" in scenarios:
+        rows += _secrets(scenarios["secrets"])
     return rows
 
 

@@ -5,6 +5,7 @@
     python bench/run.py --count 1000 --json bench-1000.json
     python bench/run.py --count 10000 --scenarios new,writes,restart-verified,rss
     python bench/run.py --count 10000 --scenarios restart-unverified,rss
+    python bench/run.py --scenarios secrets --unrelated-secrets 0,1000,5000
 
 Starts its own control plane (with an audit log of writes), the moto S3
 server and the operator as a separate process under the ServiceAccount and
@@ -12,8 +13,8 @@ rules of manifests/rbac, all on loopback. The floor (bench/floor.py) runs
 under the same ServiceAccount token with the operator's probe concurrency, in
 a namespace of its own, while the operator is stopped. Scenarios (see
 bench/scenarios.py): single, new, writes, restart-verified,
-restart-unverified, rotation, rss; writes, restart-verified and rss need new
-and add it.
+restart-unverified, rotation, rss, secrets; writes, restart-verified and rss
+need new and add it.
 
 Prints progress on stderr as it goes, then one JSON document and a table
 (figure | measured | floor | ratio | target) on stdout. A figure outside its
@@ -95,15 +96,23 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default=0.5,
         help="waits give up after 120 s plus this per Destination",
     )
-    parser.add_argument("--operator-log-level", default="INFO")
     parser.add_argument(
         "--unrelated-secrets",
+        default="0,1000",
+        help="secrets: comma-separated counts of unrelated Secrets (default 0,1000)",
+    )
+    parser.add_argument(
+        "--secret-kib", type=int, default=100, help="secrets: KiB per unrelated Secret"
+    )
+    parser.add_argument("--operator-log-level", default="INFO")
+    parser.add_argument(
+        "--background-secrets",
         type=int,
         default=0,
         help="Secrets no Destination names, made before any scenario (default 0)",
     )
     parser.add_argument(
-        "--unrelated-secret-bytes", type=int, default=4096, help="data in each (default 4096)"
+        "--background-secret-bytes", type=int, default=4096, help="data in each (default 4096)"
     )
     parser.add_argument(
         "--profile",
@@ -137,8 +146,10 @@ def run(args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], bool]:
         rotation_count=args.rotation_count,
         seconds_per_object=args.seconds_per_object,
         operator_log_level=args.operator_log_level,
-        unrelated_secrets=args.unrelated_secrets,
-        unrelated_secret_bytes=args.unrelated_secret_bytes,
+        background_secrets=args.background_secrets,
+        background_secret_bytes=args.background_secret_bytes,
+        unrelated_secrets=tuple(int(n) for n in args.unrelated_secrets.split(",") if n.strip()),
+        secret_kib=args.secret_kib,
     )
     operator_settings = dict(_setting(item) for item in args.operator_setting)
     names = selected(args.scenarios)

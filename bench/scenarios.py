@@ -12,6 +12,8 @@
 | `rotation`           | one Secret of `rotation_count` Destinations rotated: per-object |
 |                      | time to a verification with the new key                         |
 | `rss`                | peak RSS (VmHWM) of every operator process of the run           |
+| `secrets`            | peak and steady RSS over N unrelated Secrets, against none      |
+|                      | (bench/secret_footprint.py)                                     |
 
 Times are wall seconds on time.monotonic. "Verified" is Verified=True for the
 object's current generation, as a watch (`tracker`) sees it; the operator's
@@ -32,6 +34,7 @@ from logs import S3Request, by_kind, probe_writes
 from objects import destination, name_of, probe_prefix, secret
 from operator_process import PROBES, STATUS_WRITES, SYNCED, TRACKED
 from s3server import REGION, KeyPair
+from secret_footprint import secrets
 from tracker import verified_with_new_credentials, verified_with_request
 
 SETTLE_SECONDS = 3.0  # after a wait: let events and late writes land before counting
@@ -413,6 +416,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "restart-unverified": restart_unverified,
     "rotation": rotation,
     "rss": rss,
+    "secrets": secrets,
 }
 """In the order they run, whatever order they are asked in."""
 

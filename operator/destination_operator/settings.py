@@ -181,17 +181,18 @@ class OperatorSettings(BaseSettings):
         ge=0,
         le=10000,
         description="objects per page of the initial lists of Destinations and Secrets "
-        "(the API's limit and continue); 0: one response for all, parsed at once",
+        "(the API's limit and continue); 0: one response for all Destinations, parsed at "
+        "once; Secrets' metadata comes in pages of at most 250 either way",
     )
 
     def apply_to_kopf(self, kopf_settings: Any) -> None:
-        """Tune kopf for what it does here: watch, index Secrets, and hand events over.
+        """Tune kopf for what it does here: watch Destinations and hand events over (Secrets
+        are watched as metadata only by `engine.secretwatch`, not by kopf).
 
-        - Only event and index handlers are used, so kopf keeps no progress or
-          diff-base state and adds no finalizer; both storages stay on
-          annotations should that change.
-        - No worker limit: with `@kopf.index` a limit deadlocks once objects
-          outnumber workers, and each handler only queues a key in memory.
+        - Only event handlers are used, so kopf keeps no progress or diff-base
+          state and adds no finalizer; both storages stay on annotations should
+          that change.
+        - No worker limit: each handler only queues a key in memory.
         - Kopf's own log records are not posted as Events.
         - Standalone: no peering objects to write (one replica, Recreate strategy).
         - The initial lists come in pages of `list_chunk_size` (`limit`/`continue`):

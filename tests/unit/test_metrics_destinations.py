@@ -174,7 +174,7 @@ def verified(namespace: str, name: str, state: str = "True") -> float | None:
 def test_the_engine_shows_watched_and_written_statuses_and_forgets_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    engine = Engine(OperatorSettings(workers=1), secrets=lambda _ns, _name: None)
+    engine = Engine(OperatorSettings(workers=1))
     engine.observe(body("metrics-engine", "a", status("False", "SecretNotFound", stalled="True")))
     assert verified("metrics-engine", "a", "False") == 1
     assert len(samples(REGISTRY, "metrics-engine", "a")) == 18
@@ -198,7 +198,7 @@ def test_the_engine_shows_watched_and_written_statuses_and_forgets_them(
 
 
 def test_the_engine_with_per_object_metrics_off() -> None:
-    engine = Engine(OperatorSettings(per_object_metrics=False), secrets=lambda _ns, _name: None)
+    engine = Engine(OperatorSettings(per_object_metrics=False))
     engine.observe(body("metrics-off", "a", status()))
     assert samples(REGISTRY, "metrics-off", "a") == {}
     engine.forget("metrics-off", "a")

@@ -102,7 +102,7 @@ SELECTOR_MAX = 4096
 # The API server's lexer: blanks are these four; a word is anything up to a blank or a symbol.
 SELECTOR_TOKEN = re.compile(r"[ \t\r\n]*(!=|==|[=!(),<>]|[^ \t\r\n=!(),<>]+)")
 SYMBOLS = frozenset(("!=", "==", "=", "!", "(", ")", ",", "<", ">"))
-SET_OPERATORS = frozenset(("in", "notin"))  # keywords: never a key or a value
+SET_OPERATORS = frozenset(("in", "notin"))  # operators only where one is expected
 VALUE_OPERATORS = frozenset(("=", "==", "!=", "<", ">"))
 LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -123,7 +123,7 @@ def _label_key(key: str) -> None:
 
 
 def _label_value(key: str, value: str) -> None:
-    if value in SYMBOLS or value in SET_OPERATORS:
+    if value in SYMBOLS:
         raise ValueError(f"found {value!r} where a value of {key!r} was expected")
     if value and (len(value) > 63 or not LABEL_NAME.fullmatch(value)):
         raise ValueError(
@@ -156,7 +156,7 @@ def _requirement(tokens: list[str], at: int) -> int:
     absent = tokens[at] == "!"
     at += absent
     key = tokens[at] if at < len(tokens) else ""
-    if not key or key in SYMBOLS or key in SET_OPERATORS:
+    if not key or key in SYMBOLS:
         raise ValueError(f"found {key or 'the end'!r} where a label key was expected")
     _label_key(key)
     at += 1

@@ -61,7 +61,7 @@ def user(name: str) -> str:
 class Shard:
     """One operator process with a selector, its own ServiceAccount and metrics port."""
 
-    def __init__(self, cluster: Cluster, folder: Path, name: str, namespace: str) -> None:
+    def __init__(self, cluster: Cluster, folder: Path, name: str) -> None:
         kubeconfig = cluster.token_kubeconfig(OPERATOR_NAMESPACE, account(name), out_dir=folder)
         self.port = free_port()
         self.process = OperatorProcess(
@@ -69,7 +69,6 @@ class Shard:
             folder / f"operator-{name}.log",
             env={
                 "DESTINATION_OPERATOR_DESTINATION_SELECTOR": SELECTORS[name],
-                "DESTINATION_OPERATOR_NAMESPACES": namespace,
                 "DESTINATION_OPERATOR_METRICS_PORT": str(self.port),
             },
         )
@@ -145,10 +144,11 @@ def selectors_sent(cluster: Cluster, resource: str) -> dict[str, set[str | None]
 
 @pytest.fixture
 def shards(
-    cluster: Cluster, operator: OperatorProcess, namespace: str, tmp_path: Path
+    cluster: Cluster, operator: OperatorProcess, tmp_path: Path
 ) -> Iterator[dict[str, Shard]]:
     """Shards a and b in place of the session's operator (and `rest`, started by the test),
-    each watching the test's namespace only, under a ServiceAccount of its own."""
+    each watching every namespace as the session's operator does (manifests/rbac grants
+    no more), under a ServiceAccount of its own."""
     binding = yaml.safe_load((ROOT / "manifests" / "rbac" / "binding.yaml").read_text())
     for name in SELECTORS:
         cluster.kubectl("create", "serviceaccount", "-n", OPERATOR_NAMESPACE, account(name))
@@ -159,7 +159,7 @@ def shards(
             f"--clusterrole={binding['roleRef']['name']}",
             f"--serviceaccount={OPERATOR_NAMESPACE}:{account(name)}",
         )
-    made = {name: Shard(cluster, tmp_path, name, namespace) for name in SELECTORS}
+    made = {name: Shard(cluster, tmp_path, name) for name in SELECTORS}
     operator.stop()
     try:
         for name in ("a", "b"):
@@ -261,6 +261,7 @@ def test_two_shards_verify_only_their_own_and_a_relabelled_destination_moves(
         assert shard.process.alive(), shard.process.text()[-3000:]
         log = shard.process.text()
         assert "Traceback" not in log, log[log.index("Traceback") :][:3000]
+        assert "Forbidden" not in log, log[log.index("Forbidden") - 500 :][:1000]
         assert canaries.found_in(log) == []
 
 

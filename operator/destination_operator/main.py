@@ -52,10 +52,19 @@ class EngineHolder:
         self.secret_watches: list[asyncio.Task[None]] = []
 
 
+def watch_only(settings: kopf.OperatorSettings, selector: str) -> None:
+    """Have the API server send only the Destinations `selector` matches (a shard's own), in
+    kopf's list and watch alike. A Destination relabelled out of it arrives as DELETED, one
+    relabelled into it as ADDED. Secrets are never filtered: any Destination may name any."""
+    if selector:
+        settings.watching.label_selectors[GROUP, VERSION, PLURAL] = selector
+
+
 @kopf.on.startup()
 async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     operator_settings: OperatorSettings = memo.get("operator_settings") or OperatorSettings()
     operator_settings.apply_to_kopf(settings)
+    watch_only(settings, operator_settings.destination_selector)
     # kopf gives each object's handlers a shallow copy of the memo: share the engine
     # through an object they all reference, made on the first event.
     holder = memo["engine"] = EngineHolder()
@@ -63,9 +72,10 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     holder.secrets, holder.secret_watches = watch_secrets(scopes, operator_settings.list_chunk_size)
     metrics.serve(operator_settings.metrics_port)
     logger.info(
-        "destination operator started: namespaces=%s allow_private_endpoints=%s "
-        "workers=%d probe_concurrency=%d",
+        "destination operator started: namespaces=%s destination_selector=%r "
+        "allow_private_endpoints=%s workers=%d probe_concurrency=%d",
         operator_settings.namespaces or "all",
+        operator_settings.destination_selector,
         operator_settings.allow_private_endpoints,
         operator_settings.workers,
         operator_settings.probe_concurrency,

@@ -9,7 +9,7 @@ import os
 import kopf
 import pytest
 
-from destination_operator import cli
+from destination_operator import cli, main
 from destination_operator.settings import LogFormat, LogLevel, OperatorSettings
 
 
@@ -112,3 +112,37 @@ def test_kopfs_line_per_event_shows_only_at_debug() -> None:
         root.handlers[:], _ = saved
         root.setLevel(saved[1])
         logging.getLogger("kopf.objects").setLevel(logging.NOTSET)
+
+
+def test_a_bad_destination_selector_stops_run_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started: list[OperatorSettings] = []
+    monkeypatch.setattr(cli, "_start", started.append)
+    monkeypatch.setenv("DESTINATION_OPERATOR_DESTINATION_SELECTOR", "shard in (a,b")
+    assert cli.main(["run"]) == 2
+    assert capsys.readouterr().err == (
+        "destination-operator: DESTINATION_OPERATOR_DESTINATION_SELECTOR='shard in (a,b': "
+        "the values of 'shard' have no ')'\n"
+    )
+    assert cli.main(["run", "--destination-selector", "shard=a=b"]) == 2
+    assert capsys.readouterr().err == (
+        "destination-operator: --destination-selector 'shard=a=b': "
+        "found '='; expected ',' or the end\n"
+    )
+    assert started == []
+    assert cli.main(["run", "--destination-selector", "shard notin (a,b)"]) == 0
+    assert started[0].destination_selector == "shard notin (a,b)"
+
+
+def test_the_destination_selector_filters_the_destination_watch_only() -> None:
+    destinations = kopf.Resource("destinations.io", "v1alpha1", "destinations", namespaced=True)
+    secrets = kopf.Resource("", "v1", "secrets", namespaced=True)
+    kopf_settings = kopf.OperatorSettings()
+    main.watch_only(kopf_settings, "")
+    assert kopf_settings.watching.label_selectors.collect(destinations) == []
+    main.watch_only(kopf_settings, "destinations.io/shard=a")
+    assert kopf_settings.watching.label_selectors.collect(destinations) == [
+        "destinations.io/shard=a"
+    ]
+    assert kopf_settings.watching.label_selectors.collect(secrets) == []

@@ -72,6 +72,12 @@ QUEUE_DEPTH = Gauge(
     "Destinations waiting for a worker now.",
 )
 
+LEADER = Gauge(
+    "destination_operator_leader",
+    "1 when this replica holds the Lease (or election is off), 0 on a standby.",
+    ["lease"],
+)
+
 CONDITIONS = ("Ready", "Verified", "Stalled", "Reconciling", "Archived")
 STATUSES = ("True", "False", "Unknown")
 SERIES_PER_DESTINATION = len(CONDITIONS) * len(STATUSES) + 1 + 2
@@ -185,9 +191,23 @@ class Destinations:
         self._drop(key, old, new)
         self.seen[key] = new
         self._count(new, +1)
-        if not self.per_object:
+        if self.per_object:
+            self._show(key, new)
+
+    def export_per_object(self, on: bool) -> None:
+        """Export the per-Destination series or not (only the leader does, so a standby's
+        series never double a leader's): set from what was seen, or removed."""
+        if on == self.per_object:
             return
-        labels = (namespace, name, new.type)
+        for key, seen in self.seen.items():
+            if on:
+                self._show(key, seen)
+            else:
+                self._hide(key, seen, None)
+        self.per_object = on
+
+    def _show(self, key: tuple[str, str], new: Seen) -> None:
+        labels = (*key, new.type)
         for condition, (current, _reason) in new.conditions.items():
             for state in STATUSES:
                 self.gauges["condition"].labels(*labels, condition, state).set(
@@ -209,8 +229,10 @@ class Destinations:
         if old is None:
             return
         self._count(old, -1)
-        if not self.per_object:
-            return
+        if self.per_object:
+            self._hide(key, old, new)
+
+    def _hide(self, key: tuple[str, str], old: Seen, new: Seen | None) -> None:
         labels = (*key, old.type)
         same_type = new is not None and new.type == old.type
         kept = new.conditions if same_type and new is not None else {}

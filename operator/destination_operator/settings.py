@@ -20,9 +20,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -32,6 +33,7 @@ ENV_PREFIX = "DESTINATION_OPERATOR_"
 # Sections of the chart's values that hold a setting beside the values that go with it
 # (health.port beside health.livenessProbe; metrics.port beside metrics.service).
 CHART_SECTIONS = ("health", "metrics")
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
@@ -94,6 +96,10 @@ def namespace_name(value: str) -> str:
             f"{value!r} is not a namespace name (lower-case letters, digits and '-', at most 63)"
         )
     return value
+
+
+def _optional_namespace(value: str | None) -> str | None:
+    return namespace_name(value) if value else None
 
 
 def _upper(value: object) -> object:
@@ -176,6 +182,56 @@ class OperatorSettings(BaseSettings):
         "very large clusters: the counts by type, condition and reason stay",
     )
 
+    leader_elect: bool = Field(
+        default=False,
+        description="reconcile only while holding the Lease leader_election_id (replicas "
+        "beyond one stand by, warm); the chart turns it on",
+    )
+    leader_election_namespace: Annotated[str | None, AfterValidator(_optional_namespace)] = Field(
+        default=None,
+        description="namespace of the Lease; unset: the pod's own (its ServiceAccount's)",
+    )
+    leader_election_id: str = Field(
+        default="destination-operator",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="name of the Lease the replicas elect their leader on",
+    )
+    leader_election_lease_duration: float = Field(
+        default=15.0, gt=0, description="seconds a standby waits after the last renewal"
+    )
+    leader_election_renew_deadline: float = Field(
+        default=10.0, gt=0, description="seconds the leader keeps trying to renew, then exits"
+    )
+    leader_election_retry_period: float = Field(
+        default=2.0, gt=0, description="seconds between tries to acquire or renew"
+    )
+
+    @model_validator(mode="after")
+    def _election_timing(self) -> OperatorSettings:
+        # client-go's rules: the renew deadline ends before the Lease expires for others,
+        # and leaves room for tries
+        lease, renew, retry = (
+            flag(f"leader_election_{name}")
+            for name in ("lease_duration", "renew_deadline", "retry_period")
+        )
+        if self.leader_election_lease_duration <= self.leader_election_renew_deadline:
+            raise ValueError(f"{lease} must be longer than {renew}")
+        if self.leader_election_renew_deadline <= 1.2 * self.leader_election_retry_period:
+            raise ValueError(f"{renew} must be longer than 1.2 times {retry}")
+        return self
+
+    def lease_namespace(self) -> str | None:
+        """The Lease's namespace: the setting, else the pod's own (from its ServiceAccount
+        mount), else None."""
+        if self.leader_election_namespace:
+            return self.leader_election_namespace
+        try:
+            return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or None
+        except OSError:
+            return None
+
     def apply_to_kopf(self, kopf_settings: Any) -> None:
         """Tune kopf for what it does here: watch, index Secrets, and hand events over.
 
@@ -185,7 +241,8 @@ class OperatorSettings(BaseSettings):
         - No worker limit: with `@kopf.index` a limit deadlocks once objects
           outnumber workers, and each handler only queues a key in memory.
         - Kopf's own log records are not posted as Events.
-        - Standalone: no peering objects to write (one replica, Recreate strategy).
+        - Standalone: no kopf peering; replicas elect a leader on a Lease instead
+          (`engine.elector`, docs/design.md says why).
         """
         import kopf
 

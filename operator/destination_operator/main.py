@@ -18,11 +18,11 @@ never reported missing because its watch event came late.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
 import socket
-import threading
 import time
 from typing import Any
 
@@ -75,10 +75,12 @@ EXIT_LEASE_LOST = 3
 
 class Shutdown:
     """How a handler stops the operator with an exit status: kopf's stop flag, and the
-    status `cli` exits with once kopf has stopped."""
+    status `cli` exits with once kopf has stopped. An asyncio.Event: kopf waits for a
+    threading.Event in a thread of the default executor, which `asyncio.run` then joins,
+    so a SIGTERM that never sets it would never let the process exit."""
 
     def __init__(self) -> None:
-        self.flag = threading.Event()
+        self.flag = asyncio.Event()
         self.code = 0
 
     def request(self, code: int) -> None:

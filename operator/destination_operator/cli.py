@@ -51,7 +51,8 @@ RUN_EXIT_STATUS = {
     0: "the operator stopped on SIGTERM or Ctrl-C",
     1: "the operator stopped on an unexpected error (its traceback is on stderr)",
     2: "a bad flag or value (one line each, naming the flag or variable), or a kubeconfig "
-    "or context that cannot be loaded, or leader election without a namespace for its Lease",
+    "or context that cannot be loaded, or leader election's settings that cannot work "
+    "together",
     3: "the operator lost its Lease, or could not renew it within the renew deadline "
     "(leader election); it stopped all work first",
 }
@@ -230,13 +231,10 @@ def _start(settings: OperatorSettings) -> int | None:
     except (kube_client.ConfigException, OSError) as err:
         print(f"destination-operator: cannot load the kubeconfig: {err}", file=sys.stderr)
         return 2
-    if settings.leader_elect and not settings.lease_namespace():
-        print(
-            f"destination-operator: leader election needs the Lease's namespace: set "
-            f"{flag('leader_election_namespace')} ({env_var('leader_election_namespace')}); "
-            "only in a pod is it the pod's own",
-            file=sys.stderr,
-        )
+    problems = settings.election_problems()
+    for line in problems:
+        print(f"destination-operator: {line}", file=sys.stderr)
+    if problems:
         return 2
 
     import kopf

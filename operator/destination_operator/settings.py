@@ -23,7 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -187,7 +187,9 @@ class OperatorSettings(BaseSettings):
         description="reconcile only while holding the Lease leader_election_id (replicas "
         "beyond one stand by, warm); the chart turns it on",
     )
-    leader_election_namespace: Annotated[str | None, AfterValidator(_optional_namespace)] = Field(
+    leader_election_namespace: Annotated[
+        str | None, AfterValidator(_optional_namespace), Naming(in_chart=False)
+    ] = Field(
         default=None,
         description="namespace of the Lease; unset: the pod's own (its ServiceAccount's)",
     )
@@ -208,19 +210,27 @@ class OperatorSettings(BaseSettings):
         default=2.0, gt=0, description="seconds between tries to acquire or renew"
     )
 
-    @model_validator(mode="after")
-    def _election_timing(self) -> OperatorSettings:
-        # client-go's rules: the renew deadline ends before the Lease expires for others,
-        # and leaves room for tries
-        lease, renew, retry = (
+    def election_problems(self) -> list[str]:
+        """What keeps leader election from starting, one line each (client-go's rules: the
+        renew deadline ends before the Lease expires for others, and leaves room for tries;
+        and the Lease's namespace must be known)."""
+        if not self.leader_elect:
+            return []
+        lease, renew, retry, namespace = (
             flag(f"leader_election_{name}")
-            for name in ("lease_duration", "renew_deadline", "retry_period")
+            for name in ("lease_duration", "renew_deadline", "retry_period", "namespace")
         )
+        found = []
         if self.leader_election_lease_duration <= self.leader_election_renew_deadline:
-            raise ValueError(f"{lease} must be longer than {renew}")
+            found.append(f"{lease} must be longer than {renew}")
         if self.leader_election_renew_deadline <= 1.2 * self.leader_election_retry_period:
-            raise ValueError(f"{renew} must be longer than 1.2 times {retry}")
-        return self
+            found.append(f"{renew} must be longer than 1.2 times {retry}")
+        if not self.lease_namespace():
+            found.append(
+                f"leader election needs the Lease's namespace: set {namespace} "
+                f"({env_var('leader_election_namespace')}); only in a pod is it the pod's own"
+            )
+        return found
 
     def lease_namespace(self) -> str | None:
         """The Lease's namespace: the setting, else the pod's own (from its ServiceAccount

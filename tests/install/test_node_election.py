@@ -25,7 +25,7 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -43,6 +43,7 @@ pytestmark = pytest.mark.install
 LEASE = "destination-operator"  # the chart's leaderElectionId
 LEASE_DURATION = 15.0  # the chart's leaderElectionLeaseDuration
 WRITES = {"create", "update", "patch", "delete"}
+OK, STANDBY = {"engine": "ok"}, {"engine": "standby"}  # what /healthz answers
 
 
 class LeaseWatch:
@@ -100,6 +101,13 @@ def watching(cluster: Cluster, namespace: str) -> Iterator[LeaseWatch]:
     finally:
         watch.stopped.set()
         watch.thread.join(5)
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not after {timeout} s"
+        time.sleep(0.5)
 
 
 def pod_of(holder: str) -> str:
@@ -195,11 +203,13 @@ def test_two_replicas_hand_over_on_sigkill_and_on_upgrade_and_do_nothing_twice(
             _, holder = lease.wait("a holder", bool)
             leader = pod_of(holder)
             (standby,) = set(pods) - {leader}
-            assert health(cluster, namespace, leader) == {"engine": "ok"}
-            assert health(cluster, namespace, standby) == {"engine": "standby"}
-
             apply(cluster, team, s3_secret(storage.server), destination("first", storage))
             names.append("first")
+            # kopf answers /healthz from a result up to 10 s old
+            wait_until("the leader's /healthz", lambda: health(cluster, namespace, leader) == OK)
+            wait_until(
+                "the standby's /healthz", lambda: health(cluster, namespace, standby) == STANDBY
+            )
             first = wait_for(cluster, team, "first", "Ready", "True", timeout=120)
             time.sleep(2)  # its Event, posted after the status
             per_destination = writes_per_destination(cluster, user, team)["first"]
@@ -242,11 +252,11 @@ def test_two_replicas_hand_over_on_sigkill_and_on_upgrade_and_do_nothing_twice(
                 old
             ):
                 assert time.monotonic() < deadline, f"the rollout never ended: {lease.changes}"
-                released = lease.release_after(seen)
-                if released is None:
+                found = lease.release_after(seen)
+                if found is None:
                     time.sleep(0.05)
                     continue
-                seen, at = released
+                seen, at = found
                 name = f"handover-{len(handovers)}"
                 apply(cluster, team, destination(name, storage))
                 names.append(name)

@@ -46,6 +46,9 @@ LAYOUT = {
     "ServiceAccount": "rbac/serviceaccount.yaml",
     "ClusterRole": "rbac/role.yaml",
     "ClusterRoleBinding": "rbac/binding.yaml",
+    "Lease": "rbac/lease.yaml",
+    "Role": "rbac/leader-election-role.yaml",
+    "RoleBinding": "rbac/leader-election-binding.yaml",
     "Deployment": "operator/deployment.yaml",
     "Service": "operator/service.yaml",
 }
@@ -58,9 +61,18 @@ KUSTOMIZATIONS = {
     ),
     "crd/kustomization.yaml": ("", [CRD_FILE]),
     "rbac/kustomization.yaml": (
-        "# The operator's identity and exactly its permissions, alone: the cluster tests run\n"
-        "# the operator under these (`kubectl apply -k manifests/rbac`).\n",
-        ["namespace.yaml", "serviceaccount.yaml", "role.yaml", "binding.yaml"],
+        "# The operator's identity and exactly its permissions, and its leader election's\n"
+        "# Lease, alone: the cluster tests run the operator under these\n"
+        "# (`kubectl apply -k manifests/rbac`).\n",
+        [
+            "namespace.yaml",
+            "serviceaccount.yaml",
+            "role.yaml",
+            "binding.yaml",
+            "lease.yaml",
+            "leader-election-role.yaml",
+            "leader-election-binding.yaml",
+        ],
     ),
     "operator/kustomization.yaml": ("", ["deployment.yaml", "service.yaml"]),
 }

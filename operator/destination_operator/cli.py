@@ -40,13 +40,21 @@ METAVARS = {
     "kubeconfig": "PATH",
     "context": "NAME",
     "interval_jitter": "FRACTION",
+    "leader_election_namespace": "NAMESPACE",
+    "leader_election_id": "NAME",
+    "leader_election_lease_duration": "SECONDS",
+    "leader_election_renew_deadline": "SECONDS",
+    "leader_election_retry_period": "SECONDS",
 }
 # What `run` exits with; its --help and docs/cli-reference.md list these.
 RUN_EXIT_STATUS = {
     0: "the operator stopped on SIGTERM or Ctrl-C",
     1: "the operator stopped on an unexpected error (its traceback is on stderr)",
     2: "a bad flag or value (one line each, naming the flag or variable), or a kubeconfig "
-    "or context that cannot be loaded",
+    "or context that cannot be loaded, or leader election's settings that cannot work "
+    "together",
+    3: "the operator lost its Lease, or could not renew it within the renew deadline "
+    "(leader election); it stopped all work first",
 }
 # Where the parse keeps which spelling of each flag was written, and the old ones used.
 _SPELT = "_setting_spelt"
@@ -223,12 +231,18 @@ def _start(settings: OperatorSettings) -> int | None:
     except (kube_client.ConfigException, OSError) as err:
         print(f"destination-operator: cannot load the kubeconfig: {err}", file=sys.stderr)
         return 2
+    problems = settings.election_problems()
+    for line in problems:
+        print(f"destination-operator: {line}", file=sys.stderr)
+    if problems:
+        return 2
 
     import kopf
 
     _configure_logging(settings)
-    from . import main  # noqa: F401  (registers the handlers)
+    from . import main  # registers the handlers
 
+    shutdown = main.Shutdown()
     liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
     asyncio.run(
         kopf.operator(
@@ -236,8 +250,9 @@ def _start(settings: OperatorSettings) -> int | None:
             standalone=True,
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
-            memo=kopf.Memo(operator_settings=settings),
+            memo=kopf.Memo(operator_settings=settings, shutdown=shutdown),
             liveness_endpoint=liveness,
+            stop_flag=shutdown.flag,
         )
     )
     # Exit without joining worker threads: a probe that ignored its abort (a DNS lookup in
@@ -245,7 +260,7 @@ def _start(settings: OperatorSettings) -> int | None:
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(shutdown.code)
 
 
 RUN_EPILOG = """\

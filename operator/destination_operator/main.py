@@ -7,6 +7,11 @@ the engine what changed; the engine's work queue and workers do the rest.
 There are no create/update/daemon handlers, so kopf keeps no state on the
 objects and adds no finalizer.
 
+With leader election on, every replica watches and keeps the engine's cache
+(a warm standby), and only the holder of the Lease starts the engine's
+workers (`engine.elector`); losing the Lease stops the work and the process
+(`EXIT_LEASE_LOST`), and SIGTERM releases it after the work has stopped.
+
 The engine's workers start deciding only once every Secret has been listed:
 a Secret that exists is never reported missing because its watch event came
 late.
@@ -16,12 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 import time
 from typing import Any
 
 import kopf
 
 from . import metrics
+from .election import Timing
+from .engine.elector import Elector
 from .engine.engine import Engine
 from .engine.secretwatch import SecretIndex, watch_secrets
 from .engine.watchhealth import WatcherTracker
@@ -41,15 +51,42 @@ WATCHERS_GRACE_SECONDS = 30.0
 """How long after start-up a missing watch stream is not yet a problem (kopf starts them)."""
 
 
-class EngineHolder:
-    """The one engine of the process, shared by every handler's copy of the memo."""
+EXIT_LEASE_LOST = 3
+"""The exit status after losing the Lease (cli.RUN_EXIT_STATUS)."""
+
+
+class Shutdown:
+    """How a handler stops the operator with an exit status: kopf's stop flag, and the
+    status `cli` exits with once kopf has stopped. An asyncio.Event: kopf waits for a
+    threading.Event in a thread of the default executor, which `asyncio.run` then joins,
+    so a SIGTERM that never sets it would never let the process exit."""
 
     def __init__(self) -> None:
+        self.flag = asyncio.Event()
+        self.code = 0
+
+    def request(self, code: int) -> None:
+        self.code = code
+        self.flag.set()
+
+
+class EngineHolder:
+    """The one engine of the process, shared by every handler's copy of the memo; its
+    workers run only while leading (always, with election off)."""
+
+    def __init__(self, leading: bool) -> None:
         self.engine: Engine | None = None
+        self.elector: Elector | None = None
+        self.leading = leading
         self.started = time.monotonic()
         self.watchers = WatcherTracker(required=("destinations.", "secrets."))
         self.secrets: SecretIndex | None = None
         self.secret_watches: list[asyncio.Task[None]] = []
+
+    async def lead(self) -> None:
+        self.leading = True
+        if self.engine is not None:
+            self.engine.start()
 
 
 def watch_only(settings: kopf.OperatorSettings, selector: str) -> None:
@@ -60,6 +97,31 @@ def watch_only(settings: kopf.OperatorSettings, selector: str) -> None:
         settings.watching.label_selectors[GROUP, VERSION, PLURAL] = selector
 
 
+def _elector(settings: OperatorSettings, holder: EngineHolder, shutdown: Shutdown) -> Elector:
+    """The election on the Lease, its holder identity the pod's name and a random suffix."""
+
+    async def lost() -> None:
+        if holder.engine is not None:
+            await holder.engine.stop()
+        shutdown.request(EXIT_LEASE_LOST)
+
+    namespace = settings.lease_namespace()
+    assert namespace, "cli checks that the Lease's namespace is known"
+    identity = f"{os.environ.get('HOSTNAME') or socket.gethostname()}_{secrets.token_hex(4)}"
+    return Elector(
+        namespace,
+        settings.leader_election_id,
+        identity,
+        Timing(
+            settings.leader_election_lease_duration,
+            settings.leader_election_renew_deadline,
+            settings.leader_election_retry_period,
+        ),
+        on_started=holder.lead,
+        on_lost=lost,
+    )
+
+
 @kopf.on.startup()
 async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     operator_settings: OperatorSettings = memo.get("operator_settings") or OperatorSettings()
@@ -67,10 +129,15 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     watch_only(settings, operator_settings.destination_selector)
     # kopf gives each object's handlers a shallow copy of the memo: share the engine
     # through an object they all reference, made on the first event.
-    holder = memo["engine"] = EngineHolder()
+    holder = memo["engine"] = EngineHolder(leading=not operator_settings.leader_elect)
     scopes: list[str | None] = [*operator_settings.namespaces] or [None]
     holder.secrets, holder.secret_watches = watch_secrets(scopes, operator_settings.list_chunk_size)
     metrics.serve(operator_settings.metrics_port)
+    if operator_settings.leader_elect:
+        holder.elector = _elector(operator_settings, holder, memo.get("shutdown") or Shutdown())
+        holder.elector.start()
+    else:
+        metrics.LEADER.labels(lease=operator_settings.leader_election_id).set(1)
     logger.info(
         "destination operator started: namespaces=%s destination_selector=%r "
         "allow_private_endpoints=%s workers=%d probe_concurrency=%d",
@@ -87,7 +154,8 @@ def _engine(memo: kopf.Memo) -> Engine:
     if holder.engine is None:
         settings: OperatorSettings = memo.get("operator_settings") or OperatorSettings()
         holder.engine = Engine(settings, secrets=holder.secrets)
-        holder.engine.start()
+        if holder.leading:
+            holder.engine.start()
     return holder.engine
 
 
@@ -99,6 +167,8 @@ async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
             task.cancel()
         if holder.engine is not None:
             await holder.engine.stop()
+    if holder is not None and holder.elector is not None:
+        await holder.elector.release()  # after the work stopped: a standby takes over now
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -118,8 +188,8 @@ async def on_destination_event(
 
 @kopf.on.probe(id="engine")
 async def on_health(memo: kopf.Memo, **_: Any) -> str:
-    """Fail the liveness check when a watch stream died or the engine is stuck, so that the
-    kubelet restarts the operator."""
+    """Fail the liveness check when a watch stream died, the engine is stuck or the leader's
+    renewal is overdue, so that the kubelet restarts the operator. A standby is healthy."""
     holder: EngineHolder | None = memo.get("engine")
     if holder is None:
         return "starting"
@@ -127,6 +197,10 @@ async def on_health(memo: kopf.Memo, **_: Any) -> str:
     problems = holder.watchers.problems(expect_running=started)
     if holder.engine is not None:
         problems += holder.engine.problems()
+    if holder.elector is not None:
+        problems += holder.elector.problems()
     if problems:
         raise kopf.PermanentError("; ".join(problems))
+    if not holder.leading:
+        return "standby"
     return "ok" if holder.engine is not None else "waiting for the first watch event"

@@ -83,6 +83,12 @@ QUEUE_DEPTH = Gauge(
     "Destinations waiting for a worker now.",
 )
 
+LEADER = Gauge(
+    "destination_operator_leader",
+    "1 when this replica holds the Lease (or election is off), 0 on a standby.",
+    ["lease"],
+)
+
 CONDITIONS = ("Ready", "Verified", "Stalled", "Reconciling", "Archived")
 STATUSES = ("True", "False", "Unknown")
 SERIES_PER_DESTINATION = len(CONDITIONS) * len(STATUSES) + 1 + 2
@@ -249,6 +255,11 @@ class Destinations:
             self._count(old, -1)
         self.seen[key] = new
         self._count(new, +1)
+
+    def export_per_object(self, on: bool) -> None:
+        """Export the per-Destination series or not (only the leader does, so a standby's
+        series never double a leader's); the next scrape shows or leaves them out."""
+        self.per_object = on
 
     def forget(self, namespace: str, name: str) -> None:
         """The Destination was deleted: its series go, and it is no longer counted."""

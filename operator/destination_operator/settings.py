@@ -20,6 +20,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
@@ -32,6 +33,7 @@ ENV_PREFIX = "DESTINATION_OPERATOR_"
 # Sections of the chart's values that hold a setting beside the values that go with it
 # (health.port beside health.livenessProbe; metrics.port beside metrics.service).
 CHART_SECTIONS = ("health", "metrics")
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
@@ -198,6 +200,10 @@ def label_selector(value: str) -> str:
     return value
 
 
+def _optional_namespace(value: str | None) -> str | None:
+    return namespace_name(value) if value else None
+
+
 def _upper(value: object) -> object:
     return value.upper() if isinstance(value, str) else value
 
@@ -292,6 +298,66 @@ class OperatorSettings(BaseSettings):
         "once; Secrets' metadata comes in pages of at most 250 either way",
     )
 
+    leader_elect: bool = Field(
+        default=False,
+        description="reconcile only while holding the Lease leader_election_id (replicas "
+        "beyond one stand by, warm); the chart turns it on",
+    )
+    leader_election_namespace: Annotated[
+        str | None, AfterValidator(_optional_namespace), Naming(in_chart=False)
+    ] = Field(
+        default=None,
+        description="namespace of the Lease; unset: the pod's own (its ServiceAccount's)",
+    )
+    leader_election_id: str = Field(
+        default="destination-operator",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="name of the Lease the replicas elect their leader on",
+    )
+    leader_election_lease_duration: float = Field(
+        default=15.0, gt=0, description="seconds a standby waits after the last renewal"
+    )
+    leader_election_renew_deadline: float = Field(
+        default=10.0, gt=0, description="seconds the leader keeps trying to renew, then exits"
+    )
+    leader_election_retry_period: float = Field(
+        default=2.0, gt=0, description="seconds between tries to acquire or renew"
+    )
+
+    def election_problems(self) -> list[str]:
+        """What keeps leader election from starting, one line each (client-go's rules: the
+        renew deadline ends before the Lease expires for others, and leaves room for tries;
+        and the Lease's namespace must be known)."""
+        if not self.leader_elect:
+            return []
+        lease, renew, retry, namespace = (
+            flag(f"leader_election_{name}")
+            for name in ("lease_duration", "renew_deadline", "retry_period", "namespace")
+        )
+        found = []
+        if self.leader_election_lease_duration <= self.leader_election_renew_deadline:
+            found.append(f"{lease} must be longer than {renew}")
+        if self.leader_election_renew_deadline <= 1.2 * self.leader_election_retry_period:
+            found.append(f"{renew} must be longer than 1.2 times {retry}")
+        if not self.lease_namespace():
+            found.append(
+                f"leader election needs the Lease's namespace: set {namespace} "
+                f"({env_var('leader_election_namespace')}); only in a pod is it the pod's own"
+            )
+        return found
+
+    def lease_namespace(self) -> str | None:
+        """The Lease's namespace: the setting, else the pod's own (from its ServiceAccount
+        mount), else None."""
+        if self.leader_election_namespace:
+            return self.leader_election_namespace
+        try:
+            return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or None
+        except OSError:
+            return None
+
     def apply_to_kopf(self, kopf_settings: Any) -> None:
         """Tune kopf for what it does here: watch Destinations and hand events over (Secrets
         are watched as metadata only by `engine.secretwatch`, not by kopf).
@@ -301,7 +367,8 @@ class OperatorSettings(BaseSettings):
           that change.
         - No worker limit: each handler only queues a key in memory.
         - Kopf's own log records are not posted as Events.
-        - Standalone: no peering objects to write (one replica, Recreate strategy).
+        - Standalone: no kopf peering; replicas elect a leader on a Lease instead
+          (`engine.elector`, docs/design.md says why).
         - The initial lists come in pages of `list_chunk_size` (`limit`/`continue`):
           kopf handles each page and lets it go before it asks for the next, so a
           start over 10,000 Destinations never parses one 10,000-object answer.

@@ -5,9 +5,10 @@ renders from the chart; the API server's audit log (hack/controlplane.py) holds
 every request it made in this session. A rule nothing used fails here, and so
 does a request RBAC refused that it never allowed (a missing rule; refusals of
 allowed requests happen only while a restarted API server refills its RBAC
-cache, which the chaos tests cause). Two grants serve code paths that ordinary
-runs rarely reach; the first two tests drive them under the operator's identity
-so that the audit log has them too:
+cache, which the chaos tests cause). The Lease's `get` and `update` are used
+by the replicas of test_leader_election.py. Two grants serve code paths that
+ordinary runs rarely reach; the first two tests drive them under the
+operator's identity so that the audit log has them too:
 
 - `patch` on destinations: the engine removes the finalizer of the first
   releases on sight (a Destination made by an old release still has it);
@@ -157,12 +158,26 @@ def test_a_status_patch_for_a_replaced_destination_is_dropped_under_the_operator
 
 @pytest.mark.after_cluster_tests
 def test_every_permission_the_chart_grants_was_used_by_the_operator(cluster: Cluster) -> None:
-    chart_rules = rules_of(helm_template(cluster.bin_dir / "helm"))
+    rendered = helm_template(cluster.bin_dir / "helm")
+    chart_rules = rules_of(rendered)
     ran_under = rules_of((RBAC / "role.yaml").read_text())
     assert ran_under == chart_rules, (
         "manifests/rbac is not the chart's RBAC: run 'python hack/chart.py render'"
     )
-    granted = grants(chart_rules)
+    # leader election: get and update on the chart's Lease alone (RBAC cannot limit create
+    # by name, so the chart makes the Lease); test_leader_election.py uses both
+    election_rules = rules_of(rendered, "Role")
+    assert rules_of((RBAC / "leader-election-role.yaml").read_text(), "Role") == election_rules
+    lease = yaml.safe_load((RBAC / "lease.yaml").read_text())["metadata"]["name"]
+    assert election_rules == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "update"],
+            "resourceNames": [lease],
+        }
+    ]
+    granted = grants(chart_rules) | grants(election_rules)
     # never a wildcard, never a write on Secrets, never a name restriction in this mode
     for rule in chart_rules:
         assert "*" not in json.dumps(rule), f"wildcard in {rule}"

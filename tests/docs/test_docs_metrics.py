@@ -45,8 +45,11 @@ PER_OBJECT = {"namespace", "name", "type", "condition", "status", "reason"}
 
 def test_labels_name_no_secret() -> None:
     """Types and reasons; the per-Destination series also its namespace, name and
-    conditions (as cert-manager and External Secrets label theirs)."""
+    conditions (as cert-manager and External Secrets label theirs); the leader gauge the
+    Lease's name."""
     for name, labels in defined().items():
         allowed = PER_OBJECT if name.startswith("destination_operator_destination_") else None
+        if name == "destination_operator_leader":
+            allowed = {"lease"}
         allowed = allowed or {"type", "reason", "condition", "status"}
         assert set(labels) <= allowed, (name, labels)

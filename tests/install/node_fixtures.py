@@ -14,19 +14,30 @@ afterwards, leaving the machine as it found it. The handle it yields is the
 - `node.expose(port)`: a server on the host's 127.0.0.1:port, reachable by pods
   at (node.gateway, port): an S3 server, a webhook receiver;
 - `node.guard_drops()`: packets dropped on their way out of the machine.
+
+Also for the install tests of the operator on the node: `operator_image` (the
+image of hack/image.py, imported once), `storage` (an S3 server pods reach), and
+`destination`, `probes` and `pod_names`.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import image
+from cluster.dst import s3_destination
 from harness import Cluster
 from node import Node, NodeError
 from ociarchive import DEFAULT_PATH, ImageConfig, write_archive
+from s3server import S3Server
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +76,54 @@ def kubectl_image(node: Node, tmp_path_factory: pytest.TempPathFactory) -> str:
     write_archive(archive, name, binary=binary, config=config)
     node.import_image(archive, name)
     return name
+
+
+@dataclass
+class Storage:
+    server: S3Server
+    endpoint: str  # as pods reach it
+
+
+@pytest.fixture(scope="session")
+def operator_image(node: Node) -> str:
+    """The operator's image (hack/image.py), imported into the node once per session."""
+    built = image.build()
+    print(built.summary())
+    started = time.monotonic()
+    node.import_image(built.archive, built.name)
+    print(f"imported into the node in {time.monotonic() - started:.1f} s")
+    return built.name
+
+
+@pytest.fixture(scope="module")
+def storage(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storage]:
+    """An S3 server on the host, reached by pods through the node's gateway."""
+    with S3Server(tmp_path_factory.mktemp("node-s3")) as server:
+        host, port = node.expose(server.port)
+        yield Storage(server, f"http://{host}:{port}")
+
+
+def probes(storage: Storage, prefix: str) -> int:
+    """Probes (PUTs) the S3 server saw under `prefix`."""
+    return sum(1 for line in storage.server.requests() if f"/{prefix}" in line and " PUT " in line)
+
+
+def pod_names(cluster: Cluster, namespace: str) -> list[str]:
+    """The pods of `namespace` not being deleted."""
+    out = cluster.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout
+    return sorted(
+        item["metadata"]["name"]
+        for item in json.loads(out)["items"]
+        if not item["metadata"].get("deletionTimestamp")
+    )
+
+
+def destination(name: str, storage: Storage) -> dict[str, Any]:
+    # interval 0s: nothing is ever due again, so any later probe would need a reason
+    return s3_destination(
+        name,
+        storage.server,
+        secret="s3",
+        endpoint=storage.endpoint,
+        verification={"interval": "0s", "timeout": "10s"},
+    )

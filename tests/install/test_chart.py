@@ -105,7 +105,10 @@ def test_the_defaults_render_one_restricted_replica_watching_everything(cluster:
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "Lease",
         "Pod",
+        "Role",
+        "RoleBinding",
         "Service",
         "ServiceAccount",
     ]
@@ -114,6 +117,8 @@ def test_the_defaults_render_one_restricted_replica_watching_everything(cluster:
     pod = spec["template"]["spec"]
     (container,) = pod["containers"]
     assert spec["replicas"] == 1
+    # helm template cannot look the Lease up: Recreate, as at the install and at the upgrade
+    # from a release without leader election (test_replicas_above_one_roll_once_the_lease_exists)
     assert spec["strategy"] == {"type": "Recreate"}
     assert container["image"] == f"localhost/destination-operator:{APP_VERSION}"
     assert container["imagePullPolicy"] == "IfNotPresent"
@@ -151,10 +156,19 @@ def test_the_defaults_render_one_restricted_replica_watching_everything(cluster:
     assert binding["roleRef"]["name"] == one(rendered, "ClusterRole")["metadata"]["name"]
 
 
+def _watch_rbac(rendered: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """The Roles or RoleBindings of the watched namespaces (not leader election's)."""
+    return [
+        item
+        for item in rendered
+        if item["kind"] == kind and not item["metadata"]["name"].endswith("-leader-election")
+    ]
+
+
 def test_watch_namespaces_render_roles_and_no_cluster_wide_secrets(cluster: Cluster) -> None:
     rendered = objects(render(cluster, {"namespaces": ["team-a", "team-b"]}))
-    roles = [item for item in rendered if item["kind"] == "Role"]
-    bindings = [item for item in rendered if item["kind"] == "RoleBinding"]
+    roles = _watch_rbac(rendered, "Role")
+    bindings = _watch_rbac(rendered, "RoleBinding")
     assert sorted(role["metadata"]["namespace"] for role in roles) == ["team-a", "team-b"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for role in roles:
@@ -192,7 +206,8 @@ def test_values_reach_the_operator_as_its_own_settings(
     are the operator's defaults but for JSON logs, and each value lands on its setting."""
     defaults = container_env(one(objects(render(cluster)), "Deployment"))
     assert _settings_from_env(defaults, monkeypatch) == _settings_from_env(
-        {"DESTINATION_OPERATOR_LOG_FORMAT": "json"}, monkeypatch
+        {"DESTINATION_OPERATOR_LOG_FORMAT": "json", "DESTINATION_OPERATOR_LEADER_ELECT": "true"},
+        monkeypatch,
     )
 
     values = {
@@ -208,6 +223,11 @@ def test_values_reach_the_operator_as_its_own_settings(
         "logFormat": "json",
         "health": {"port": 18080},
         "metrics": {"port": 19090, "service": {"port": 9090}},
+        "leaderElect": False,
+        "leaderElectionId": "other-lease",
+        "leaderElectionLeaseDuration": 30,
+        "leaderElectionRenewDeadline": 20.5,
+        "leaderElectionRetryPeriod": 4,
     }
     env = container_env(one(objects(render(cluster, values)), "Deployment"))
     settings = _settings_from_env(env, monkeypatch)
@@ -225,11 +245,31 @@ def test_values_reach_the_operator_as_its_own_settings(
         "log_format": "json",
         "health_port": 18080,
         "metrics_port": 19090,
+        "leader_elect": False,
+        "leader_election_id": "other-lease",
+        "leader_election_lease_duration": 30.0,
+        "leader_election_renew_deadline": 20.5,
+        "leader_election_retry_period": 4.0,
     }
 
 
 WRONG_VALUES = [
-    ("replicas=2", "at '/replicas': maximum: got 2, want 1"),
+    ("replicas=-1", "at '/replicas': minimum: got -1, want 0"),
+    (
+        "replicas=2,leaderElect=false",
+        "replicas above 1 need leaderElect: true (else every replica would probe every",
+    ),
+    ("leaderElectionId=Not_A_Name", "at '/leaderElectionId': 'Not_A_Name' does not match"),
+    ("leaderElectionRetryPeriod=0", "at '/leaderElectionRetryPeriod': exclusiveMinimum"),
+    ("podDisruptionBudget.maxUnavailable=1", "additional properties 'maxUnavailable' not allowed"),
+    (
+        "leaderElectionRenewDeadline=15",
+        "leaderElectionLeaseDuration must be longer than leaderElectionRenewDeadline",
+    ),
+    (
+        "leaderElectionRetryPeriod=9",
+        "leaderElectionRenewDeadline must be longer than 1.2 times leaderElectionRetryPeriod",
+    ),
     ("replica=1", "additional properties 'replica' not allowed"),
     ("image.pullPolicy=Sometimes", "at '/image/pullPolicy': value must be one of"),
     ("namespaces=team-a", "at '/namespaces': got string, want array"),
@@ -573,6 +613,8 @@ def release(
     kubeconfig = cluster.token_kubeconfig(namespace, service_account, out_dir=folder)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DESTINATION_OPERATOR_")}
     env |= container_env(deployment) | {"KUBECONFIG": str(kubeconfig)}
+    # out of a pod there is no ServiceAccount mount to tell the Lease's namespace
+    env["DESTINATION_OPERATOR_LEADER_ELECTION_NAMESPACE"] = namespace
     operator = Operator(env, folder / "operator.log")
     found = Release(
         name=name,
@@ -710,7 +752,9 @@ def test_every_namespaced_permission_is_used_and_none_is_missing(
     cluster: Cluster, release: Release
 ) -> None:
     """Grants compared as (scope, group, resource, verb), scope being "cluster" for the
-    ClusterRole and "namespaced" for the Roles; and each watched namespace was watched."""
+    ClusterRole and "namespaced" for the Roles (leader election's among them: the operator
+    read and took the chart's Lease, and never needed to create one); and each watched
+    namespace was watched."""
     fullname = f"{release.name}-destination-operator"
     cluster_role = json.loads(cluster.kubectl("get", "clusterrole", fullname, "-o", "json").stdout)
     granted = _grants(cluster_role, "cluster")
@@ -718,6 +762,22 @@ def test_every_namespaced_permission_is_used_and_none_is_missing(
     for team in release.watched:
         role = json.loads(cluster.kubectl("get", "role", fullname, "-n", team, "-o", "json").stdout)
         granted |= _grants(role, "namespaced")
+    election = json.loads(
+        cluster.kubectl(
+            "get", "role", f"{fullname}-leader-election", "-n", release.namespace, "-o", "json"
+        ).stdout
+    )
+    assert _grants(election, "namespaced") == {
+        ("namespaced", "coordination.k8s.io", "leases", "get"),
+        ("namespaced", "coordination.k8s.io", "leases", "update"),
+    }
+    granted |= _grants(election, "namespaced")
+    lease = json.loads(
+        cluster.kubectl(
+            "get", "lease", "destination-operator", "-n", release.namespace, "-o", "json"
+        ).stdout
+    )
+    assert lease["spec"]["holderIdentity"], "the operator did not take the chart's Lease"
     requests: dict[str, dict[str, Any]] = {}
     for line in cluster.plane.audit_log.read_text().splitlines():
         entry = json.loads(line)
@@ -765,6 +825,8 @@ def test_uninstall_keeps_the_crd_and_every_destination_with_its_status(
         ("service", f"{fullname}-metrics", release.namespace),
         ("clusterrole", fullname, None),
         ("role", fullname, a),
+        ("role", f"{fullname}-leader-election", release.namespace),
+        ("lease", "destination-operator", release.namespace),
     ):
         scoped = ["-n", namespace] if namespace else []
         gone = cluster.kubectl("get", kind, name, *scoped, check=False)

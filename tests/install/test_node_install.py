@@ -15,48 +15,21 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
+from node_fixtures import Storage, destination, pod_names, probes
 
 import chart
-import image
-from cluster.dst import apply, s3_destination, s3_secret, wait_for
+from cluster.dst import apply, s3_secret, wait_for
 from harness import Cluster
 from node import Node
-from s3server import S3Server
 
 pytestmark = pytest.mark.install
 
 ROOT = Path(__file__).resolve().parents[2]
 WRITES = {"create", "update", "patch", "delete"}
-
-
-@dataclass
-class Storage:
-    server: S3Server
-    endpoint: str  # as pods reach it
-
-
-@pytest.fixture(scope="module")
-def operator_image(node: Node) -> str:
-    built = image.build()
-    print(built.summary())
-    started = time.monotonic()
-    node.import_image(built.archive, built.name)
-    print(f"imported into the node in {time.monotonic() - started:.1f} s")
-    return built.name
-
-
-@pytest.fixture(scope="module")
-def storage(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storage]:
-    with S3Server(tmp_path_factory.mktemp("node-s3")) as server:
-        host, port = node.expose(server.port)
-        yield Storage(server, f"http://{host}:{port}")
 
 
 def operator_writes(cluster: Cluster, user: str, namespace: str) -> int:
@@ -74,19 +47,6 @@ def operator_writes(cluster: Cluster, user: str, namespace: str) -> int:
     return count
 
 
-def probes(storage: Storage, prefix: str) -> int:
-    return sum(1 for line in storage.server.requests() if f"/{prefix}" in line and " PUT " in line)
-
-
-def pod_names(cluster: Cluster, namespace: str) -> list[str]:
-    out = cluster.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout
-    return sorted(
-        item["metadata"]["name"]
-        for item in json.loads(out)["items"]
-        if not item["metadata"].get("deletionTimestamp")
-    )
-
-
 def wait_rolled(cluster: Cluster, namespace: str, deployment: str, old: list[str]) -> None:
     cluster.kubectl(
         "rollout", "status", "-n", namespace, f"deployment/{deployment}", "--timeout=180s"
@@ -97,17 +57,6 @@ def wait_rolled(cluster: Cluster, namespace: str, deployment: str, old: list[str
         time.sleep(0.5)
     cluster.kubectl(
         "wait", "-n", namespace, "--for=condition=Ready", f"pod/{pods[0]}", "--timeout=120s"
-    )
-
-
-def destination(name: str, storage: Storage) -> dict[str, Any]:
-    # interval 0s: nothing is ever due again, so any later probe would need a reason
-    return s3_destination(
-        name,
-        storage.server,
-        secret="s3",
-        endpoint=storage.endpoint,
-        verification={"interval": "0s", "timeout": "10s"},
     )
 
 

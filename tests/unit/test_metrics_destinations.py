@@ -176,6 +176,9 @@ def test_the_engine_shows_watched_and_written_statuses_and_forgets_them(
 ) -> None:
     engine = Engine(OperatorSettings(workers=1))
     engine.observe(body("metrics-engine", "a", status("False", "SecretNotFound", stalled="True")))
+    # not started (a standby): no series per Destination; started (leading), they show
+    assert samples(REGISTRY, "metrics-engine", "a") == {}
+    engine.status_metrics.export_per_object(True)  # what Engine.start does
     assert verified("metrics-engine", "a", "False") == 1
     assert len(samples(REGISTRY, "metrics-engine", "a")) == 18
 
@@ -255,3 +258,18 @@ def test_per_destination_series_keep_no_object_per_series() -> None:
         tracemalloc.stop()
     assert per_destination < 2048, per_destination
     assert len(samples(registry, "team", "d0999")) == 18
+
+
+def test_only_an_exporting_replica_has_series_per_destination() -> None:
+    registry = CollectorRegistry()
+    standby = metrics.Destinations(per_object=False, registry=registry)
+    standby.record("ns", "a", "AmazonS3", status())
+    assert samples(registry, "ns", "a") == {}
+    count = "destination_operator_destinations_by_condition"
+    labels = {"type": "AmazonS3", "condition": "Ready", "status": "True"}
+    assert registry.get_sample_value(count, labels | {"reason": "ProbeSucceeded"}) == 1
+    standby.export_per_object(True)  # it took the Lease
+    assert len(samples(registry, "ns", "a")) == 18
+    standby.export_per_object(False)
+    assert samples(registry, "ns", "a") == {}
+    assert registry.get_sample_value(count, labels | {"reason": "ProbeSucceeded"}) == 1

@@ -89,9 +89,14 @@ def test_run_has_no_flag_that_the_settings_do_not_name() -> None:
     assert set(run_options()) - {"-h", "--help"} == expected
 
 
-def test_only_kubeconfig_and_context_have_no_chart_value() -> None:
-    """In a pod the operator uses its ServiceAccount; every other setting is a chart value."""
-    assert [name for name in FIELDS if chart_value(name) is None] == ["kubeconfig", "context"]
+def test_only_kubeconfig_context_and_the_leases_namespace_have_no_chart_value() -> None:
+    """In a pod the operator uses its ServiceAccount, and the chart's Lease is in the pod's
+    own namespace; every other setting is a chart value."""
+    assert [name for name in FIELDS if chart_value(name) is None] == [
+        "kubeconfig",
+        "context",
+        "leader_election_namespace",
+    ]
 
 
 def test_the_old_spellings_are_the_released_ones() -> None:

@@ -88,3 +88,11 @@ watchNamespaces namespaces
 defaultTimeoutSeconds timeoutSeconds
 {{- end }}
 {{- end }}
+
+{{/*
+The Lease a Deployment's replicas elect their leader on: leaderElectionId, or
+<leaderElectionId>-<shard> for a shard. Called with (list $ $shard).
+*/}}
+{{- define "destination-operator.leaseName" -}}
+{{- list (index . 0).Values.leaderElectionId (index . 1).name | compact | join "-" }}
+{{- end }}

@@ -126,8 +126,9 @@ class Engine:
         )
         self.workers: list[asyncio.Task[None]] = []
         self.synced = 0  # Destinations processed at least once since start
-        # What each status says, as metrics: read from the status, never computed here.
-        self.status_metrics = metrics.Destinations(per_object=settings.per_object_metrics)
+        # What each status says, as metrics: read from the status, never computed here;
+        # the per-Destination series only once started (a standby exports none).
+        self.status_metrics = metrics.Destinations(per_object=False)
 
     # --- what kopf tells the engine ----------------------------------------------------------
 
@@ -182,7 +183,11 @@ class Engine:
     # --- running -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the workers (call from the event loop)."""
+        """Start the workers (call from the event loop), once: only the leader's run, and
+        until then the cache fills and keys wait in the queue (a warm standby)."""
+        if self.workers:
+            return
+        self.status_metrics.export_per_object(self.settings.per_object_metrics)
         for number in range(self.settings.workers):
             self.workers.append(asyncio.create_task(self._work(), name=f"worker-{number}"))
 
@@ -407,7 +412,7 @@ class Engine:
         """Why the engine is stuck, if it is: workers making no progress while keys wait."""
         found = []
         waited = self.queue.oldest_wait()
-        if waited > self.settings.stuck_after_seconds:
+        if self.workers and waited > self.settings.stuck_after_seconds:
             found.append(
                 f"{len(self.queue)} Destinations waiting and no progress for {waited:.0f}s"
             )

@@ -88,3 +88,13 @@ watchNamespaces namespaces
 defaultTimeoutSeconds timeoutSeconds
 {{- end }}
 {{- end }}
+
+{{/*
+The Lease a shard's pods elect their leader on: leader election's Lease name
+(leaderElectionId; the release's full name where it is not set) and "-<shard>", so that
+shards never share one. Call it with (dict "root" $ "shard" $shard).
+*/}}
+{{- define "destination-operator.shardLease" -}}
+{{- $base := get .root.Values "leaderElectionId" | default (include "destination-operator.fullname" .root) }}
+{{- printf "%s-%s" $base .shard.name }}
+{{- end }}

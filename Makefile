@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml hack/bootstrap.sh
 
 venv: $(STAMP) ## create .venv with the operator and its test tools
 
-binaries: ## build (or reuse) what the tests use: control plane, helm, kubelet, kube-scheduler, kstatus, oldest Kubernetes
+binaries: ## build (or reuse) what the tests use: control plane, helm, kubelet, kube-scheduler, kstatus, prometheus and promtool, oldest Kubernetes
 	@bash hack/build-binaries.sh all >/dev/null
 
 demo: $(STAMP) ## the main job: control plane, S3 server, operator, sample Destinations (builds the control plane only)

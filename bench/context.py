@@ -21,12 +21,13 @@ from typing import Any
 from controlplane import die_with_parent
 from environment import BenchEnvironment
 from logs import AuditLog, S3RequestLog
-from objects import ObjectMaker, destination, name_of
+from objects import ObjectMaker, destination, name_of, unrelated_secret
 from operator_process import OperatorProcess
 from tracker import Predicate, StatusTracker, verified, verified_with_request
 
 BENCH = Path(__file__).resolve().parent
 WARMUP_NAMESPACE, WARMUP_NAME = "bench-warmup", "warmup"
+UNRELATED_NAMESPACE = "bench-unrelated"
 FLOOR_GRACE_SECONDS = 10.0  # the floor is done: how long its last patches may take to be seen
 
 
@@ -45,6 +46,11 @@ class Settings:
     rotation_count: int
     seconds_per_object: float
     operator_log_level: str
+    background_secrets: int = 0  # Secrets no Destination names, made before any scenario
+    background_secret_bytes: int = 4096
+    unrelated_secrets: tuple[int, ...] = (0, 1000)  # `secrets`: each N, ascending
+    secret_kib: int = 100  # `secrets`: each unrelated Secret's data
+    secret_destinations: int = 20  # `secrets`: Destinations sharing one Secret
 
 
 @dataclass
@@ -103,7 +109,7 @@ class Bench:
             self.namespaces.discard(name)
 
     def drop_all_but_warmup(self) -> None:
-        for name in sorted(self.namespaces - {WARMUP_NAMESPACE}):
+        for name in sorted(self.namespaces - {WARMUP_NAMESPACE, UNRELATED_NAMESPACE}):
             self.drop(name)
 
     def bodies(self, namespace: str, count: int) -> list[Any]:
@@ -146,6 +152,16 @@ class Bench:
         """The warm-up Destination: verified once by every operator started warm."""
         self.namespace(WARMUP_NAMESPACE)
         self.maker.create_one(destination(WARMUP_NAMESPACE, WARMUP_NAME, self.env.s3))
+        if self.settings.background_secrets:
+            self.namespace(UNRELATED_NAMESPACE)
+            size = self.settings.background_secret_bytes
+            seconds = self.maker.create_secrets(
+                unrelated_secret(UNRELATED_NAMESPACE, i, size)
+                for i in range(self.settings.background_secrets)
+            )
+            self.record("setup", "unrelated_secrets", self.settings.background_secrets)
+            self.record("setup", "unrelated_secret_bytes", size)
+            self.record("setup", "unrelated_secrets_creation_s", round(seconds, 2))
 
     def start_operator(self, label: str) -> None:
         """Start the operator and wait until it is warm: everything stored is armed, and
@@ -173,13 +189,17 @@ class Bench:
 
     # --- the floor ---------------------------------------------------------------------------
 
-    def spawn_floor(self, namespace: str, count: int, *, wait_ready: bool) -> FloorRun:
-        """Start bench/floor.py under the operator's ServiceAccount; the operator is stopped."""
+    def spawn_floor(
+        self, namespace: str, count: int, *, wait_ready: bool, contract: bool = False
+    ) -> FloorRun:
+        """Start bench/floor.py under the operator's ServiceAccount; the operator is stopped.
+        `contract`: the contract floor (a Reconciling patch, then the result)."""
         self.operator.stop()
         kubeconfig = self.env.operator_kubeconfig()
         command = [sys.executable, str(BENCH / "floor.py"), "--kubeconfig", str(kubeconfig)]
         command += ["--namespace", namespace, "--count", str(count)]
         command += ["--concurrency", str(self.settings.concurrency)]
+        command += ["--contract"] if contract else []
         with (self.env.work / "floor.log").open("a") as log:
             spawned_at = time.monotonic()
             proc = subprocess.Popen(

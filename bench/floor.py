@@ -2,6 +2,7 @@
 """The floor: the most direct script that does the operator's work, to compare it with.
 
     python bench/floor.py --kubeconfig SA.kubeconfig --namespace NS --count N
+    python bench/floor.py ... --contract        # the contract floor: two patches each
 
 Lists the namespace's Destinations and follows a watch for new ones; for each
 one, once: PUT and DELETE its probe object on the S3 endpoint its spec names
@@ -10,6 +11,11 @@ to Verified=True. `--concurrency` objects at once (the operator's
 `--probe-concurrency` default, 8). Nothing else: no backoff or schedule (an
 object that fails is tried three times at once), no events, no conditions
 computed.
+
+`--contract` writes what the API contract requires of a new Destination: first
+a status that says `Reconciling=True` (so that kstatus and Flux's `wait` never
+read a status-less object as Current while its probe runs), then the result:
+two status patches, still no Event.
 
 It runs as its own process, under the operator's ServiceAccount token, so
 that API Priority and Fairness treats it as it treats the operator and it
@@ -80,11 +86,40 @@ def verified_status(generation: int, target: str, key: str, started: float) -> d
     }
 
 
+def reconciling_status(generation: int) -> dict[str, Any]:
+    """The first-sight status: a probe of this generation is pending."""
+    now = rfc3339(datetime.datetime.now(datetime.UTC))
+    message = f"a probe of generation {generation} is pending"
+
+    def condition(kind: str, status: str, reason: str) -> dict[str, Any]:
+        return {
+            "type": kind,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": now,
+            "observedGeneration": generation,
+        }
+
+    return {
+        "observedGeneration": generation,
+        "conditions": [
+            condition("Ready", "Unknown", "Pending"),
+            condition("Verified", "Unknown", "Pending"),
+            condition("Reconciling", "True", "Verifying"),
+            condition("Archived", "False", "NotArchived"),
+        ],
+    }
+
+
 class Floor:
     """List, watch, and do each Destination's work once, `concurrency` at a time."""
 
-    def __init__(self, kubeconfig: str, namespace: str, count: int, concurrency: int) -> None:
+    def __init__(
+        self, kubeconfig: str, namespace: str, count: int, concurrency: int, contract: bool
+    ) -> None:
         self.kubeconfig = kubeconfig
+        self.contract = contract
         self.namespace = namespace
         self.count = count
         self.concurrency = concurrency
@@ -152,8 +187,14 @@ class Floor:
     # --- the work ----------------------------------------------------------------------------
 
     def verify(self, body: Mapping[str, Any]) -> None:
-        """PUT and DELETE the probe object, then PATCH the status once."""
+        """PUT and DELETE the probe object, then PATCH the status once (with `contract`, a
+        first PATCH to Reconciling before the probe)."""
         meta, spec = body["metadata"], body["spec"]
+        if self.contract and not (body.get("status") or {}).get("observedGeneration"):
+            pending = reconciling_status(int(meta["generation"]))
+            self._kube().patch_namespaced_custom_object_status(
+                GROUP, VERSION, self.namespace, PLURAL, meta["name"], {"status": pending}
+            )
         target = spec["s3Compatible"]
         keys = self._keys(spec["credentials"]["secretRef"]["name"])
         s3 = self._s3(target["endpoint"], keys, bool(target.get("forcePathStyle")))
@@ -253,8 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--namespace", required=True)
     parser.add_argument("--count", type=int, required=True, help="stop after this many")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--contract", action="store_true", help="a Reconciling patch first: two patches each"
+    )
     args = parser.parse_args(argv)
-    floor = Floor(args.kubeconfig, args.namespace, args.count, args.concurrency)
+    floor = Floor(args.kubeconfig, args.namespace, args.count, args.concurrency, args.contract)
     seconds = floor.run()
     summary = {
         "done": floor.done,

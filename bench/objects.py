@@ -69,6 +69,16 @@ def secret(namespace: str, keys: KeyPair, name: str = SECRET_NAME) -> Any:
     }
 
 
+def unrelated_secret(namespace: str, i: int, size: int) -> Any:
+    """A Secret no Destination names (a Helm release's, a token), with `size` bytes of data."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": f"unrelated-{i:05d}", "namespace": namespace},
+        "stringData": {"payload": ("x" * 63 + "\n") * (size // 64)},
+    }
+
+
 class ObjectMaker:
     """Creates and patches Destinations from a fixed pool of threads, one API client each."""
 
@@ -97,6 +107,17 @@ class ObjectMaker:
         """Create every body, `threads` at a time; the wall seconds it took."""
         started = time.monotonic()
         list(self._pool.map(self.create_one, bodies))
+        return time.monotonic() - started
+
+    def create_secrets(self, bodies: Iterable[Any]) -> float:
+        """Create every Secret, `threads` at a time; the wall seconds it took."""
+
+        def create(body: Any) -> None:
+            namespace = body["metadata"]["namespace"]
+            client.CoreV1Api(self._api().api_client).create_namespaced_secret(namespace, body)
+
+        started = time.monotonic()
+        list(self._pool.map(create, bodies))
         return time.monotonic() - started
 
     def request_verification(self, namespace: str, names: Iterable[str], value: str) -> float:

@@ -13,11 +13,13 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +34,7 @@ TRACKED = "destination_operator_destinations"
 SYNCED = "destination_operator_destinations_synced"
 PROBES = "destination_operator_probes_total"
 STATUS_WRITES = "destination_operator_status_writes_total"
+READ = (TRACKED, SYNCED, PROBES, STATUS_WRITES)
 
 
 class OperatorExited(Exception):
@@ -79,11 +82,16 @@ class OperatorProcess:
         *,
         probe_concurrency: int,
         log_level: str,
+        settings: dict[str, str] | None = None,
+        profile_dir: Path | None = None,
     ) -> None:
         self.mint_kubeconfig = mint_kubeconfig
         self.log = log
         self.probe_concurrency = probe_concurrency
         self.log_level = log_level
+        self.settings = settings or {}  # more DESTINATION_OPERATOR_* variables
+        self.profile_dir = profile_dir  # py-spy's samples of each process, when set
+        self.profiler: subprocess.Popen[bytes] | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.metrics_port = 0
         self.started_at = 0.0
@@ -106,6 +114,7 @@ class OperatorProcess:
             "DESTINATION_OPERATOR_HEALTH_PORT": "0",
             "DESTINATION_OPERATOR_METRICS_PORT": str(self.metrics_port),
             "DESTINATION_OPERATOR_LOG_LEVEL": self.log_level,
+            **self.settings,
         }
         binary = Path(sys.executable).parent / "destination-operator"
         with self.log.open("ab") as out:
@@ -121,7 +130,23 @@ class OperatorProcess:
                 preexec_fn=die_with_parent,
             )
         self.label = label
+        if self.profile_dir is not None:
+            self._profile(label)
         return self.started_at
+
+    def _profile(self, label: str) -> None:
+        """py-spy, sampling the process until it exits: collapsed stacks of the threads
+        that were not idle (`profile-<label>.txt`)."""
+        assert self.proc is not None and self.profile_dir is not None
+        beside = Path(sys.executable).parent / "py-spy"
+        spy = beside if beside.exists() else Path(shutil.which("py-spy") or beside)
+        out = self.profile_dir / f"profile-{label}.txt"
+        command = [str(spy), "record", "--pid", str(self.proc.pid), "--rate", "50"]
+        command += ["--format", "raw", "--output", str(out), "--nonblocking"]
+        with (self.profile_dir / "py-spy.log").open("ab") as log:
+            self.profiler = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+            )
 
     def check_running(self) -> None:
         """Raise `OperatorExited` if the process has ended by itself."""
@@ -155,10 +180,20 @@ class OperatorProcess:
             self.samples.append({"process": self.label, "moment": "had exited", "how": ended})
         proc, self.proc = self.proc, None
         stop_child(proc, timeout=30)
+        if self.profiler is not None:  # it writes its file once the process is gone
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.profiler.wait(timeout=60)
+            stop_child(self.profiler, timeout=5)
+            self.profiler = None
 
     def metrics(self) -> dict[str, float]:
-        """Every sample of /metrics summed over its labels, by sample name."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        """The samples the benchmark reads (`READ`), each summed over its labels, by name.
+
+        Only those are asked for (`name[]`): the whole of /metrics holds 18 series per
+        Destination, and rendering 180,000 of them at every poll would cost the operator
+        the CPU being measured."""
+        asked = urllib.parse.urlencode([("name[]", name) for name in READ])
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics?{asked}"
         with urllib.request.urlopen(url, timeout=5) as response:
             text = response.read().decode()
         summed: dict[str, float] = {}

@@ -45,15 +45,31 @@ def _with_creation(seconds: Any, creation: Any) -> str:
     return f"{_seconds(seconds)} (created in {_seconds(creation)})"
 
 
-def _new(r: dict[str, Any], count: int) -> Figure:
+def _versus_contract(r: dict[str, Any], creation: bool) -> Figure:
+    """The same figure beside the contract floor (a Reconciling patch, then the result)."""
+    floor = r.get("contract_floor_all_verified_s")
     return Figure(
-        f"{_count(count)} new Destinations, create -> all Verified=True",
-        _with_creation(r.get("operator_all_verified_s"), r.get("operator_creation_s")),
-        _with_creation(r.get("floor_all_verified_s"), r.get("floor_creation_s")),
-        _ratio(r.get("ratio")),
-        "<= 1.5 x the floor",
-        _within(r.get("ratio"), 1.5),
+        "  the same, beside the contract floor (2 patches each)",
+        "",
+        _with_creation(floor, r.get("contract_floor_creation_s")) if creation else _seconds(floor),
+        _ratio(r.get("ratio_contract")),
+        "-",
+        None,
     )
+
+
+def _new(r: dict[str, Any], count: int) -> list[Figure]:
+    return [
+        Figure(
+            f"{_count(count)} new Destinations, create -> all Verified=True",
+            _with_creation(r.get("operator_all_verified_s"), r.get("operator_creation_s")),
+            _with_creation(r.get("floor_all_verified_s"), r.get("floor_creation_s")),
+            _ratio(r.get("ratio")),
+            "<= 1.5 x the floor",
+            _within(r.get("ratio"), 1.5),
+        ),
+        _versus_contract(r, creation=True),
+    ]
 
 
 def _restart_verified(r: dict[str, Any]) -> list[Figure]:
@@ -81,15 +97,18 @@ def _restart_verified(r: dict[str, Any]) -> list[Figure]:
     ]
 
 
-def _restart_unverified(r: dict[str, Any]) -> Figure:
-    return Figure(
-        f"operator started with {_count(r.get('count'))} unverified stored: all Verified=True",
-        _seconds(r.get("operator_all_verified_s")),
-        _seconds(r.get("floor_all_verified_s")),
-        _ratio(r.get("ratio")),
-        "<= 1.5 x the floor",
-        _within(r.get("ratio"), 1.5),
-    )
+def _restart_unverified(r: dict[str, Any]) -> list[Figure]:
+    return [
+        Figure(
+            f"operator started with {_count(r.get('count'))} unverified stored: all Verified=True",
+            _seconds(r.get("operator_all_verified_s")),
+            _seconds(r.get("floor_all_verified_s")),
+            _ratio(r.get("ratio")),
+            "<= 1.5 x the floor",
+            _within(r.get("ratio"), 1.5),
+        ),
+        _versus_contract(r, creation=False),
+    ]
 
 
 def _writes(r: dict[str, Any]) -> list[Figure]:
@@ -132,16 +151,68 @@ def _writes(r: dict[str, Any]) -> list[Figure]:
     ]
 
 
-def _rss(r: dict[str, Any], count: int) -> Figure:
+def _rss(r: dict[str, Any], count: int) -> list[Figure]:
     peak, where = r.get("peak_at_count_mib"), r.get("peak_at_count_sample") or {}
-    return Figure(
-        f"operator peak RSS (VmHWM) with {_count(count)} Destinations",
-        f"{peak} MiB (at {where.get('moment')}); the run's highest {r.get('peak_mib')} MiB",
-        "-",
-        "-",
-        "<= 200 MiB",
-        _within(peak, 200),
-    )
+    rows = [
+        Figure(
+            f"operator peak RSS (VmHWM) with {_count(count)} Destinations",
+            f"{peak} MiB (at {where.get('moment')}); the run's highest {r.get('peak_mib')} MiB",
+            "-",
+            "-",
+            "<= 200 MiB",
+            _within(peak, 200),
+        )
+    ]
+    for process, mib in (r.get("peak_by_process_mib") or {}).items():
+        rows.append(
+            Figure(f"  peak RSS of the operator of `{process}`", f"{mib} MiB", "-", "-", "", None)
+        )
+    return rows
+
+
+def mib_per_1000(by_size: dict[str, Any], key: str) -> dict[str, float | None]:
+    """For each N > 0 unrelated Secrets: (MiB at N - MiB at 0) per 1,000 of them."""
+    base = (by_size.get("0") or {}).get(key)
+    per: dict[str, float | None] = {}
+    for size, found in by_size.items():
+        value = found.get(key)
+        if int(size) > 0:
+            per[size] = None if base is None or value is None else (value - base) * 1000 / int(size)
+    return per
+
+
+def _secrets(r: dict[str, Any]) -> list[Figure]:
+    """One row per N unrelated Secrets, and one for the reads of their data."""
+    by_size = r.get("by_unrelated_secrets") or {}
+    peak, steady = mib_per_1000(by_size, "peak_mib"), mib_per_1000(by_size, "steady_mib")
+    rows = []
+    for size, found in by_size.items():
+        more = [m for m in (peak.get(size), steady.get(size)) if m is not None]
+        against_none = size != "0" and len(more) == 2
+        rows.append(
+            Figure(
+                f"{_count(int(size))} unrelated Secrets of {r.get('secret_kib')} KiB, "
+                f"{r.get('destinations')} Destinations: peak (VmHWM) / steady RSS",
+                f"{found.get('peak_mib')} / {found.get('steady_mib')} MiB",
+                "-",
+                " / ".join(f"{m:+.1f} MiB per 1,000" for m in more) if against_none else "-",
+                "-" if size == "0" else "<= +10 MiB per 1,000 over none, each",
+                all(m <= 10 for m in more) if against_none else None,
+            )
+        )
+    requests = r.get("unrelated_secret_requests")
+    if requests is not None:
+        rows.append(
+            Figure(
+                "  the operator's requests naming an unrelated Secret (audit log)",
+                _kinds(requests),
+                "-",
+                "-",
+                "none",
+                not requests,
+            )
+        )
+    return rows
 
 
 def _rotation(r: dict[str, Any]) -> Figure:
@@ -172,19 +243,21 @@ def figures(scenarios: dict[str, dict[str, Any]], count: int) -> list[Figure]:
     """The table's rows, for the scenarios that recorded anything."""
     rows: list[Figure] = []
     if "new" in scenarios:
-        rows.append(_new(scenarios["new"], count))
+        rows += _new(scenarios["new"], count)
     if "restart-verified" in scenarios:
         rows += _restart_verified(scenarios["restart-verified"])
     if "restart-unverified" in scenarios:
-        rows.append(_restart_unverified(scenarios["restart-unverified"]))
+        rows += _restart_unverified(scenarios["restart-unverified"])
     if "writes" in scenarios:
         rows += _writes(scenarios["writes"])
     if "rss" in scenarios:
-        rows.append(_rss(scenarios["rss"], count))
+        rows += _rss(scenarios["rss"], count)
     if "rotation" in scenarios:
         rows.append(_rotation(scenarios["rotation"]))
     if "single" in scenarios:
         rows.append(_single(scenarios["single"]))
+    if "secrets" in scenarios:
+        rows += _secrets(scenarios["secrets"])
     return rows
 
 

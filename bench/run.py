@@ -5,6 +5,7 @@
     python bench/run.py --count 1000 --json bench-1000.json
     python bench/run.py --count 10000 --scenarios new,writes,restart-verified,rss
     python bench/run.py --count 10000 --scenarios restart-unverified,rss
+    python bench/run.py --scenarios secrets --unrelated-secrets 0,1000,5000
 
 Starts its own control plane (with an audit log of writes), the moto S3
 server and the operator as a separate process under the ServiceAccount and
@@ -12,8 +13,8 @@ rules of manifests/rbac, all on loopback. The floor (bench/floor.py) runs
 under the same ServiceAccount token with the operator's probe concurrency, in
 a namespace of its own, while the operator is stopped. Scenarios (see
 bench/scenarios.py): single, new, writes, restart-verified,
-restart-unverified, rotation, rss; writes, restart-verified and rss need new
-and add it.
+restart-unverified, rotation, rss, secrets; writes, restart-verified and rss
+need new and add it.
 
 Prints progress on stderr as it goes, then one JSON document and a table
 (figure | measured | floor | ratio | target) on stdout. A figure outside its
@@ -38,7 +39,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "tests")]
 
 from context import Bench, NotReached, Settings  # noqa: E402
-from destination_operator.settings import OperatorSettings  # noqa: E402
+from destination_operator.settings import (  # noqa: E402
+    OperatorSettings,
+    env_var,
+    setting_names,
+)
 from environment import BenchEnvironment  # noqa: E402
 from machine import facts  # noqa: E402
 from operator_process import OperatorExited, OperatorProcess  # noqa: E402
@@ -56,6 +61,14 @@ def selected(asked: str) -> list[str]:
         )
     names |= {NEEDS[name] for name in names if name in NEEDS}
     return [name for name in SCENARIOS if name in names]
+
+
+def _setting(item: str) -> tuple[str, str]:
+    """`name=value` of an operator setting, its name checked."""
+    name, sep, value = item.partition("=")
+    if not sep or name not in setting_names():
+        raise SystemExit(f"bench: --operator-setting {item!r}: not NAME=VALUE of a setting")
+    return name, value
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -83,7 +96,36 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default=0.5,
         help="waits give up after 120 s plus this per Destination",
     )
+    parser.add_argument(
+        "--unrelated-secrets",
+        default="0,1000",
+        help="secrets: comma-separated counts of unrelated Secrets (default 0,1000)",
+    )
+    parser.add_argument(
+        "--secret-kib", type=int, default=100, help="secrets: KiB per unrelated Secret"
+    )
     parser.add_argument("--operator-log-level", default="INFO")
+    parser.add_argument(
+        "--background-secrets",
+        type=int,
+        default=0,
+        help="Secrets no Destination names, made before any scenario (default 0)",
+    )
+    parser.add_argument(
+        "--background-secret-bytes", type=int, default=4096, help="data in each (default 4096)"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample each operator process with py-spy (profile-<scenario>.txt in the workdir)",
+    )
+    parser.add_argument(
+        "--operator-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of the operator (e.g. list_chunk_size=0); repeatable",
+    )
     parser.add_argument(
         "--workdir",
         type=Path,
@@ -104,12 +146,21 @@ def run(args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], bool]:
         rotation_count=args.rotation_count,
         seconds_per_object=args.seconds_per_object,
         operator_log_level=args.operator_log_level,
+        background_secrets=args.background_secrets,
+        background_secret_bytes=args.background_secret_bytes,
+        unrelated_secrets=tuple(int(n) for n in args.unrelated_secrets.split(",") if n.strip()),
+        secret_kib=args.secret_kib,
     )
+    operator_settings = dict(_setting(item) for item in args.operator_setting)
     names = selected(args.scenarios)
     env = BenchEnvironment(work)
     document: dict[str, Any] = {
         "machine": facts(env.plane.bin_dir),
-        "settings": {**asdict(settings), "scenarios": names},
+        "settings": {
+            **asdict(settings),
+            "scenarios": names,
+            "operator_settings": operator_settings,
+        },
         "scenarios": {},
         "not_reached": {},
         "errors": {},
@@ -121,6 +172,8 @@ def run(args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], bool]:
         work / "operator.log",
         probe_concurrency=settings.concurrency,
         log_level=settings.operator_log_level,
+        settings={env_var(name): value for name, value in operator_settings.items()},
+        profile_dir=work if args.profile else None,
     )
     try:
         env.start()

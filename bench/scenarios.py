@@ -12,6 +12,8 @@
 | `rotation`           | one Secret of `rotation_count` Destinations rotated: per-object |
 |                      | time to a verification with the new key                         |
 | `rss`                | peak RSS (VmHWM) of every operator process of the run           |
+| `secrets`            | peak and steady RSS over N unrelated Secrets, against none      |
+|                      | (bench/secret_footprint.py)                                     |
 
 Times are wall seconds on time.monotonic. "Verified" is Verified=True for the
 object's current generation, as a watch (`tracker`) sees it; the operator's
@@ -32,6 +34,7 @@ from logs import S3Request, by_kind, probe_writes
 from objects import destination, name_of, probe_prefix, secret
 from operator_process import PROBES, STATUS_WRITES, SYNCED, TRACKED
 from s3server import REGION, KeyPair
+from secret_footprint import secrets
 from tracker import verified_with_new_credentials, verified_with_request
 
 SETTLE_SECONDS = 3.0  # after a wait: let events and late writes land before counting
@@ -141,20 +144,27 @@ def _create_and_wait(
     return round(creation, 2), round(max(met.values()) - started, 2)
 
 
+FLOORS = {"floor": False, "contract_floor": True}
+"""The floors each timed scenario runs, by the name its figures carry: the one-patch floor,
+and the contract floor (a first-sight Reconciling patch, then the result)."""
+
+
 def new(bench: Bench) -> None:
-    """N Destinations created at once into a watched namespace: the floor's, then the
+    """N Destinations created at once into a watched namespace: each floor's, then the
     operator's (started and warm before the clock starts)."""
     count = bench.settings.count
     bench.record("new", "count", count)
-    floor_ns = bench.namespace("bench-new-floor")
-    run = bench.spawn_floor(floor_ns, count, wait_ready=True)
-    try:
-        floor_creation, floor_s = _create_and_wait(bench, floor_ns, "floor: Verified", run)
-    finally:
-        bench.record("new", "floor_process", bench.end_floor(run))
-        bench.drop(floor_ns)
-    bench.record("new", "floor_creation_s", floor_creation)
-    bench.record("new", "floor_all_verified_s", floor_s)
+    floors: dict[str, float] = {}
+    for label, contract in FLOORS.items():
+        floor_ns = bench.namespace(f"bench-new-{label.replace('_', '-')}")
+        run = bench.spawn_floor(floor_ns, count, wait_ready=True, contract=contract)
+        try:
+            creation, floors[label] = _create_and_wait(bench, floor_ns, f"{label}: Verified", run)
+        finally:
+            bench.record("new", f"{label}_process", bench.end_floor(run))
+            bench.drop(floor_ns)
+        bench.record("new", f"{label}_creation_s", creation)
+        bench.record("new", f"{label}_all_verified_s", floors[label])
 
     bench.start_operator("new")
     namespace = bench.namespace("bench-new")
@@ -163,7 +173,8 @@ def new(bench: Bench) -> None:
     bench.state["new"] = {"namespace": namespace, "audit_mark": audit_mark}
     bench.record("new", "operator_creation_s", creation)
     bench.record("new", "operator_all_verified_s", seconds)
-    bench.record("new", "ratio", ratio(seconds, floor_s))
+    bench.record("new", "ratio", ratio(seconds, floors["floor"]))
+    bench.record("new", "ratio_contract", ratio(seconds, floors["contract_floor"]))
     puts = _probe_puts(bench, s3_mark, namespace)
     bench.record("new", "operator_probe_puts", len(puts))
     bench.operator.sample("new: all verified")
@@ -251,6 +262,28 @@ def _operator_metrics(metrics: dict[str, float]) -> dict[str, float]:
     return {name: metrics.get(name, 0.0) for name in (TRACKED, SYNCED, PROBES, STATUS_WRITES)}
 
 
+def _unverified_floor(bench: Bench, label: str, contract: bool) -> float:
+    """A floor started over N unverified stored: seconds from its spawn to all Verified."""
+    count = bench.settings.count
+    floor_ns = bench.namespace(f"bench-unverified-{label.replace('_', '-')}")
+    bench.record(
+        "restart-unverified",
+        f"{label}_creation_s",
+        round(bench.maker.create(bench.bodies(floor_ns, count)), 2),
+    )
+    tracker = bench.track(floor_ns)
+    run = bench.spawn_floor(floor_ns, count, wait_ready=False, contract=contract)
+    try:
+        met = bench.wait_all(tracker, count, f"{label}: Verified", floor=run)
+    finally:
+        tracker.stop()
+        bench.record("restart-unverified", f"{label}_process", bench.end_floor(run))
+        bench.drop(floor_ns)
+    seconds = round(max(met.values()) - run.spawned_at, 2)
+    bench.record("restart-unverified", f"{label}_all_verified_s", seconds)
+    return seconds
+
+
 def restart_unverified(bench: Bench) -> None:
     """N stored while nothing runs, then a process started over them: the floor, then the
     operator, each timed from its spawn to all Verified."""
@@ -259,23 +292,10 @@ def restart_unverified(bench: Bench) -> None:
     bench.drop_all_but_warmup()  # only unverified ones (and the warm-up) stored
     bench.state.pop("new", None)
 
-    floor_ns = bench.namespace("bench-unverified-floor")
     bench.record("restart-unverified", "count", count)
-    bench.record(
-        "restart-unverified",
-        "floor_creation_s",
-        round(bench.maker.create(bench.bodies(floor_ns, count)), 2),
-    )
-    tracker = bench.track(floor_ns)
-    run = bench.spawn_floor(floor_ns, count, wait_ready=False)
-    try:
-        met = bench.wait_all(tracker, count, "floor: Verified", floor=run)
-    finally:
-        tracker.stop()
-        bench.record("restart-unverified", "floor_process", bench.end_floor(run))
-        bench.drop(floor_ns)
-    floor_s = round(max(met.values()) - run.spawned_at, 2)
-    bench.record("restart-unverified", "floor_all_verified_s", floor_s)
+    floors: dict[str, float] = {}
+    for label, contract in FLOORS.items():
+        floors[label] = _unverified_floor(bench, label, contract)
 
     namespace = bench.namespace("bench-unverified")
     bench.record(
@@ -295,7 +315,8 @@ def restart_unverified(bench: Bench) -> None:
     operator_writes = bench.audit.operator_writes(audit_mark, namespace=namespace)
     puts = _probe_puts(bench, s3_mark, namespace)
     bench.record("restart-unverified", "operator_all_verified_s", seconds)
-    bench.record("restart-unverified", "ratio", ratio(seconds, floor_s))
+    bench.record("restart-unverified", "ratio", ratio(seconds, floors["floor"]))
+    bench.record("restart-unverified", "ratio_contract", ratio(seconds, floors["contract_floor"]))
     bench.record("restart-unverified", "operator_probe_puts", len(puts))
     bench.record(
         "restart-unverified", "writes_per_destination", per_object(by_kind(operator_writes), count)
@@ -380,6 +401,11 @@ def rss(bench: Bench) -> None:
     bench.record("rss", "peak_at_count_mib", None if largest is None else hwm(largest))
     bench.record("rss", "peak_at_count_sample", largest)
     bench.record("rss", "peak_mib", max(map(hwm, samples), default=None))
+    by_process: dict[str, float] = {}
+    for sample in samples:
+        process = str(sample.get("process"))
+        by_process[process] = max(by_process.get(process, 0.0), hwm(sample))
+    bench.record("rss", "peak_by_process_mib", by_process)
 
 
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
@@ -390,6 +416,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "restart-unverified": restart_unverified,
     "rotation": rotation,
     "rss": rss,
+    "secrets": secrets,
 }
 """In the order they run, whatever order they are asked in."""
 

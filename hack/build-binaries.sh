@@ -7,8 +7,9 @@
 #     what `make demo` and `make cluster-up` start (hack/controlplane.py).
 #   all (the default, for the tests): the control plane, plus helm, the node's kubelet
 #     and kube-scheduler (for the install tests, hack/node.py), the test helper kstatus
-#     (hack/kstatus), and the control plane of the oldest supported Kubernetes
-#     (MIN_KUBERNETES_VERSION, in the bin folder's minimum/ with the same etcd and helm).
+#     (hack/kstatus), prometheus and promtool (the alert rule tests), and the control
+#     plane of the oldest supported Kubernetes (MIN_KUBERNETES_VERSION, in the bin
+#     folder's minimum/ with the same etcd and helm).
 #
 #   hack/build-binaries.sh [all]           build what is missing, print the bin folder
 #   hack/build-binaries.sh controlplane    the control plane only
@@ -16,10 +17,10 @@
 #                                          version, binaries), one a line; build nothing
 #
 # KUBEBUILDER_ASSETS: a folder whose binaries are used instead of building them.
-#   kstatus, kubelet, kube-scheduler and the oldest version are built unless the
-#   folder has them too; without Go they are left out (a warning), since only the
-#   tests that pin kstatus verdicts, run pods on a node, or run the oldest version
-#   need them.
+#   kstatus, kubelet, kube-scheduler, prometheus, promtool and the oldest version are
+#   built unless the folder has them too; without Go they are left out (a warning),
+#   since only the tests that pin kstatus verdicts, run pods on a node, test the
+#   alert rules, or run the oldest version need them.
 # DESTINATION_OPERATOR_CACHE: the cache root (default ~/.cache/destination-operator).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -53,6 +54,7 @@ components() {
   echo "kubernetes-node $KUBERNETES_VERSION kubelet kube-scheduler"
   echo "kubernetes $MIN_KUBERNETES_VERSION kube-apiserver kube-controller-manager kubectl"
   echo "kstatus $CLI_UTILS_VERSION kstatus"
+  echo "prometheus $PROMETHEUS_VERSION prometheus promtool"
 }
 if $list; then
   components "$set_name"
@@ -177,6 +179,18 @@ build_kstatus() {
   CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "-s -w" -o bin/kstatus .
 }
 
+# prometheus and promtool, for the alert rule tests (promtool test rules) and the
+# cluster test that scrapes the operator. The module's version (v0.3xx.y) is the Go
+# form of Prometheus 3.xx.y. Built without the web UI's assets: the tests use the API only.
+build_prometheus() {
+  local version=$1
+  go mod init wrapper.local/prometheus >/dev/null
+  go get "github.com/prometheus/prometheus@$version"
+  mkdir -p bin
+  CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "-s -w" -o bin/ \
+    github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool
+}
+
 # Binaries from KUBEBUILDER_ASSETS are used as they are; only missing ones are built.
 from_assets() {
   [[ -n "${KUBEBUILDER_ASSETS:-}" ]] || return 1
@@ -226,9 +240,17 @@ elif [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && ! command -v go >/dev/null 2>&1; then
 else
   kstatus_dir=$(build_component kstatus "$CLI_UTILS_VERSION" build_kstatus kstatus)
 fi
+if prometheus_dir=$(from_assets prometheus promtool); then
+  :
+elif [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && ! command -v go >/dev/null 2>&1; then
+  log "warning: prometheus and promtool left out: Go is not installed (only the alert rule tests need them)"
+  prometheus_dir=
+else
+  prometheus_dir=$(build_component prometheus "$PROMETHEUS_VERSION" build_prometheus prometheus promtool)
+fi
 
 # One folder with them all, keyed by the versions, for PATH and KUBEBUILDER_ASSETS users.
-key="kubernetes-$KUBERNETES_VERSION-min-$MIN_KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION-kstatus-$CLI_UTILS_VERSION"
+key="kubernetes-$KUBERNETES_VERSION-min-$MIN_KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION-kstatus-$CLI_UTILS_VERSION-prometheus-$PROMETHEUS_VERSION"
 [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && key="assets-$(echo "$KUBEBUILDER_ASSETS" | cksum | cut -d' ' -f1)"
 out="$cache/$key/bin"
 mkdir -p "$out"
@@ -240,6 +262,9 @@ if [[ -n "$kstatus_dir" ]]; then
 else
   rm -f "$out/kstatus"
 fi
+for bin in prometheus promtool; do
+  if [[ -n "$prometheus_dir" ]]; then ln -sfn "$prometheus_dir/$bin" "$out/$bin"; else rm -f "$out/$bin"; fi
+done
 for bin in kubelet kube-scheduler; do
   if [[ -n "$node_dir" ]]; then ln -sfn "$node_dir/$bin" "$out/$bin"; else rm -f "$out/$bin"; fi
 done

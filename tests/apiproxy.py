@@ -11,7 +11,10 @@ included). A rule makes matching requests fail instead, a number of times:
   error);
 - `hang`: accept and never answer (the client's request timeout must fire).
 
-Requests are counted by (method, path) so that a test can check what was asked.
+Requests are counted by (method, path) so that a test can check what was asked,
+and each answer is kept as an `Exchange`: what the request accepted, what came
+back, how many bytes, and which of the test's `needles` its (decoded) body held,
+so that a test can show what data reached the operator and what never did.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -42,6 +46,41 @@ class Fault:
     status: int = 500
 
 
+@dataclass
+class Exchange:
+    """One forwarded request and its answer so far (a watch's grows while it streams)."""
+
+    method: str
+    path: str
+    accept: str
+    status: int = 0
+    content_type: str = ""
+    size: int = 0  # bytes of the answer so far
+    head: bytes = b""  # the first `HEAD` bytes of the (decoded) answer
+    found: set[bytes] = field(default_factory=set)
+
+    HEAD = 512
+
+
+class _Scan:
+    """Looks for needles in a body that arrives in chunks, gzip-encoded or not."""
+
+    def __init__(self, needles: frozenset[bytes], gzipped: bool) -> None:
+        self.needles = needles
+        self.keep = max((len(n) for n in needles), default=1) - 1
+        self.tail = b""
+        self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
+
+    def feed(self, chunk: bytes, exchange: Exchange) -> None:
+        if self.inflate is not None:
+            chunk = self.inflate.decompress(chunk)
+        if len(exchange.head) < Exchange.HEAD:
+            exchange.head = (exchange.head + chunk)[: Exchange.HEAD]
+        window = self.tail + chunk
+        self.tail = window[-self.keep :] if self.keep else b""
+        exchange.found |= {needle for needle in self.needles if needle in window}
+
+
 class ApiProxy:
     """`http://127.0.0.1:<port>` -> the API server, with faults on demand."""
 
@@ -53,6 +92,8 @@ class ApiProxy:
         self.faults: list[Fault] = []
         self.injected: collections.Counter[str] = collections.Counter()
         self.seen: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.exchanges: list[Exchange] = []
+        self.needles: frozenset[bytes] = frozenset()  # looked for in every answer's body
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.httpd.daemon_threads = True
@@ -116,6 +157,9 @@ def _handler(proxy: ApiProxy) -> type[BaseHTTPRequestHandler]:
                 self._status(fault.status)
                 return
             headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host"}}
+            exchange = Exchange(self.command, self.path, self.headers.get("Accept") or "")
+            with proxy.lock:
+                proxy.exchanges.append(exchange)
             upstream = proxy.pool.urlopen(
                 self.command,
                 proxy.upstream + self.path,
@@ -125,6 +169,9 @@ def _handler(proxy: ApiProxy) -> type[BaseHTTPRequestHandler]:
                 redirect=False,
                 timeout=urllib3.Timeout(connect=5, read=None),
             )
+            exchange.status = upstream.status
+            exchange.content_type = upstream.headers.get("Content-Type") or ""
+            scan = _Scan(proxy.needles, upstream.headers.get("Content-Encoding") == "gzip")
             try:
                 self.send_response(upstream.status)
                 for key, value in upstream.headers.items():
@@ -140,6 +187,8 @@ def _handler(proxy: ApiProxy) -> type[BaseHTTPRequestHandler]:
                 )
                 for chunk in chunks:
                     if chunk:
+                        exchange.size += len(chunk)
+                        scan.feed(chunk, exchange)
                         self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
                         self.wfile.flush()
                 self.wfile.write(b"0\r\n\r\n")

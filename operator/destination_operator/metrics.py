@@ -3,26 +3,37 @@ series, the Destination's namespace and name: never names of Secrets or values.
 
 The per-Destination series follow cert-manager's `certmanager_certificate_ready_status`
 and External Secrets' `externalsecret_status_condition`: `Destinations.record` reads them
-from the status the engine wrote or watched (`read_status`, pure), and `Destinations.forget`
-removes them when the Destination is deleted.
+from the status the engine wrote or watched (`read_status`, pure), `Destinations.forget`
+removes them when the Destination is deleted, and `PerDestination` makes them at each
+scrape from what was read.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
-from collections.abc import Mapping
+import socketserver
+import threading
+import urllib.parse
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
+    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    start_http_server,
+    Metric,
+    generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 PROBES = Counter(
     "destination_operator_probes_total",
@@ -78,48 +89,35 @@ SERIES_PER_DESTINATION = len(CONDITIONS) * len(STATUSES) + 1 + 2
 """A condition's three statuses each, the Verified reason, the two timestamps."""
 
 
-def _gauges(registry: CollectorRegistry) -> dict[str, Gauge]:
-    per_object = ["namespace", "name", "type"]
-    return {
-        "condition": Gauge(
-            "destination_operator_destination_condition",
-            "1 for a Destination's condition's current status, 0 for its other statuses.",
-            [*per_object, "condition", "status"],
-            registry=registry,
-        ),
-        "reason": Gauge(
-            "destination_operator_destination_verified_reason",
-            "1 for the reason of a Destination's Verified condition.",
-            [*per_object, "reason"],
-            registry=registry,
-        ),
-        "last": Gauge(
-            "destination_operator_destination_last_verified_timestamp_seconds",
-            "A Destination's status.lastVerifiedTime, in seconds since the epoch.",
-            per_object,
-            registry=registry,
-        ),
-        "next": Gauge(
-            "destination_operator_destination_next_verification_timestamp_seconds",
-            "A Destination's status.nextVerificationTime, in seconds since the epoch.",
-            per_object,
-            registry=registry,
-        ),
-        "count": Gauge(
-            "destination_operator_destinations_by_condition",
-            "Destinations by type and by each condition's status and reason.",
-            ["type", "condition", "status", "reason"],
-            registry=registry,
-        ),
-    }
+PER_OBJECT_LABELS = ("namespace", "name", "type")
+CONDITION = "destination_operator_destination_condition"
+VERIFIED_REASON = "destination_operator_destination_verified_reason"
+LAST_VERIFIED = "destination_operator_destination_last_verified_timestamp_seconds"
+NEXT_VERIFICATION = "destination_operator_destination_next_verification_timestamp_seconds"
+PER_OBJECT_FAMILIES = {
+    CONDITION: (
+        "1 for a Destination's condition's current status, 0 for its other statuses.",
+        (*PER_OBJECT_LABELS, "condition", "status"),
+    ),
+    VERIFIED_REASON: (
+        "1 for the reason of a Destination's Verified condition.",
+        (*PER_OBJECT_LABELS, "reason"),
+    ),
+    LAST_VERIFIED: ("A Destination's status.lastVerifiedTime, in seconds since the epoch.", ()),
+    NEXT_VERIFICATION: (
+        "A Destination's status.nextVerificationTime, in seconds since the epoch.",
+        (),
+    ),
+}
 
 
-_DEFAULT = _gauges(REGISTRY)
-DESTINATION_CONDITION = _DEFAULT["condition"]
-DESTINATION_VERIFIED_REASON = _DEFAULT["reason"]
-DESTINATION_LAST_VERIFIED = _DEFAULT["last"]
-DESTINATION_NEXT_VERIFICATION = _DEFAULT["next"]
-DESTINATIONS_BY_CONDITION = _DEFAULT["count"]
+def _counts(registry: CollectorRegistry) -> Gauge:
+    return Gauge(
+        "destination_operator_destinations_by_condition",
+        "Destinations by type and by each condition's status and reason.",
+        ["type", "condition", "status", "reason"],
+        registry=registry,
+    )
 
 
 def _epoch(value: Any) -> float | None:
@@ -166,14 +164,79 @@ def read_status(kind: str, status: Mapping[str, Any]) -> Seen:
     )
 
 
+class _Samples:
+    """A family's samples, made one at a time each time they are read (a scrape), so that a
+    scrape of 10,000 Destinations never holds 180,000 sample objects at once."""
+
+    def __init__(self, name: str, seen: Mapping[tuple[str, str], Seen]) -> None:
+        self.name = name
+        self.seen = seen
+
+    def __iter__(self) -> Iterator[Sample]:
+        return _samples_of(self.name, self.seen)
+
+
+def _samples_of(name: str, seen: Mapping[tuple[str, str], Seen]) -> Iterator[Sample]:
+    """The samples of one per-Destination family, from what the statuses said."""
+    for (namespace, destination), view in seen.items():
+        labels = {"namespace": namespace, "name": destination, "type": view.type}
+        if name == CONDITION:
+            for condition, (current, _reason) in view.conditions.items():
+                for state in STATUSES:
+                    value = 1.0 if state == current else 0.0
+                    yield Sample(name, labels | {"condition": condition, "status": state}, value)
+        elif name == VERIFIED_REASON:
+            if view.verified_reason:
+                yield Sample(name, labels | {"reason": view.verified_reason}, 1.0)
+        else:
+            seconds = view.last_verified if name == LAST_VERIFIED else view.next_verification
+            if seconds is not None:
+                yield Sample(name, labels, seconds)
+
+
+class PerDestination:
+    """The per-Destination series as a collector: made at each scrape from `Destinations.seen`
+    (kube-state-metrics' way), so that they cost no memory beyond what the statuses said
+    (with a `Gauge` child per series they cost about 10 KiB a Destination)."""
+
+    def __init__(self) -> None:
+        self.source: Destinations | None = None
+
+    def describe(self) -> Iterator[Metric]:
+        for name, (documentation, labels) in PER_OBJECT_FAMILIES.items():
+            yield GaugeMetricFamily(name, documentation, labels=[*PER_OBJECT_LABELS, *labels])
+
+    def collect(self) -> Iterator[Metric]:
+        source = self.source
+        seen = source.seen.copy() if source is not None and source.per_object else {}
+        for name, (documentation, _labels) in PER_OBJECT_FAMILIES.items():
+            family = Metric(name, documentation, "gauge")
+            family.samples = _Samples(name, seen)  # type: ignore[assignment]
+            yield family
+
+
+_PROCESS_SERIES = PerDestination()
+REGISTRY.register(_PROCESS_SERIES)
+_PROCESS_COUNTS = _counts(REGISTRY)
+
+
 class Destinations:
-    """Each Destination's series (unless `per_object` is off) and the counts by condition."""
+    """What each Destination's status says: its series (unless `per_object` is off), made at
+    each scrape, and the counts by condition. With no `registry`, the process's: the latest
+    made is the one /metrics shows."""
 
     def __init__(self, *, per_object: bool = True, registry: CollectorRegistry | None = None):
         self.per_object = per_object
-        self.gauges = _DEFAULT if registry is None else _gauges(registry)
         self.seen: dict[tuple[str, str], Seen] = {}
         self.counts: dict[tuple[str, str, str, str], int] = {}
+        if registry is None:
+            _PROCESS_SERIES.source = self
+            self.count_gauge = _PROCESS_COUNTS
+        else:
+            series = PerDestination()
+            series.source = self
+            registry.register(series)
+            self.count_gauge = _counts(registry)
 
     def record(self, namespace: str, name: str, kind: str, status: Mapping[str, Any]) -> None:
         """Show what `status`, of a Destination of type `kind`, says now."""
@@ -182,51 +245,16 @@ class Destinations:
         old = self.seen.get(key)
         if old == new:
             return
-        self._drop(key, old, new)
+        if old is not None:
+            self._count(old, -1)
         self.seen[key] = new
         self._count(new, +1)
-        if not self.per_object:
-            return
-        labels = (namespace, name, new.type)
-        for condition, (current, _reason) in new.conditions.items():
-            for state in STATUSES:
-                self.gauges["condition"].labels(*labels, condition, state).set(
-                    1 if state == current else 0
-                )
-        if new.verified_reason:
-            self.gauges["reason"].labels(*labels, new.verified_reason).set(1)
-        for which, seconds in (("last", new.last_verified), ("next", new.next_verification)):
-            if seconds is not None:
-                self.gauges[which].labels(*labels).set(seconds)
 
     def forget(self, namespace: str, name: str) -> None:
         """The Destination was deleted: its series go, and it is no longer counted."""
-        key = (namespace, name)
-        self._drop(key, self.seen.pop(key, None), None)
-
-    def _drop(self, key: tuple[str, str], old: Seen | None, new: Seen | None) -> None:
-        """Uncount `old` and remove the series of it that `new` does not set again."""
-        if old is None:
-            return
-        self._count(old, -1)
-        if not self.per_object:
-            return
-        labels = (*key, old.type)
-        same_type = new is not None and new.type == old.type
-        kept = new.conditions if same_type and new is not None else {}
-        for condition in old.conditions:
-            if condition not in kept:
-                for value in STATUSES:
-                    _remove(self.gauges["condition"], *labels, condition, value)
-        if old.verified_reason and not (
-            same_type and new and new.verified_reason == old.verified_reason
-        ):
-            _remove(self.gauges["reason"], *labels, old.verified_reason)
-        for which, attr in (("last", "last_verified"), ("next", "next_verification")):
-            if getattr(old, attr) is not None and not (
-                same_type and new is not None and getattr(new, attr) is not None
-            ):
-                _remove(self.gauges[which], *labels)
+        old = self.seen.pop((namespace, name), None)
+        if old is not None:
+            self._count(old, -1)
 
     def _count(self, seen: Seen, step: int) -> None:
         for condition, (status, reason) in seen.conditions.items():
@@ -234,18 +262,92 @@ class Destinations:
             count = self.counts.get(labels, 0) + step
             if count > 0:
                 self.counts[labels] = count
-                self.gauges["count"].labels(*labels).set(count)
+                self.count_gauge.labels(*labels).set(count)
             else:
                 self.counts.pop(labels, None)
-                _remove(self.gauges["count"], *labels)
+                with contextlib.suppress(KeyError):
+                    self.count_gauge.remove(*labels)
 
 
-def _remove(gauge: Gauge, *labels: str) -> None:
-    with contextlib.suppress(KeyError):
-        gauge.remove(*labels)
+LINES_AT_ONCE = 5000
+"""Per-Destination lines formatted and sent at a time when /metrics is read."""
+
+
+def _escaped(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _line(sample: Sample) -> str:
+    labels = ",".join(f'{key}="{_escaped(value)}"' for key, value in sample.labels.items())
+    value: str = floatToGoString(sample.value)  # type: ignore[no-untyped-call]
+    return f"{sample.name}{{{labels}}} {value}\n"
+
+
+class _AllButPerDestination:
+    """The process's registry without the per-Destination families (their samples are never
+    made: a family's samples are made only when read)."""
+
+    def collect(self) -> Iterator[Metric]:
+        for family in REGISTRY.collect():
+            if family.name not in PER_OBJECT_FAMILIES:
+                yield family
+
+
+def exposition() -> Iterator[bytes]:
+    """The text of /metrics, in pieces: every other metric, then each per-Destination family
+    `LINES_AT_ONCE` lines at a time, so that a scrape of 10,000 Destinations never holds its
+    whole answer (16 MB) in memory."""
+    yield generate_latest(_AllButPerDestination())
+    for family in _PROCESS_SERIES.collect():
+        yield f"# HELP {family.name} {family.documentation}\n".encode()
+        yield f"# TYPE {family.name} gauge\n".encode()
+        lines: list[str] = []
+        for sample in family.samples:
+            lines.append(_line(sample))
+            if len(lines) >= LINES_AT_ONCE:
+                yield "".join(lines).encode()
+                lines.clear()
+        if lines:
+            yield "".join(lines).encode()
+
+
+def _gzipped(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    packer = zlib.compressobj(wbits=31)  # the gzip format
+    for piece in pieces:
+        if packed := packer.compress(piece):
+            yield packed
+    yield packer.flush()
+
+
+def _app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """GET /metrics (or /): the exposition, gzipped when asked for; `?name[]=...` only the
+    series of those names, as prometheus_client serves them."""
+    if environ.get("PATH_INFO", "/") not in ("/", "/metrics"):
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found\n"]
+    names = urllib.parse.parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
+    pieces: Iterable[bytes] = (
+        [generate_latest(REGISTRY.restricted_registry(names))] if names else exposition()
+    )
+    headers = [("Content-Type", CONTENT_TYPE_LATEST)]
+    if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "").lower():
+        headers.append(("Content-Encoding", "gzip"))
+        pieces = _gzipped(pieces)
+    start_response("200 OK", headers)
+    return pieces
+
+
+class _Server(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No line per scrape."""
 
 
 def serve(port: int) -> None:
     """Expose /metrics on every interface; 0 turns it off."""
     if port:
-        start_http_server(port)
+        server = make_server("0.0.0.0", port, _app, _Server, _QuietHandler)
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()

@@ -283,16 +283,28 @@ class OperatorSettings(BaseSettings):
         "very large clusters: the counts by type, condition and reason stay",
     )
 
-    def apply_to_kopf(self, kopf_settings: Any) -> None:
-        """Tune kopf for what it does here: watch, index Secrets, and hand events over.
+    list_chunk_size: int = Field(
+        default=500,
+        ge=0,
+        le=10000,
+        description="objects per page of the initial lists of Destinations and Secrets "
+        "(the API's limit and continue); 0: one response for all Destinations, parsed at "
+        "once; Secrets' metadata comes in pages of at most 250 either way",
+    )
 
-        - Only event and index handlers are used, so kopf keeps no progress or
-          diff-base state and adds no finalizer; both storages stay on
-          annotations should that change.
-        - No worker limit: with `@kopf.index` a limit deadlocks once objects
-          outnumber workers, and each handler only queues a key in memory.
+    def apply_to_kopf(self, kopf_settings: Any) -> None:
+        """Tune kopf for what it does here: watch Destinations and hand events over (Secrets
+        are watched as metadata only by `engine.secretwatch`, not by kopf).
+
+        - Only event handlers are used, so kopf keeps no progress or diff-base
+          state and adds no finalizer; both storages stay on annotations should
+          that change.
+        - No worker limit: each handler only queues a key in memory.
         - Kopf's own log records are not posted as Events.
         - Standalone: no peering objects to write (one replica, Recreate strategy).
+        - The initial lists come in pages of `list_chunk_size` (`limit`/`continue`):
+          kopf handles each page and lets it go before it asks for the next, so a
+          start over 10,000 Destinations never parses one 10,000-object answer.
         """
         import kopf
 
@@ -310,6 +322,7 @@ class OperatorSettings(BaseSettings):
         kopf_settings.networking.request_timeout = 30
         kopf_settings.queueing.worker_limit = None
         kopf_settings.queueing.idle_timeout = 1.0
+        kopf_settings.watching.chunk_size = self.list_chunk_size or None
 
 
 # --- names ------------------------------------------------------------------------------------

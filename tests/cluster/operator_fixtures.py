@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -41,7 +41,8 @@ class OperatorProcess:
         self.env = env or {}  # settings of its own, over the tests' defaults
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, settings: Mapping[str, str] | None = None) -> None:
+        """Start it; `settings` are DESTINATION_OPERATOR_* variables over the tests' own."""
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
@@ -54,6 +55,7 @@ class OperatorProcess:
             "DESTINATION_OPERATOR_METRICS_PORT": "0",
             "DESTINATION_OPERATOR_LOG_LEVEL": "DEBUG",
             **self.env,
+            **(settings or {}),
         }
         binary = Path(sys.executable).parent / "destination-operator"
         with self.log.open("ab") as out:

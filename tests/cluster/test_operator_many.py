@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from dst import apply, get, s3_destination, s3_secret, wait_for
-from operator_fixtures import OperatorProcess
+from operator_fixtures import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
 
 from destination_operator.kube.client import api_client
 from destination_operator.kube.status import patch_status
@@ -17,6 +18,8 @@ from s3server import S3Server
 pytestmark = pytest.mark.cluster
 
 MANY = 200
+PAGE = 20
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SA}"
 
 
 def verified_count(cluster: Cluster, namespace: str) -> int:
@@ -48,6 +51,54 @@ def test_an_operator_started_after_many_destinations_verifies_them_all(
     # each object probed once: one PUT per Destination under the shared prefix
     puts = [line for line in s3.requests() if "/many/" in line and line.split()[1] == "PUT"]
     assert len(puts) == MANY, len(puts)
+
+
+def first_lists(cluster: Cluster, resource: str, since: str) -> list[dict[str, list[str]]]:
+    """The query of each list (not watch) of `resource` the operator made after `since`
+    (an audit timestamp), across namespaces."""
+    found = []
+    for line in cluster.plane.audit_log.read_text().splitlines():
+        entry = json.loads(line)
+        if (
+            entry.get("user", {}).get("username") == OPERATOR_USER
+            and entry.get("verb") == "list"
+            and entry.get("stage") == "ResponseComplete"
+            and (entry.get("objectRef") or {}).get("resource") == resource
+            and entry.get("requestReceivedTimestamp", "") > since
+        ):
+            found.append(parse_qs(urlsplit(entry["requestURI"]).query))
+    return found
+
+
+def test_the_first_lists_come_in_pages_of_list_chunk_size(
+    cluster: Cluster, namespace: str, s3: S3Server, operator: OperatorProcess
+) -> None:
+    stored = 3 * PAGE + 1
+    operator.stop()
+    try:
+        apply(
+            cluster,
+            namespace,
+            s3_secret(s3),
+            *(s3_destination(f"p{i:03d}", s3, secret="s3", prefix="paged/") for i in range(stored)),
+        )
+        since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 1))
+        operator.start({"DESTINATION_OPERATOR_LIST_CHUNK_SIZE": str(PAGE)})
+        deadline = time.monotonic() + 120
+        while (done := verified_count(cluster, namespace)) < stored:
+            assert time.monotonic() < deadline, f"{done} of {stored} verified after 120 s"
+            time.sleep(1)
+        for resource in ("destinations", "secrets"):
+            pages = first_lists(cluster, resource, since)
+            # every page asks for at most PAGE objects; every page after the first continues
+            assert pages and all(query.get("limit") == [str(PAGE)] for query in pages), pages
+            continued = [query for query in pages if query.get("continue")]
+            assert len(continued) == len(pages) - 1, pages
+        # this namespace alone holds more than three pages of Destinations
+        assert len(first_lists(cluster, "destinations", since)) >= 4
+    finally:
+        operator.stop()
+        operator.start()
 
 
 def test_namespaces_with_destinations_delete_without_the_operator(

@@ -28,6 +28,9 @@ def defined() -> dict[str, tuple[str, ...]]:
                 found[family.name] = labels
                 if family.type == "counter":
                     found[family.name + "_total"] = labels
+        elif isinstance(value, metrics.PerDestination):  # made at each scrape
+            for family in value.describe():
+                found[family.name] = tuple(family._labelnames)  # type: ignore[attr-defined]
     return found
 
 

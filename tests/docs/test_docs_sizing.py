@@ -36,7 +36,7 @@ def test_the_chart_defaults_are_the_ones_this_page_sizes() -> None:
 
 def test_the_pools_and_the_s3_client_cache_are_the_sizes_the_page_names() -> None:
     settings = OperatorSettings(probe_concurrency=8, workers=32)
-    engine = Engine(settings, secrets=lambda _namespace, _name: None)
+    engine = Engine(settings)
     try:
         assert engine.probe_pool._max_workers == 2 * settings.probe_concurrency
         assert engine.api_pool._max_workers == settings.workers

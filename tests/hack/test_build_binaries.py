@@ -168,6 +168,7 @@ def test_the_default_set_adds_what_only_the_tests_use(
         f"kubernetes-node {VERSIONS['KUBERNETES_VERSION']} kubelet kube-scheduler",
         f"kubernetes {VERSIONS['MIN_KUBERNETES_VERSION']} {' '.join(K8S)}",
         f"kstatus {VERSIONS['CLI_UTILS_VERSION']} kstatus",
+        f"prometheus {VERSIONS['PROMETHEUS_VERSION']} prometheus promtool",
     ]
     assert not (tmp_path / "cache").exists()
 

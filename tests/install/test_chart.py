@@ -22,9 +22,11 @@ import os
 import re
 import secrets
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -81,7 +83,8 @@ def container_env(deployment: dict[str, Any]) -> dict[str, str]:
     [
         [],
         [
-            "serviceMonitor.enabled=true,prometheusRule.enabled=true,networkPolicy.enabled=true",
+            "serviceMonitor.enabled=true,prometheusRule.enabled=true,networkPolicy.enabled=true,"
+            "flowSchema.enabled=true",
             "namespaces={team-a,team-b}",
         ],
     ],
@@ -329,6 +332,71 @@ def test_the_api_server_accepts_the_chart_and_the_base(
     finally:
         for name in (release_namespace, team):
             cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def test_the_flow_schema_is_optional_and_classifies_the_operators_requests(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    assert not any(
+        item["apiVersion"].startswith("flowcontrol.") for item in objects(render(cluster))
+    )
+    suffix = secrets.token_hex(3)
+    release_namespace = f"chart-apf-{suffix}"
+    text = render(
+        cluster,
+        {"flowSchema": {"enabled": True}},
+        release=f"apf-{suffix}",
+        namespace=release_namespace,
+    )
+    rendered = objects(text)
+    schema, level = one(rendered, "FlowSchema"), one(rendered, "PriorityLevelConfiguration")
+    service_account = one(rendered, "ServiceAccount")["metadata"]["name"]
+    assert schema["spec"]["priorityLevelConfiguration"]["name"] == level["metadata"]["name"]
+    subject = schema["spec"]["rules"][0]["subjects"][0]["serviceAccount"]
+    assert subject == {"name": service_account, "namespace": release_namespace}
+    # before the built-in service-accounts schema (9000), which would otherwise match first
+    assert schema["spec"]["matchingPrecedence"] < 9000
+    cluster.kubectl("create", "namespace", release_namespace)
+    apf = [item for item in rendered if item["apiVersion"].startswith("flowcontrol.")]
+    try:
+        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(apf))
+        cluster.kubectl("create", "serviceaccount", service_account, "-n", release_namespace)
+        stored = json.loads(
+            cluster.kubectl("get", "flowschema", schema["metadata"]["name"], "-o", "json").stdout
+        )
+        # the API server found the level (not Dangling) ...
+        _wait(
+            "the FlowSchema's Dangling condition",
+            lambda: any(
+                c["type"] == "Dangling" and c["status"] == "False"
+                for c in json.loads(
+                    cluster.kubectl(
+                        "get", "flowschema", schema["metadata"]["name"], "-o", "json"
+                    ).stdout
+                )
+                .get("status", {})
+                .get("conditions", [])
+            ),
+        )
+        # ... and a request of the operator's ServiceAccount is classified by this schema
+        kubeconfig = cluster.token_kubeconfig(release_namespace, service_account, out_dir=tmp_path)
+        config = yaml.safe_load(kubeconfig.read_text())
+        token = config["users"][0]["user"]["token"]
+        request = urllib.request.Request(
+            f"{cluster.server}/api/v1/namespaces/{release_namespace}/secrets",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        context = ssl.create_default_context(cafile=str(cluster.plane.pki / "ca.crt"))
+        try:
+            urllib.request.urlopen(request, context=context, timeout=10)
+        except urllib.error.HTTPError as err:  # 403: no RBAC here, but classified all the same
+            headers = err.headers
+        else:
+            raise AssertionError("the ServiceAccount was allowed to list Secrets")
+        assert headers["X-Kubernetes-PF-FlowSchema-UID"] == stored["metadata"]["uid"]
+    finally:
+        cluster.kubectl("delete", "-f", "-", "--wait=false", input=yaml.safe_dump_all(apf))
+        cluster.kubectl("delete", "namespace", release_namespace, "--wait=false", check=False)
 
 
 def test_optional_monitoring_objects_select_the_metrics_service(cluster: Cluster) -> None:

@@ -30,6 +30,14 @@ def test_a_secret_no_destination_names_any_more_is_let_go() -> None:
     cache.put(("ns", "b"), body("b", "s3"))
     cache.put(("ns", "a"), body("a", "other"))  # a names another Secret now
     assert unused == [] and cache.users("ns", "s3") == [("ns", "b")]
+    # a new body naming the same Secret (the echo of a status patch, say): still named,
+    # so its data is kept, not let go and read again
+    cache.put(("ns", "b"), body("b", "s3", version="2"))
+    cache.put(("ns", "a"), body("a", "other", version="2"))
+    assert unused == [] and cache.users("ns", "s3") == [("ns", "b")]
+    cache.put(("ns", "a"), body("a", None, version="3"))  # a names none now
+    assert unused == [("ns", "other")]
+    unused.clear()
     entry = cache.pop(("ns", "b"))
     assert entry is not None and unused == [("ns", "s3")]
     assert cache.pop(("ns", "b")) is None and cache.get(("ns", "b")) is None

@@ -67,7 +67,6 @@ def run_probes(
     monkeypatch.setattr(probes_module, "read_secret", lambda *_: SECRET)
     engine = Engine(
         OperatorSettings(probe_concurrency=slots, workers=len(keys)),
-        secrets=lambda _ns, _name: None,
     )
     spec = parse_spec(SPEC)
     now = datetime.datetime(2026, 11, 25, tzinfo=datetime.UTC)
@@ -147,3 +146,53 @@ def test_freed_slots_go_round_the_namespaces_in_turn(monkeypatch: pytest.MonkeyP
     first, handed = run_probes(monkeypatch, [*busy, quiet], slots=1)
     assert [o.reason if o else None for o in first] == [Reason.ProbeSucceeded] + [None] * 5
     assert handed == [busy[1], quiet, busy[2], busy[3], busy[4]]
+
+
+def test_a_verification_request_waiting_for_a_slot_survives_another_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A verified Destination asked to verify again finds every slot taken and gets in line;
+    a pass over it meanwhile (another event) must still want the probe, or the request is
+    lost: the slot handed to it later would find nothing to do."""
+    monkeypatch.setattr(probes_module.verify, "verify", SlowStorage().verify)
+    engine = Engine(OperatorSettings(probe_concurrency=1, workers=2))
+    key = ("team", "asked")
+    later = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)).isoformat()
+    status = {
+        "observedGeneration": 1,
+        "credentialsFingerprint": "f1",
+        "nextVerificationTime": later,
+        "conditions": [
+            {"type": "Verified", "status": "True", "reason": "ProbeSucceeded",
+             "observedGeneration": 1, "lastTransitionTime": later, "message": "ok"},
+        ],
+    }  # fmt: skip
+    meta = {"name": key[1], "namespace": key[0], "uid": "u", "generation": 1}
+    meta["annotations"] = {"destinations.io/verify-requested-at": "r1"}
+    entry = engine.cache.put(key, {"metadata": meta, "spec": SPEC, "status": status})
+
+    def observed(_key: tuple[str, str], _entry: Entry) -> Observed:
+        return Observed(
+            generation=1,
+            raw_spec=SPEC,
+            annotations=meta["annotations"],
+            status=status,
+            secret=SecretView(uid=SECRET.uid, fingerprint="f1"),
+            now=datetime.datetime.now(datetime.UTC),
+        )
+
+    monkeypatch.setattr(engine, "_observed", observed)
+
+    async def passes() -> None:
+        assert engine.slots.take(("team", "busy"))  # the only slot is taken
+        assert await engine._reconcile(key, entry) == DONE
+        assert engine.slots.is_waiting(key)
+        assert await engine._reconcile(key, entry) == DONE  # an event meanwhile
+        assert engine.slots.is_waiting(key), "the request was dropped while in line"
+        assert entry.memory.handled_request == ""
+
+    try:
+        asyncio.run(passes())
+    finally:
+        engine.probe_pool.shutdown(wait=True)
+        engine.api_pool.shutdown(wait=True)

@@ -23,9 +23,7 @@ Step = Callable[[Engine], Result]
 def run_passes(monkeypatch: pytest.MonkeyPatch, steps: list[Step]) -> tuple[Engine, list[int]]:
     """One worker makes a pass per step (each step is the pass's `process`): the engine
     after the last, and the key's failures in a row as each pass began."""
-    engine = Engine(
-        OperatorSettings(workers=1), secrets=lambda _ns, _name: None, rng=random.Random(7)
-    )
+    engine = Engine(OperatorSettings(workers=1), rng=random.Random(7))
     engine.cache.put(KEY, {"metadata": {"name": KEY[1], "namespace": KEY[0], "uid": "u"}})
     failures: list[int] = []
 
@@ -95,7 +93,7 @@ def test_a_destination_gone_during_a_failed_pass_is_not_retried(
 
 
 def test_a_pass_over_a_destination_not_cached_is_done() -> None:
-    engine = Engine(OperatorSettings(workers=1), secrets=lambda _ns, _name: None)
+    engine = Engine(OperatorSettings(workers=1))
     try:
         assert asyncio.run(engine.process(("team", "nobody"))) == DONE
     finally:
@@ -105,7 +103,7 @@ def test_a_pass_over_a_destination_not_cached_is_done() -> None:
 
 def test_the_backoff_is_the_documented_one() -> None:
     """The n-th failure in a row waits between half and all of min(30, 0.5 * 2**(n-1)) s."""
-    engine = Engine(OperatorSettings(workers=1), secrets=lambda _ns, _name: None)
+    engine = Engine(OperatorSettings(workers=1))
     try:
         for failures, ceiling in ((1, 0.5), (2, 1.0), (4, 4.0), (7, 30.0), (50, 30.0)):
             delay = engine._api_backoff(failures)

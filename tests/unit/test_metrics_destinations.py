@@ -6,11 +6,16 @@ off; and the counts by type, condition, status and reason."""
 from __future__ import annotations
 
 import asyncio
+import gzip
+import tracemalloc
+import urllib.request
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
+from controlplane import free_port
 from destination_operator import decide, metrics
 from destination_operator.engine import engine as engine_module
 from destination_operator.engine.engine import Engine
@@ -169,7 +174,7 @@ def verified(namespace: str, name: str, state: str = "True") -> float | None:
 def test_the_engine_shows_watched_and_written_statuses_and_forgets_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    engine = Engine(OperatorSettings(workers=1), secrets=lambda _ns, _name: None)
+    engine = Engine(OperatorSettings(workers=1))
     engine.observe(body("metrics-engine", "a", status("False", "SecretNotFound", stalled="True")))
     assert verified("metrics-engine", "a", "False") == 1
     assert len(samples(REGISTRY, "metrics-engine", "a")) == 18
@@ -193,7 +198,60 @@ def test_the_engine_shows_watched_and_written_statuses_and_forgets_them(
 
 
 def test_the_engine_with_per_object_metrics_off() -> None:
-    engine = Engine(OperatorSettings(per_object_metrics=False), secrets=lambda _ns, _name: None)
+    engine = Engine(OperatorSettings(per_object_metrics=False))
     engine.observe(body("metrics-off", "a", status()))
     assert samples(REGISTRY, "metrics-off", "a") == {}
     engine.forget("metrics-off", "a")
+
+
+# --- how /metrics serves them ---------------------------------------------------------------
+
+
+def parsed(text: str) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+    """Every sample of an exposition but the process's own (CPU, memory: they move)."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items())), sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.name.startswith(("process_", "python_"))
+    }
+
+
+def test_metrics_are_served_in_pieces_as_prometheus_client_would_serve_them() -> None:
+    shown = metrics.Destinations()  # the process's: what /metrics shows
+    odd = status("False", 'Odd"\\reason\nhere')
+    for i in range(metrics.LINES_AT_ONCE // 6):  # more lines than one piece holds
+        shown.record("served", f"d{i:04d}", "AmazonS3", odd if i == 0 else status())
+    pieces = list(metrics.exposition())
+    assert len(pieces) > 2 + 4 * 2  # the others, then each family's header and lines apart
+    text = b"".join(pieces).decode()
+    assert parsed(text) == parsed(generate_latest(REGISTRY).decode())
+    port = free_port()
+    metrics.serve(port)
+    url = f"http://127.0.0.1:{port}/metrics"
+    asked = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(asked, timeout=10) as answer:
+        assert answer.headers["Content-Encoding"] == "gzip"
+        assert parsed(gzip.decompress(answer.read()).decode()) == parsed(text)
+    # only the series asked for, as prometheus_client serves `name[]`
+    with urllib.request.urlopen(f"{url}?name[]={metrics.TRACKED._name}", timeout=10) as answer:
+        names = {sample[0] for sample in parsed(answer.read().decode())}
+    assert names == {"destination_operator_destinations"}
+
+
+def test_per_destination_series_keep_no_object_per_series() -> None:
+    """What each Destination costs: what its status said (`Seen`), not a series object each
+    (a prometheus_client Gauge child per series cost about 10 KiB a Destination)."""
+    registry = CollectorRegistry()
+    shown = metrics.Destinations(registry=registry)
+    shown.record("team", "warm", "AmazonS3", status())
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(1000):
+            shown.record("team", f"d{i:04d}", "AmazonS3", status())
+        per_destination = (tracemalloc.get_traced_memory()[0] - before) / 1000
+    finally:
+        tracemalloc.stop()
+    assert per_destination < 2048, per_destination
+    assert len(samples(registry, "team", "d0999")) == 18

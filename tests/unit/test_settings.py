@@ -71,6 +71,15 @@ def test_kopf_is_told_to_write_as_little_as_possible() -> None:
     assert kopf_settings.networking.request_timeout is not None
 
 
+def test_the_first_lists_come_in_pages_of_list_chunk_size() -> None:
+    kopf_settings = kopf.OperatorSettings()
+    OperatorSettings().apply_to_kopf(kopf_settings)
+    assert kopf_settings.watching.chunk_size == 500
+    OperatorSettings(list_chunk_size=0).apply_to_kopf(kopf_settings)
+    assert kopf_settings.watching.chunk_size is None  # one answer for all
+    assert kopf_settings.watching.initial_streaming is False  # see docs/benchmarks.md
+
+
 def test_json_logs_are_one_json_object_a_line(capsys: pytest.CaptureFixture[str]) -> None:
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)

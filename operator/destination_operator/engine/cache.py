@@ -144,30 +144,33 @@ class Cache:
         """Cache `body` (`slim`med) as `key`'s newest: a new entry, or the known one with its
         memory kept. The caller forgets a replaced object (another uid) first."""
         entry = self._entries.get(key)
+        before = None
         if entry is None:
             entry = self._entries[key] = Entry(body=body)
         else:
-            self._unlink(key, entry)
+            before = entry.secret_name
             entry.body = body
             entry.drop_written_status_once_watched()
         secret = entry.secret_name
         if secret is not None:
             self._users.setdefault((key[0], secret), set()).add(key)
+        if before != secret:
+            # only now: a Secret still named is never let go (and read again) in between
+            self._unlink(key, before)
         return entry
 
     def pop(self, key: Key) -> Entry | None:
         """Drop `key` (the Destination was deleted); its entry, if there was one."""
         entry = self._entries.pop(key, None)
         if entry is not None:
-            self._unlink(key, entry)
+            self._unlink(key, entry.secret_name)
         return entry
 
     def users(self, namespace: str, secret: str) -> list[Key]:
         """The Destinations that name this Secret."""
         return list(self._users.get((namespace, secret), ()))
 
-    def _unlink(self, key: Key, entry: Entry) -> None:
-        secret = entry.secret_name
+    def _unlink(self, key: Key, secret: str | None) -> None:
         if secret is None:
             return
         users = self._users.get((key[0], secret))

@@ -48,17 +48,17 @@ from destination_operator import backoff, decide, metrics
 from destination_operator.api.spec import DestinationSpec
 from destination_operator.engine.cache import Cache, Entry, Key, key_of, slim
 from destination_operator.engine.probes import Probes
+from destination_operator.engine.secretwatch import SecretIndex
 from destination_operator.engine.slots import FairSlots
 from destination_operator.engine.workqueue import WorkQueue
 from destination_operator.kube import events, namespaces
 from destination_operator.kube.client import ApiUnavailable
+from destination_operator.kube.secrets import SecretUnreadable
 from destination_operator.kube.status import StatusWriteFailed, patch_status, remove_finalizer
 from destination_operator.outcome import Outcome
 from destination_operator.settings import OperatorSettings
 
 logger = logging.getLogger("destination_operator")
-
-SecretLookup = Callable[[str, str], decide.SecretView | None]
 
 LEGACY_FINALIZER = "destinations.io/operator"
 """The finalizer of the operator's first releases (one daemon per Destination); removed on sight."""
@@ -97,11 +97,12 @@ class Engine:
         self,
         settings: OperatorSettings,
         *,
-        secrets: SecretLookup,
+        secrets: SecretIndex | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
-        self.lookup_secret = secrets
+        self.secret_index = secrets if secrets is not None else SecretIndex()
+        self.secret_index.on_change = self.secret_changed
         self.rng = rng or random.Random()
         self.policy = decide.Policy(
             default_interval=settings.default_interval_seconds,
@@ -113,7 +114,7 @@ class Engine:
         self.api_pool = ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="kube-api"
         )
-        self.probes = Probes(settings, api=self._api)
+        self.probes = Probes(settings, api=self._api, index=self.secret_index)
         self.cache = Cache(on_secret_unused=self.probes.forget_secret)
         # namespace -> when it was seen being deleted: see kube.namespaces
         self.namespaces_deleted: dict[str, float] = {}
@@ -164,6 +165,8 @@ class Engine:
 
     def secret_changed(self, namespace: str, name: str) -> None:
         """A Secret was created, changed or deleted: queue every Destination that names it."""
+        if self.secret_index.get(namespace, name) is None:
+            self.probes.forget_secret((namespace, name))
         for key in self.cache.users(namespace, name):
             self.queue.add(key)
 
@@ -197,7 +200,9 @@ class Engine:
         self.api_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _work(self) -> None:
-        """One worker: take a key, make one pass over it, tell the queue what came of it."""
+        """One worker: take a key, make one pass over it, tell the queue what came of it.
+        Not before every Secret is known: an existing one is never reported missing."""
+        await self.secret_index.listed()
         while (key := await self.queue.get()) is not None:
             try:
                 self._handle_result(key, await self._pass(key))
@@ -233,7 +238,7 @@ class Engine:
     def _observed(self, key: Key, entry: Entry) -> decide.Observed:
         meta = entry.body.get("metadata") or {}
         secret_name = entry.secret_name
-        secret = self.lookup_secret(key[0], secret_name) if secret_name else None
+        secret = self.probes.view(key[0], secret_name) if secret_name else None
         return decide.Observed(
             generation=int(meta.get("generation") or 0),
             raw_spec=entry.body.get("spec") or {},
@@ -267,7 +272,9 @@ class Engine:
             # Going away (held only by someone else's finalizer): its deletion bumped the
             # generation, which is no reason to probe or report again.
             return DONE
+        await self._refresh_secret(key, entry)
         observed = self._observed(key, entry)
+        handled = entry.memory.handled_request
         plan = decide.plan(observed, entry.memory, self.policy)
         logger.debug(
             "%s/%s: generation=%d secret=%s probe=%s write=%s requeue=%s",
@@ -290,6 +297,10 @@ class Engine:
         if plan.probe and plan.spec is not None:
             after = await self._verify(key, entry, plan.spec, observed)
             if isinstance(after, Result):
+                if self.slots.is_waiting(key):
+                    # In line for a probe slot: a verification request is not handled
+                    # until the probe runs, or a pass meanwhile would drop it.
+                    entry.memory.handled_request = handled
                 return after
             plan = after
         if not entry.seen:
@@ -308,6 +319,7 @@ class Engine:
             return found
         if self.cache.get(key) is not entry:
             return DONE
+        await self._refresh_secret(key, entry)  # a label changed meanwhile is no change
         after = self._observed(key, entry)
         if not decide.still_current(observed, after):
             # The spec or the Secret changed while the probe ran: its result is about
@@ -319,6 +331,15 @@ class Engine:
             return DONE
         logger.info("verification of %s/%s: %s (%s)", *key, found.reason, found.message)
         return plan
+
+    async def _refresh_secret(self, key: Key, entry: Entry) -> None:
+        """Read the named Secret if the watch shows a version not yet read. A refused read
+        leaves it unread: the probe reads it again and reports why."""
+        name = entry.secret_name
+        if name is None:
+            return
+        with contextlib.suppress(SecretUnreadable):
+            await self.probes.refresh(key[0], name)
 
     async def _namespace_terminating(self, namespace: str) -> bool:
         """Whether `namespace` is being deleted. A "yes" is trusted for a while (all its

@@ -2,8 +2,10 @@
 a thread pool of its own under a `ProbeControl`.
 
 The Secret is read in the Destination's own namespace, once per change of the
-fingerprint the watch reports, then kept in memory while a Destination names
-it. Each probe runs in a thread of the probe pool (2 x `probe_concurrency`
+resourceVersion the metadata watch reports (`refresh`, before a decision; one
+read however many Destinations ask at once), then kept in memory with its
+fingerprint while a Destination names it. A Secret no Destination names is
+never read. Each probe runs in a thread of the probe pool (2 x `probe_concurrency`
 threads: a probe that outlives its control, a straggler, waits for a thread
 of this pool, never for one of the API calls') under a control that ends it
 at `verification.timeout`, or at once on shutdown or when its worker is
@@ -20,7 +22,9 @@ from typing import Any
 
 from destination_operator import decide, metrics, outcome
 from destination_operator.api.spec import DestinationSpec
-from destination_operator.engine.cache import Key
+from destination_operator.engine.cache import Key, version
+from destination_operator.engine.secretwatch import SecretIndex
+from destination_operator.kube.client import ApiUnavailable
 from destination_operator.kube.secrets import (
     SecretForbidden,
     SecretUnreadable,
@@ -32,20 +36,27 @@ from destination_operator.probe import verify
 from destination_operator.probe.control import ProbeControl
 from destination_operator.settings import OperatorSettings
 
-__all__ = ["ApiCall", "Probes"]
+__all__ = ["UNREAD", "ApiCall", "Probes"]
 
 ApiCall = Callable[..., Awaitable[Any]]
 """Runs a blocking Kubernetes call, `fn(*args)`, off the event loop."""
+
+UNREAD = "unread"
+"""The fingerprint of a Secret whose current version has not been read (never a digest's)."""
 
 
 class Probes:
     """Probes Destinations with their Secrets' data, a bounded pool of threads and a hard
     deadline each; remembers each Secret's data while its fingerprint holds."""
 
-    def __init__(self, settings: OperatorSettings, *, api: ApiCall) -> None:
+    def __init__(
+        self, settings: OperatorSettings, *, api: ApiCall, index: SecretIndex | None = None
+    ) -> None:
         self.settings = settings
         self._api = api
+        self.index = index if index is not None else SecretIndex()
         self.secrets: dict[Key, tuple[str, StoredSecret]] = {}  # fingerprint, data
+        self._reading: dict[Key, asyncio.Future[StoredSecret | None]] = {}
         self.running: set[ProbeControl] = set()
         self.pool = ThreadPoolExecutor(
             max_workers=settings.probe_concurrency * 2, thread_name_prefix="probe"
@@ -72,6 +83,27 @@ class Probes:
             metrics.PROBE_SECONDS.labels(spec.type.value).observe(found.duration_ms / 1000)
         return found
 
+    def view(self, namespace: str, name: str) -> decide.SecretView | None:
+        """The Secret as decisions see it: None when the watch knows no such Secret; its
+        fingerprint when the version the watch shows was read, else `UNREAD`."""
+        seen = self.index.get(namespace, name)
+        if seen is None:
+            return None
+        cached = self.secrets.get((namespace, name))
+        if cached is None or not _covers(cached[1], seen.uid, seen.version):
+            return decide.SecretView(uid=seen.uid, fingerprint=UNREAD)
+        return decide.SecretView(uid=seen.uid, fingerprint=cached[0])
+
+    async def refresh(self, namespace: str, name: str) -> None:
+        """Read the Secret if the watch shows a version newer than the one read (none read
+        yet: at start, or when a Destination first names it). Raises what `read_secret`
+        raises."""
+        seen = self.index.get(namespace, name)
+        cached = self.secrets.get((namespace, name))
+        if seen is None or (cached is not None and _covers(cached[1], seen.uid, seen.version)):
+            return
+        await self._read(namespace, name)
+
     def forget_secret(self, secret: Key) -> None:
         """No Destination names this Secret any more: let go of its data."""
         self.secrets.pop(secret, None)
@@ -93,11 +125,34 @@ class Probes:
         cached = self.secrets.get((namespace, name))
         if cached is not None and cached[0] == fingerprint:
             return cached[1]
-        secret: StoredSecret | None = await self._api(read_secret, namespace, name)
-        metrics.SECRET_READS.inc()
-        if secret is not None:
-            read = outcome.fingerprint(secret.data, secret.uid)
-            self.secrets[(namespace, name)] = (read, secret)
+        return await self._read(namespace, name)
+
+    async def _read(self, namespace: str, name: str) -> StoredSecret | None:
+        """Read the Secret and keep it with its fingerprint; callers asking while a read of
+        it runs share that read (100 Destinations naming one rotated Secret: one read)."""
+        key = (namespace, name)
+        running = self._reading.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[StoredSecret | None] = asyncio.get_running_loop().create_future()
+        self._reading[key] = future
+        try:
+            secret: StoredSecret | None = await self._api(read_secret, namespace, name)
+            metrics.SECRET_READS.inc()
+            if secret is None:
+                self.secrets.pop(key, None)
+            else:
+                read = outcome.fingerprint(secret.data, secret.uid)
+                self.secrets[key] = (read, secret)
+            future.set_result(secret)
+        except BaseException as err:
+            # Those who shared the read retry (with backoff) when this caller was cancelled.
+            shared = err if isinstance(err, Exception) else ApiUnavailable("read cancelled")
+            future.set_exception(shared)
+            future.exception()  # retrieved: no "never retrieved" warning when none waits
+            raise
+        finally:
+            del self._reading[key]
         return secret
 
     async def _verify(
@@ -132,3 +187,13 @@ class Probes:
             self.running.discard(control)
             metrics.PROBES_RUNNING.set(len(self.running))
         return found
+
+
+def _covers(secret: StoredSecret, uid: str, seen_version: str) -> bool:
+    """Was `secret` read at the version the watch shows, or later (the read may be ahead
+    of the watch)?"""
+    if secret.uid != uid:
+        return False
+    if not secret.version:
+        return False
+    return version(secret.version) >= version(seen_version)

@@ -49,6 +49,10 @@ class FairSlots(Generic[K]):
         """Keys a freed slot was handed to, which have not taken it yet."""
         return frozenset(self._granted)
 
+    def is_waiting(self, key: K) -> bool:
+        """Whether `key` is in line for a slot."""
+        return key in self._waiting
+
     def in_line(self) -> list[K]:
         """The keys in line, group by group in turn."""
         return [key for line in self._lines.values() for key in line]

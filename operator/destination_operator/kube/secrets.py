@@ -46,10 +46,12 @@ def _forbidden_message(namespace: str, name: str, status: int, body: object) -> 
 
 
 class StoredSecret(NamedTuple):
-    """A Secret as read: its uid (the key of its fingerprint) and its decoded data."""
+    """A Secret as read: its uid (the key of its fingerprint), its decoded data and the
+    resourceVersion it was read at."""
 
     uid: str
     data: dict[str, bytes]
+    version: str = ""
 
 
 def decode(data: dict[str, str] | None) -> dict[str, bytes]:
@@ -75,4 +77,8 @@ def read_secret(namespace: str, name: str) -> StoredSecret | None:
             message = _forbidden_message(namespace, name, err.status, err.body)
             raise SecretForbidden(message) from None
         raise SecretUnreadable(f"reading Secret {name!r} failed with HTTP {err.status}") from None
-    return StoredSecret(uid=str(secret.metadata.uid or ""), data=decode(secret.data))
+    return StoredSecret(
+        uid=str(secret.metadata.uid or ""),
+        data=decode(secret.data),
+        version=str(secret.metadata.resource_version or ""),
+    )

@@ -115,7 +115,4 @@ def test_the_deployment_sets_only_the_variables_of_chart_settings() -> None:
         for line in DEPLOYMENT.splitlines()
         if "- name: DESTINATION_OPERATOR_" in line
     }
-    # Each shard's Deployment names its own Lease; the setting that reads it comes with
-    # leader election, and then this exception goes.
-    shards_only = {env_var("leader_election_id")}
-    assert named == {env_var(name) for name in IN_CHART} | shards_only
+    assert named == {env_var(name) for name in IN_CHART}

@@ -72,7 +72,9 @@ def test_the_lease_is_the_charts_and_only_get_and_update_on_it_are_granted(
     assert one(alone, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
 
 
-def test_replicas_above_one_roll_once_the_lease_exists(cluster: Cluster, namespace: str) -> None:
+def test_replicas_above_one_roll_once_the_lease_exists(
+    cluster: Cluster, destination_crd: str, namespace: str
+) -> None:
     """Two replicas: a PodDisruptionBudget over the operator's pods, and RollingUpdate, one
     new pod at a time and none down, once the chart's Lease is in the cluster (helm looks it
     up; until then Recreate, so a pod from before leader election never works beside a new

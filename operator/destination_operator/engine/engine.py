@@ -233,7 +233,14 @@ class Engine:
     def _observed(self, key: Key, entry: Entry) -> decide.Observed:
         meta = entry.body.get("metadata") or {}
         secret_name = entry.secret_name
-        secret = self.lookup_secret(key[0], secret_name) if secret_name else None
+        spec = entry.body.get("spec") or {}
+        credentials = spec.get("credentials") if isinstance(spec, Mapping) else None
+        if secret_name:
+            secret = self.lookup_secret(key[0], secret_name)
+        elif isinstance(credentials, Mapping) and "secretRef" not in credentials:
+            secret = decide.SecretView(uid="", fingerprint="")  # a workload identity: no Secret
+        else:
+            secret = None
         return decide.Observed(
             generation=int(meta.get("generation") or 0),
             raw_spec=entry.body.get("spec") or {},

@@ -21,6 +21,7 @@ from typing import Any
 from destination_operator import decide, metrics, outcome
 from destination_operator.api.spec import DestinationSpec
 from destination_operator.engine.cache import Key
+from destination_operator.errors import IdentityNotAllowedError
 from destination_operator.kube.secrets import (
     SecretForbidden,
     SecretUnreadable,
@@ -56,7 +57,13 @@ class Probes:
     ) -> Outcome | None:
         """Read the Secret and probe the Destination `key` (of this `uid`); None when the
         Secret is not there, though the watch said it was (they disagree for a moment)."""
-        name = spec.credentials.secret_ref.name
+        name = spec.secret_name
+        if name is None:
+            refused = IdentityNotAllowedError(
+                "spec.credentials: this operator does not exchange workload identities yet; "
+                "give the Destination a secretRef"
+            )
+            return outcome.failure(refused, time=observed.now)
         fingerprint = observed.secret.fingerprint if observed.secret else ""
         try:
             secret = await self._secret_data(key[0], name, fingerprint)

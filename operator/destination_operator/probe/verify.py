@@ -169,7 +169,7 @@ def provider_and_credentials(run: Verification) -> Outcome | None:
     """The provider for the spec's type, the credentials it reads from the Secret, the URLs
     the guard checks and the probe's transport; a failure names the key, never a value."""
     spec, secret_data = run.spec, run.secret_data
-    secret_name = spec.credentials.secret_ref.name
+    secret_name = spec.secret_name or ""
     try:
         run.provider = (run.registry or default_registry()).get(spec.type)
         if secret_data is None:

@@ -72,21 +72,20 @@ class Probes:
     ) -> Outcome | None:
         """Read the Secret and probe the Destination `key` (of this `uid`); None when the
         Secret is not there, though the watch said it was (they disagree for a moment)."""
-        if spec.secret_name is None:
-            found = await self._with_identity(key[0], uid, spec, observed)
-            metrics.PROBES.labels(spec.type.value, found.reason.value).inc()
-            return found
         name = spec.secret_name
-        fingerprint = observed.secret.fingerprint if observed.secret else ""
-        try:
-            secret = await self._secret_data(key[0], name, fingerprint)
-        except SecretForbidden as err:
-            return secret_forbidden(str(err))
-        except SecretUnreadable as err:
-            return secret_unreadable(str(err))
-        if secret is None:
-            return None
-        found = await self._verify(spec, uid, observed.now, secret.data, secret_uid=secret.uid)
+        if name is None:  # a workload identity: no Secret
+            found = await self._with_identity(key[0], uid, spec, observed)
+        else:
+            fingerprint = observed.secret.fingerprint if observed.secret else ""
+            try:
+                secret = await self._secret_data(key[0], name, fingerprint)
+            except SecretForbidden as err:
+                return secret_forbidden(str(err))
+            except SecretUnreadable as err:
+                return secret_unreadable(str(err))
+            if secret is None:
+                return None
+            found = await self._verify(spec, uid, observed.now, secret.data, secret_uid=secret.uid)
         metrics.PROBES.labels(spec.type.value, found.reason.value).inc()
         if found.probed:
             metrics.PROBE_SECONDS.labels(spec.type.value).observe(found.duration_ms / 1000)

@@ -19,7 +19,7 @@ Refusals use AWS's codes and HTTP statuses: `InvalidIdentityToken` (400:
 malformed, bad signature, untrusted issuer, wrong audience),
 `ExpiredTokenException` (400), `AccessDenied` (403: no role, or a trust policy
 that does not grant this subject). `exchanges` counts the calls that issued
-credentials, `calls` every call.
+credentials (`issued_for`, by role), `calls` every call.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import fnmatch
 import json
 import threading
 import urllib.parse
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -131,6 +132,7 @@ class AwsStsFront:
         self.calls = 0
         self.exchanges = 0
         self.refusals: list[str] = []  # codes, in order
+        self.issued_for: Counter[str] = Counter()  # role ARN -> credentials issued
         self._lock = threading.Lock()
         front = self
 
@@ -200,6 +202,7 @@ class AwsStsFront:
             return
         with self._lock:
             self.exchanges += 1
+            self.issued_for[params.get("RoleArn", "")] += 1
         self._answer(request, 200, body)
 
     def _assume(self, params: Mapping[str, str]) -> bytes:

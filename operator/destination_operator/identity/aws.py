@@ -82,7 +82,7 @@ class Aws:
             raise IdentityNotConfiguredError(
                 "the operator's own AWS identity needs AWS_ROLE_ARN and "
                 "AWS_WEB_IDENTITY_TOKEN_FILE in its environment (set by EKS's pod identity "
-                "webhook or the chart's aws.roleArn value)"
+                "webhook, or by the chart's aws.roleArn value)"
             )
         if not _ROLE_ARN.fullmatch(role):
             raise IdentityNotConfiguredError("the operator's AWS_ROLE_ARN is not an IAM role ARN")

@@ -37,6 +37,8 @@ from xml.sax.saxutils import escape
 
 from oidc import ClusterIssuer, TokenRefused
 
+import canaries
+
 ACCOUNT = "123456789012"  # moto's default account
 AUDIENCE = "sts.amazonaws.com"
 MAX_BODY = 64 * 1024
@@ -133,6 +135,7 @@ class AwsStsFront:
         self.exchanges = 0
         self.refusals: list[str] = []  # codes, in order
         self.issued_for: Counter[str] = Counter()  # role ARN -> credentials issued
+        self.secrets: set[str] = set()  # every token presented and secret issued (canaries)
         self._lock = threading.Lock()
         front = self
 
@@ -240,6 +243,12 @@ class AwsStsFront:
                 403, "AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity"
             )
         issued = self.sts.assume_role(RoleArn=role_arn, RoleSessionName=session)["Credentials"]
+        # No status, Event or log line may hold these (the namespace fixture and the tests
+        # look for them).
+        found = (token, str(issued["SecretAccessKey"]), str(issued["SessionToken"]))
+        canaries.register(*found)
+        with self._lock:
+            self.secrets.update(found)
         expiration = issued["Expiration"].strftime("%Y-%m-%dT%H:%M:%SZ")
         return (
             f'<AssumeRoleWithWebIdentityResponse xmlns="{NS}">'

@@ -226,6 +226,10 @@ def test_the_aws_identity_table_through_the_operator(
     assert ("", "serviceaccounts/token", "create") in used
     refused = [grant_of(e) for e in requests if _decision(e) == "forbid"]
     assert not refused, refused
+    # Neither the ServiceAccount tokens nor the issued secrets are in the operator's log (the
+    # namespace fixture looks for them in the statuses and Events).
+    log = identity_operator.text()
+    assert front.secrets and not [value for value in front.secrets if value in log]
 
 
 def _puts(s3: S3Server, bucket: str, prefix: str) -> int:

@@ -139,3 +139,26 @@ def test_the_policy_limits_the_operators_token_requests_on_the_api_server(
         assert _request(operator, namespace, spec) is None, case
     # Anyone else (here the admin) is not the operator: the policy does not apply.
     assert _request(cluster.api_client(), namespace, apiserver_audience) is None
+
+
+def test_aws_role_arn_gives_the_pod_a_projected_token_for_sts(
+    cluster: Cluster, namespace: str
+) -> None:
+    role = "arn:aws:iam::123456789012:role/destination-operator"
+    rendered = _render(cluster, namespace, aws={"roleArn": role})
+    pod = next(item for item in rendered if item["kind"] == "Deployment")["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    token_file = env["AWS_WEB_IDENTITY_TOKEN_FILE"]
+    assert env["AWS_ROLE_ARN"] == role
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "aws-iam-token"]
+    assert token_file == f"{mount['mountPath']}/token" and mount["readOnly"] is True
+    (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == "aws-iam-token"]
+    (source,) = volume["projected"]["sources"]
+    assert source["serviceAccountToken"]["audience"] == "sts.amazonaws.com"
+    assert source["serviceAccountToken"]["path"] == "token"
+    plain = _render(cluster, namespace)
+    pod = next(item for item in plain if item["kind"] == "Deployment")["spec"]["template"]
+    assert "aws-iam-token" not in str(pod) and "AWS_ROLE_ARN" not in str(pod)
+    with pytest.raises(chart.ChartError, match="roleArn"):
+        _render(cluster, namespace, aws={"roleArn": "arn:aws:iam::123:role/x"})

@@ -79,13 +79,14 @@ def grants(rules: list[dict[str, Any]]) -> set[Grant]:
     }
 
 
-def operator_requests(audit_log: Path) -> list[dict[str, Any]]:
-    """Every audited request the operator's ServiceAccount made, one entry per request (a
-    watch has a ResponseStarted entry, and a ResponseComplete one only once it ends)."""
+def operator_requests(audit_log: Path, user: str = OPERATOR_USER) -> list[dict[str, Any]]:
+    """Every audited request the operator's ServiceAccount (or `user`) made, one entry per
+    request (a watch has a ResponseStarted entry, and a ResponseComplete one only once it
+    ends)."""
     entries: dict[str, dict[str, Any]] = {}
     for line in audit_log.read_text().splitlines():
         entry = json.loads(line)
-        if entry.get("user", {}).get("username") == OPERATOR_USER:
+        if entry.get("user", {}).get("username") == user:
             entries.setdefault(entry["auditID"], entry)
     return list(entries.values())
 

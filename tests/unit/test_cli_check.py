@@ -196,8 +196,13 @@ def test_from_env_with_none_set_is_2_and_names_the_variables(
     assert "DESTINATION_SECRET_SECRET_ACCESS_KEY" in run.err
 
 
-def test_workload_identity_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    dest = write(tmp_path / "d.yaml", destination(credentials={"serviceAccountName": "writer"}))
+@pytest.mark.parametrize(
+    "credentials", [{"serviceAccountName": "writer"}, {"operatorIdentity": {}}]
+)
+def test_workload_identity_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], credentials: dict[str, object]
+) -> None:
+    dest = write(tmp_path / "d.yaml", destination(credentials=credentials))
     run = Run(["-f", dest, "--from-env"], capsys, environ={})
     assert run.code == 2
     assert run.err.strip() == (

@@ -101,7 +101,8 @@ GCS_SECRET_KEYS = SecretKeys(
     ),
 )
 
-GcsCredentials = ServiceAccountKey | S3Credentials
+GcsCredentials = ServiceAccountKey | S3Credentials | AccessToken
+"""A key file, HMAC keys, or an access token a workload identity's exchange issued."""
 
 
 def _bucket(spec: DestinationSpec) -> str:
@@ -247,6 +248,11 @@ class _JsonApiProbe:
         )
         self.token = found.token
 
+    def use(self, issued: AccessToken) -> None:
+        """Probe with a token the caller holds (a workload identity's)."""
+        self._sdk = _sdk()
+        self.token = issued.token
+
     def _client(self) -> Any:
         sdk = self._sdk
         credentials = sdk.oauth2.Credentials(token=self.token)
@@ -357,6 +363,16 @@ class GoogleCloudStorageProvider:
                 raise SecretKeyMissingError(name)
         return S3Credentials(access_key_id=access_key, secret_access_key=secret)
 
+    def load_identity(self, issued: object) -> AccessToken:
+        """The access token a workload identity's exchange issued (Google's STS, or
+        iamcredentials); the probe uses it as it is, without an exchange of its own."""
+        token, expires_at = getattr(issued, "token", None), getattr(issued, "expires_at", 0.0)
+        if not isinstance(token, str) or not token or not isinstance(expires_at, float | int):
+            raise InvalidSpecError(
+                "GoogleCloudStorage takes a Google access token; the identity gave another kind"
+            )
+        return AccessToken(token, float(expires_at))
+
     def endpoints(self, spec: DestinationSpec) -> list[str]:
         """None for a Destination: the probe talks to Google. A replaced endpoint is listed."""
         _bucket(spec)
@@ -384,7 +400,7 @@ class GoogleCloudStorageProvider:
     def _probe_json_api(
         self,
         spec: DestinationSpec,
-        key: ServiceAccountKey,
+        key: ServiceAccountKey | AccessToken,
         object_key: str,
         mode: VerificationMode,
         timeout_seconds: float,
@@ -392,7 +408,7 @@ class GoogleCloudStorageProvider:
     ) -> ProbeResult:
         bucket = _bucket(spec)
         watch = Stopwatch()
-        secrets = key.values()
+        secrets = (key.token,) if isinstance(key, AccessToken) else key.values()
 
         def timeouts(before: str) -> tuple[float, float]:
             remaining = watch.remaining(timeout_seconds)
@@ -410,20 +426,28 @@ class GoogleCloudStorageProvider:
                 return err
             return StepResult(name, StepOutcome.Succeeded, step.ms())
 
-        probe = _JsonApiProbe(key.project_id, self._api_endpoint, options)
-        cache_key = key.cache_key()
+        issued = key if isinstance(key, AccessToken) else None
+        probe = _JsonApiProbe(
+            "" if isinstance(key, AccessToken) else key.project_id, self._api_endpoint, options
+        )
+        cache_key = None if isinstance(key, AccessToken) else key.cache_key()
 
         def source(sdk: Any, request: Any, timeout: tuple[float, float]) -> AccessToken:
+            assert isinstance(key, ServiceAccountKey)
             return exchange_key(sdk, key, request, timeout)
 
         def refused(error: DestinationError) -> DestinationError:
-            if isinstance(error, AuthenticationFailedError):
+            if isinstance(error, AuthenticationFailedError) and cache_key is not None:
                 shared_tokens().forget(cache_key)  # revoked: the next probe exchanges again
             return error
 
         def write() -> None:
-            with _google_errors("token endpoint", secrets):
-                probe.fetch_token(cache_key, source, timeouts("the token request"))
+            if issued is not None:  # a workload identity's token: its cache is the caller's
+                probe.use(issued)
+            else:
+                assert cache_key is not None
+                with _google_errors("token endpoint", secrets):
+                    probe.fetch_token(cache_key, source, timeouts("the token request"))
             try:
                 with _google_errors("objects.insert", (*secrets, probe.token)):
                     probe.write(bucket, object_key, timeouts("the upload"))

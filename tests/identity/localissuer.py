@@ -1,24 +1,15 @@
-"""A cluster's ServiceAccount token issuer in the test process: an RSA key that signs tokens
-as kube-apiserver signs them (RS256, a `kid`, `iss`, `sub`, `aud`, `iat`, `nbf`, `exp`,
-the `kubernetes.io` claim), and its discovery document and JWKS, served to
-`oidc.ClusterIssuer` as the API server serves them.
-
-The token services' tests use it where the control plane's own issuer would cost a cluster
-start: the checks (`oidc.ClusterIssuer.verify`) are the same for both, and
-tests/identity/test_oidc.py runs them against the control plane's real tokens.
-
-    issuer = LocalIssuer("https://cluster.example")
-    token = issuer.mint("team-a", "uploader", audience="sts.amazonaws.com")
-    issuer.trusted().verify(token, audience="sts.amazonaws.com")
-"""
+"""An OIDC issuer in the test process: an RSA key, its discovery document and JWKS, and
+ServiceAccount-shaped tokens signed with it (RS256), for the token services' tests that
+run without a control plane. `issuer` is a `oidc.ClusterIssuer` reading this one's
+documents, so the services verify these tokens exactly as they verify the API server's.
+The cluster tests use the API server's own tokens instead."""
 
 from __future__ import annotations
 
 import base64
 import json
-import secrets
 import time
-import uuid
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -29,81 +20,47 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _int_b64(number: int) -> str:
-    return _b64(number.to_bytes((number.bit_length() + 7) // 8, "big"))
+def _uint(value: int) -> str:
+    return _b64(value.to_bytes((value.bit_length() + 7) // 8, "big"))
 
 
 class LocalIssuer:
-    """One issuer URL and one signing key (a second issuer has another key)."""
-
-    def __init__(self, issuer: str = "https://cluster.example") -> None:
-        self.issuer = issuer.rstrip("/")
+    def __init__(self, url: str = "https://issuer.test", kid: str = "key-1") -> None:
+        self.url = url
+        self.kid = kid
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.kid = secrets.token_urlsafe(16)
-        self.fetched: list[str] = []  # the URLs a verifier fetched
-
-    def documents(self) -> dict[str, bytes]:
-        """Discovery and JWKS by URL, as kube-apiserver serves them."""
         numbers = self._key.public_key().public_numbers()
-        jwks = {
-            "keys": [
-                {
-                    "use": "sig",
-                    "kty": "RSA",
-                    "kid": self.kid,
-                    "alg": "RS256",
-                    "n": _int_b64(numbers.n),
-                    "e": _int_b64(numbers.e),
-                }
-            ]
+        jwk = {"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid}
+        jwk |= {"n": _uint(numbers.n), "e": _uint(numbers.e)}
+        self._documents = {
+            f"{url}/.well-known/openid-configuration": json.dumps(
+                {"issuer": url, "jwks_uri": f"{url}/openid/v1/jwks"}
+            ).encode(),
+            f"{url}/openid/v1/jwks": json.dumps({"keys": [jwk]}).encode(),
         }
-        discovery = {
-            "issuer": self.issuer,
-            "jwks_uri": f"{self.issuer}/openid/v1/jwks",
-            "response_types_supported": ["id_token"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-        }
-        return {
-            f"{self.issuer}/.well-known/openid-configuration": json.dumps(discovery).encode(),
-            f"{self.issuer}/openid/v1/jwks": json.dumps(jwks).encode(),
-        }
+        self.issuer = ClusterIssuer(url, self._documents.__getitem__)
 
-    def trusted(self) -> ClusterIssuer:
-        """A cloud's trust in this issuer: it fetches the documents above."""
-        documents = self.documents()
-
-        def fetch(url: str) -> bytes:
-            self.fetched.append(url)
-            return documents[url]
-
-        return ClusterIssuer(self.issuer, fetch)
-
-    def mint(
+    def token(
         self,
         namespace: str,
         name: str,
         *,
         audience: str,
         seconds: int = 600,
+        issuer: str | None = None,
         now: float | None = None,
     ) -> str:
-        """A token for ServiceAccount `namespace/name`, as a TokenRequest returns it."""
-        issued = int(time.time() if now is None else now)
-        claims = {
-            "aud": [audience],
-            "exp": issued + seconds,
-            "iat": issued,
-            "iss": self.issuer,
-            "jti": str(uuid.uuid4()),
-            "kubernetes.io": {
-                "namespace": namespace,
-                "serviceaccount": {"name": name, "uid": str(uuid.uuid4())},
-            },
-            "nbf": issued,
+        """A token as the API server's TokenRequest mints it (the claims clouds read)."""
+        moment = time.time() if now is None else now
+        claims: dict[str, Any] = {
+            "iss": issuer or self.url,
             "sub": f"system:serviceaccount:{namespace}:{name}",
+            "aud": [audience],
+            "iat": int(moment),
+            "nbf": int(moment),
+            "exp": int(moment + seconds),
         }
-        header = {"alg": "RS256", "kid": self.kid}
-        signed = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
-        signature = self._key.sign(signed.encode(), padding.PKCS1v15(), hashes.SHA256())
-        return f"{signed}.{_b64(signature)}"
+        head = _b64(json.dumps({"alg": "RS256", "kid": self.kid, "typ": "JWT"}).encode())
+        body = _b64(json.dumps(claims).encode())
+        signature = self._key.sign(f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
+        return f"{head}.{body}.{_b64(signature)}"

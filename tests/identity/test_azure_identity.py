@@ -55,7 +55,7 @@ class Azure:
 
     def token(self, name: str = "uploader", *, namespace: str = NAMESPACE, **kw: object) -> str:
         audience = str(kw.pop("audience", AUDIENCE))
-        return self.issuer.mint(namespace, name, audience=audience, **kw)  # type: ignore[arg-type]
+        return self.issuer.token(namespace, name, audience=audience, **kw)  # type: ignore[arg-type]
 
     def exchange(self, token: str, identity: AzureIdentity | None = None) -> AccessToken:
         return exchange(
@@ -74,7 +74,7 @@ def azure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azure]:
     issuer = LocalIssuer()
     with EntraServer(Path(tmp_path_factory.mktemp("entra"))) as server:
         subject = f"system:serviceaccount:{NAMESPACE}:uploader"
-        server.entra.add_application(TENANT, CLIENT, Federated(issuer.trusted(), subject))
+        server.entra.add_application(TENANT, CLIENT, Federated(issuer.issuer, subject))
         yield Azure(issuer, server)
 
 
@@ -114,8 +114,8 @@ def test_each_refusal_names_entras_error_and_carries_no_token(azure: Azure, case
 
 
 def test_a_token_signed_by_another_key_under_the_trusted_issuer_is_refused(azure: Azure) -> None:
-    forger = LocalIssuer(azure.issuer.issuer)
-    token = forger.mint(NAMESPACE, "uploader", audience=AUDIENCE)
+    forger = LocalIssuer(azure.issuer.url)
+    token = forger.token(NAMESPACE, "uploader", audience=AUDIENCE)
     with pytest.raises(AssertionRefused) as refused:
         azure.exchange(token)
     assert refused.value.aadsts == "AADSTS700027"

@@ -54,7 +54,7 @@ class Google:
 
     def token(self, name: str, *, namespace: str = NAMESPACE, **kwargs: object) -> str:
         audience = str(kwargs.pop("audience", self.identity().token_audience))
-        return self.issuer.mint(namespace, name, audience=audience, **kwargs)  # type: ignore[arg-type]
+        return self.issuer.token(namespace, name, audience=audience, **kwargs)  # type: ignore[arg-type]
 
     def exchange(self, token: str, identity: GoogleIdentity) -> AccessToken:
         return exchange(
@@ -77,7 +77,7 @@ def google() -> Iterator[Google]:
         provider = state.add_provider(
             POOL,
             "kubernetes",
-            issuer.trusted(),
+            issuer.issuer,
             condition=lambda subject: subject.startswith(f"system:serviceaccount:{NAMESPACE}:"),
         )
         uploader = principal(POOL, f"system:serviceaccount:{NAMESPACE}:uploader")
@@ -178,8 +178,8 @@ def test_each_refusal_names_its_step_and_carries_no_token(google: Google, case: 
 
 
 def test_a_token_of_another_issuer_and_an_unknown_provider_are_refused(google: Google) -> None:
-    stranger = LocalIssuer(google.issuer.issuer)  # the same name, another key
-    token = stranger.mint(NAMESPACE, "direct", audience=google.identity().token_audience)
+    stranger = LocalIssuer(google.issuer.url)  # the same name, another key
+    token = stranger.token(NAMESPACE, "direct", audience=google.identity().token_audience)
     with pytest.raises(FederationRefused) as refused:
         google.exchange(token, google.identity())
     assert (refused.value.code, "signature" in refused.value.detail) == ("invalid_grant", True)
@@ -200,7 +200,7 @@ def test_an_unreachable_sts_is_named() -> None:
     )
     with GoogleServer() as server:
         url = server.token_url  # closed below: nothing listens there any more
-    token = issuer.mint(NAMESPACE, "x", audience=identity.token_audience)
+    token = issuer.token(NAMESPACE, "x", audience=identity.token_audience)
     with pytest.raises(FederationRefused) as refused:
         exchange(token, identity, timeout_seconds=2, sts_url=url)
     assert (refused.value.step, refused.value.code) == ("sts", "unreachable")

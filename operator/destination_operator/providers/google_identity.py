@@ -97,10 +97,11 @@ class GoogleIdentity:
 
     @property
     def described(self) -> str:
-        name = self.provider.removeprefix(IAM)
+        parts = self.provider.split("/")  # ..., workloadIdentityPools, P, providers, X
+        where = f"pool {parts[-3]}, provider {parts[-1]}"
         if self.service_account:
-            return f"Google service account {self.service_account} through provider {name}"
-        return f"workload identity provider {name}"
+            return f"Google service account {self.service_account} ({where})"
+        return f"the federated identity of {where}"
 
 
 def _provider(value: str, source: str) -> str:

@@ -336,7 +336,7 @@ def check(args: argparse.Namespace, stdin: TextIO, environ: Mapping[str, str]) -
     credentials = raw_spec.get("credentials") if isinstance(raw_spec, Mapping) else None
     if (
         isinstance(credentials, Mapping)
-        and "serviceAccountName" in credentials
+        and ("serviceAccountName" in credentials or "operatorIdentity" in credentials)
         and "secretRef" not in credentials
     ):
         raise UsageError(WORKLOAD_IDENTITY)
@@ -355,7 +355,7 @@ def check(args: argparse.Namespace, stdin: TextIO, environ: Mapping[str, str]) -
 
     if secret is not None:
         assert args.secret_file is not None
-        wanted = spec.credentials.secret_ref.name
+        wanted = spec.secret_name
         secret_meta = _metadata(secret)
         if secret_meta.get("name") != wanted:
             raise UsageError(

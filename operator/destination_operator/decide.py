@@ -244,7 +244,7 @@ def _secret_missing(
     observed: Observed, spec: DestinationSpec, memory: Memory, policy: Policy
 ) -> Plan:
     now = observed.now
-    name = spec.credentials.secret_ref.name
+    name = spec.secret_name or ""
     if memory.secret_missing_since is None:
         memory.secret_missing_since = now
     waited = (now - memory.secret_missing_since).total_seconds()

@@ -15,6 +15,11 @@ The tree (class, then the `Reason` it sets on `Verified=False`)::
     ├── EndpointUnreachableError     EndpointUnreachable   no DNS answer, refused or dropped
     ├── TLSError                     TLSError              handshake or certificate check failed
     ├── ProbeTimeoutError            Timeout               no answer within the probe's timeout
+    ├── IdentityNotAllowedError      IdentityNotAllowed    the operator's settings refuse it
+    ├── IdentityNotConfiguredError   IdentityNotConfigured no annotation naming the cloud identity
+    ├── ServiceAccountNotFoundError  ServiceAccountNotFound  no such ServiceAccount
+    ├── TokenRequestForbiddenError   TokenRequestForbidden the operator may not request its token
+    ├── IdentityExchangeFailedError  IdentityExchangeFailed  the cloud's token service refused
     └── ProbeFailedError             ProbeFailed           anything else the provider reported
         └── ProviderUnavailableError ProviderUnavailable   no provider, or its SDK is not installed
 
@@ -47,6 +52,9 @@ __all__ = [
     "DestinationError",
     "EndpointBlockedError",
     "EndpointUnreachableError",
+    "IdentityExchangeFailedError",
+    "IdentityNotAllowedError",
+    "IdentityNotConfiguredError",
     "InvalidSpecError",
     "ProbeFailedError",
     "ProbeTimeoutError",
@@ -55,7 +63,9 @@ __all__ = [
     "SecretKeyInvalidError",
     "SecretKeyMissingError",
     "SecretNotFoundError",
+    "ServiceAccountNotFoundError",
     "TLSError",
+    "TokenRequestForbiddenError",
     "map_exceptions",
     "translate",
 ]
@@ -87,6 +97,36 @@ class SecretNotFoundError(DestinationError):
     """The Secret named by `spec.credentials.secretRef.name` does not exist."""
 
     reason = Reason.SecretNotFound
+
+
+class IdentityNotAllowedError(DestinationError):
+    """The operator's settings refuse the identity the Destination asks for."""
+
+    reason = Reason.IdentityNotAllowed
+
+
+class IdentityNotConfiguredError(DestinationError):
+    """The ServiceAccount (or the operator) lacks what the cloud needs, such as an annotation."""
+
+    reason = Reason.IdentityNotConfigured
+
+
+class ServiceAccountNotFoundError(DestinationError):
+    """The ServiceAccount named by `spec.credentials.serviceAccountName` does not exist."""
+
+    reason = Reason.ServiceAccountNotFound
+
+
+class TokenRequestForbiddenError(DestinationError):
+    """The API server refused the operator's read of the ServiceAccount or its TokenRequest."""
+
+    reason = Reason.TokenRequestForbidden
+
+
+class IdentityExchangeFailedError(DestinationError):
+    """The cloud's token service refused the token, or could not be reached."""
+
+    reason = Reason.IdentityExchangeFailed
 
 
 class SecretForbiddenError(DestinationError):

@@ -30,8 +30,9 @@ from pydantic_settings import SettingsError as SourceError
 
 ENV_PREFIX = "DESTINATION_OPERATOR_"
 # Sections of the chart's values that hold a setting beside the values that go with it
-# (health.port beside health.livenessProbe; metrics.port beside metrics.service).
-CHART_SECTIONS = ("health", "metrics")
+# (health.port beside health.livenessProbe; metrics.port beside metrics.service; a cloud's
+# endpoints beside its identity values: aws.stsEndpoint).
+CHART_SECTIONS = ("health", "metrics", "aws")
 NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
@@ -94,6 +95,27 @@ def namespace_name(value: str) -> str:
             f"{value!r} is not a namespace name (lower-case letters, digits and '-', at most 63)"
         )
     return value
+
+
+def _service_account_name(value: str | None) -> str | None:
+    """A ServiceAccount name (an RFC 1123 subdomain), as the API server requires."""
+    if value is None:
+        return None
+    labels = value.split(".")
+    if len(value) > 253 or not all(NAMESPACE_NAME.fullmatch(label) for label in labels):
+        raise ValueError(
+            f"{value!r} is not a ServiceAccount name (lower-case letters, digits, '-' and '.')"
+        )
+    return value
+
+
+def _endpoint_url(value: str | None) -> str | None:
+    """An http(s) URL of a token or storage service, without user, query or fragment."""
+    if value is None:
+        return None
+    if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+(/[-A-Za-z0-9._~%/]*)?", value):
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    return value.rstrip("/")
 
 
 def _upper(value: object) -> object:
@@ -174,6 +196,32 @@ class OperatorSettings(BaseSettings):
         default=True,
         description="series per Destination (its namespace and name as labels); off for "
         "very large clusters: the counts by type, condition and reason stay",
+    )
+
+    # --- workload identity (identity/): who the operator may act as ---------------------------
+    object_level_identity: bool = Field(
+        default=False,
+        description="let Destinations name a ServiceAccount of their namespace "
+        "(spec.credentials.serviceAccountName) whose token the operator requests and exchanges; "
+        "the chart grants create on serviceaccounts/token only when on",
+    )
+    operator_identity: bool = Field(
+        default=False,
+        description="let Destinations ask for the operator's own cloud identity "
+        "(spec.credentials.operatorIdentity); off: refused before any exchange",
+    )
+    default_service_account: Annotated[str | None, AfterValidator(_service_account_name)] = Field(
+        default=None,
+        description="a ServiceAccount name: a Destination asking for the operator's identity "
+        "gets this ServiceAccount of its own namespace instead (needs object_level_identity)",
+    )
+    # Token and storage endpoints for the clouds, one setting each: for tests and private
+    # endpoints only, never read from a Destination. Unset: the SDK's public endpoint.
+    aws_sts_endpoint: Annotated[str | None, AfterValidator(_endpoint_url)] = Field(
+        default=None, description="AWS STS URL for web-identity exchanges; unset: AWS's regional"
+    )
+    aws_s3_endpoint: Annotated[str | None, AfterValidator(_endpoint_url)] = Field(
+        default=None, description="S3 URL for AmazonS3 Destinations (tests); unset: AWS's"
     )
 
     def apply_to_kopf(self, kopf_settings: Any) -> None:

@@ -122,6 +122,16 @@ ACCEPTED_INTERVALS = ["0s", "0", "0h0m", "1m", "60s", "90s", "1h", "1h30m", "256
 periodically; otherwise at least 1m)."""
 
 
+ACCEPTED_CREDENTIALS: list[tuple[str, dict[str, Any]]] = [
+    ("AmazonS3", {"serviceAccountName": "uploader"}),
+    ("AmazonS3", {"operatorIdentity": {}}),
+    ("GoogleCloudStorage", {"serviceAccountName": "gcs.uploader"}),
+    ("AzureBlobStorage", {"operatorIdentity": {}}),
+    ("S3Compatible", {"secretRef": {"name": "credentials"}}),
+]
+"""`spec.credentials` that both sides accept, with the type they go with."""
+
+
 def _c(case_id: str, base: str, changes: dict[str, Any], expect: str, **kw: Any) -> Case:
     return Case(case_id, base, changes, expect, **kw)
 
@@ -563,6 +573,58 @@ CASES: list[Case] = [
         "AmazonS3",
         {"credentials": {"secretRef": {"name": "My_Credentials"}}},
         "spec.credentials.secretRef.name must be a Secret name",
+    ),
+    # --- workload identity: exactly one source, only where the cloud's own endpoint is --------
+    _c(
+        "credentials-secret-and-service-account",
+        "AmazonS3",
+        {"credentials.serviceAccountName": "uploader"},
+        "spec.credentials must set exactly one of secretRef, serviceAccountName",
+    ),
+    _c(
+        "credentials-service-account-and-operator",
+        "GoogleCloudStorage",
+        {"credentials": {"serviceAccountName": "uploader", "operatorIdentity": {}}},
+        "spec.credentials must set exactly one of secretRef, serviceAccountName",
+    ),
+    _c(
+        "credentials-empty",
+        "AmazonS3",
+        {"credentials": {}},
+        "spec.credentials must set exactly one of secretRef, serviceAccountName",
+    ),
+    _c(
+        "service-account-name-invalid",
+        "AmazonS3",
+        {"credentials": {"serviceAccountName": "Uploader_1"}},
+        "spec.credentials.serviceAccountName must be a ServiceAccount name",
+    ),
+    _c(
+        "service-account-s3-compatible",
+        "S3Compatible",
+        {"credentials": {"serviceAccountName": "uploader"}},
+        "spec.credentials may set serviceAccountName or operatorIdentity only for AmazonS3",
+    ),
+    _c(
+        "operator-identity-webhook",
+        "Webhook",
+        {"credentials": {"operatorIdentity": {}}},
+        "spec.credentials may set serviceAccountName or operatorIdentity only for AmazonS3",
+    ),
+    _c(
+        "operator-identity-azure-endpoint",
+        "AzureBlobStorage",
+        {
+            "credentials": {"operatorIdentity": {}},
+            "azureBlobStorage.endpoint": "https://blob.example.com",
+        },
+        "spec.credentials.operatorIdentity may not be used with spec.azureBlobStorage.endpoint",
+    ),
+    _c(
+        "operator-identity-role",
+        "AmazonS3",
+        {"credentials": {"operatorIdentity": {"roleArn": "arn:aws:iam::123456789012:role/x"}}},
+        'unknown field "spec.credentials.operatorIdentity.roleArn"',
     ),
     _c("bucket-number", "AmazonS3", {"amazonS3.bucket": 12345}, "must be of type string"),
     _c("member-string", "AmazonS3", {"amazonS3": "example-bucket"}, "must be of type object"),

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from dst import GROUP, PLURAL, VERSION, create, destination, refusal
-from invalid_cases import ACCEPTED_INTERVALS, CASES, VALID, Case
+from invalid_cases import ACCEPTED_CREDENTIALS, ACCEPTED_INTERVALS, CASES, VALID, Case
 from kubernetes import client
 
 from destination_operator.api.status import (
@@ -69,6 +69,14 @@ def test_accepted_intervals_are_accepted(
     for interval in ACCEPTED_INTERVALS:
         case = Case("valid", "AmazonS3", {"verification": {"interval": interval}}, "")
         assert create(cluster, namespace, case.manifest(), dry_run=True) is None, interval
+
+
+def test_accepted_credentials_are_accepted(
+    cluster: Cluster, destination_crd: str, namespace: str
+) -> None:
+    for kind, credentials in ACCEPTED_CREDENTIALS:
+        case = Case("valid", kind, {"credentials": credentials}, "")
+        assert create(cluster, namespace, case.manifest(), dry_run=True) is None, credentials
 
 
 def test_interval_and_timeout_are_not_defaulted(

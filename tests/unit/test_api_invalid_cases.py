@@ -54,3 +54,9 @@ def test_the_bases_are_valid(kind: str) -> None:
 def test_the_accepted_intervals_are_valid(interval: str) -> None:
     body = cases.Case("valid", "AmazonS3", {"verification": {"interval": interval}}, "").manifest()
     assert check_destination(body) == []
+
+
+@pytest.mark.parametrize(("kind", "credentials"), cases.ACCEPTED_CREDENTIALS)
+def test_the_accepted_credentials_are_valid(kind: str, credentials: dict[str, object]) -> None:
+    body = cases.Case("valid", kind, {"credentials": credentials}, "").manifest()
+    assert check_destination(body) == []

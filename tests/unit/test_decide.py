@@ -224,6 +224,7 @@ STALLED = {
     Reason.SecretKeyMissing,
     Reason.SecretKeyInvalid,
     Reason.ProviderUnavailable,
+    Reason.IdentityNotAllowed,
 }
 
 

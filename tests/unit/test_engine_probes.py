@@ -1,5 +1,6 @@
 """Running probes: the Secret is read once per change of its fingerprint, kept while a
-Destination names it, and each probe runs in the probe pool under a control of its own."""
+Destination names it, and each probe runs in the probe pool under a control of its own; a
+workload identity is resolved first, and the probe gets what its cloud issued."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ from destination_operator.api.status import Reason
 from destination_operator.decide import Observed, SecretView
 from destination_operator.engine import probes as probes_module
 from destination_operator.engine.probes import Probes
+from destination_operator.errors import ServiceAccountNotFoundError
+from destination_operator.identity.resolve import Resolved
 from destination_operator.kube.secrets import SecretForbidden, StoredSecret
 from destination_operator.outcome import Outcome, fingerprint
 from destination_operator.probe.control import ProbeControl
+from destination_operator.providers.issued import AwsSession
 from destination_operator.settings import OperatorSettings
 
 SPEC = {
@@ -113,3 +117,52 @@ def test_a_secret_that_is_not_there_or_forbidden_is_no_probe(
     assert absent is None  # the watch and the API disagree for a moment
     assert forbidden is not None and forbidden.reason == Reason.SecretForbidden
     assert controls == []
+
+
+def test_a_workload_identity_is_resolved_then_probed_with_what_was_issued(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    issued = AwsSession("ASIA", "temporary-secret", "session", 2e9)
+    answers: list[Resolved | Exception] = [
+        Resolved(issued, "fp-1", "ServiceAccount 'uploader' as role r", ("k",)),
+        ServiceAccountNotFoundError("reading ServiceAccount 'uploader': not found"),
+    ]
+    handed: list[dict[str, Any]] = []
+
+    def resolve(namespace: str, spec: Any, timeout: float) -> Resolved:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def verify(*args: Any, **kwargs: Any) -> Outcome:
+        handed.append({"secret_data": args[1], **kwargs})
+        return Outcome(
+            verified=True,
+            reason=Reason.ProbeSucceeded,
+            message="ok",
+            probed=True,
+            fingerprint="fp-1",
+        )
+
+    monkeypatch.setattr(probes_module.verify, "verify", verify)
+    probes = Probes(OperatorSettings(object_level_identity=True), api=call)
+    monkeypatch.setattr(probes.identities, "resolve", resolve)
+    raw = {
+        "type": "AmazonS3",
+        "amazonS3": {"bucket": "reports", "region": "us-east-1"},
+        "credentials": {"serviceAccountName": "uploader"},
+    }
+    spec = parse_spec(raw)
+    try:
+        first = asyncio.run(probes.run(("team", "a"), "u-a", spec, observed("")))
+        seen = probes.identity_view("team", raw)
+        second = asyncio.run(probes.run(("team", "a"), "u-a", spec, observed("")))
+    finally:
+        probes.pool.shutdown(wait=True)
+    assert first is not None and first.reason == Reason.ProbeSucceeded
+    assert handed[0]["secret_data"] is None and handed[0]["issued"] is issued
+    assert handed[0]["credentials_fingerprint"] == "fp-1" and seen.fingerprint == "fp-1"
+    # A failure before the exchange: no probe, and nothing read to judge it by any more.
+    assert second is not None and second.reason == Reason.ServiceAccountNotFound
+    assert len(handed) == 1 and probes.identity_view("team", raw).fingerprint == ""

@@ -24,6 +24,11 @@ def test_defaults_are_safe(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.default_interval_seconds == 3600
     assert settings.timeout_seconds == 30
     assert settings.log_level == LogLevel.INFO
+    # workload identity: neither ServiceAccounts of Destinations nor the operator's own
+    assert settings.object_level_identity is False
+    assert settings.operator_identity is False
+    assert settings.default_service_account is None
+    assert settings.aws_sts_endpoint is None and settings.aws_s3_endpoint is None
 
 
 def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,3 +108,33 @@ def test_kopfs_line_per_event_shows_only_at_debug() -> None:
         root.handlers[:], _ = saved
         root.setLevel(saved[1])
         logging.getLogger("kopf.objects").setLevel(logging.NOTSET)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("AWS_STS_ENDPOINT", "http://user:pw@sts.local", "is not an http:// or https:// URL"),
+        ("AWS_STS_ENDPOINT", "file:///etc/passwd", "is not an http:// or https:// URL"),
+        ("AWS_S3_ENDPOINT", "https://s3.local/?x=1", "is not an http:// or https:// URL"),
+        ("DEFAULT_SERVICE_ACCOUNT", "Uploader_1", "is not a ServiceAccount name"),
+    ],
+)
+def test_identity_settings_refuse_what_they_cannot_use(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+    said: str,
+) -> None:
+    monkeypatch.setenv(f"DESTINATION_OPERATOR_{variable}", value)
+    assert cli.main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert said in err and err.count("\n") == 1
+
+
+def test_identity_endpoints_lose_their_trailing_slash(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DESTINATION_OPERATOR_AWS_STS_ENDPOINT", "http://127.0.0.1:4566/")
+    monkeypatch.setenv("DESTINATION_OPERATOR_DEFAULT_SERVICE_ACCOUNT", "destinations")
+    settings = OperatorSettings()
+    assert settings.aws_sts_endpoint == "http://127.0.0.1:4566"
+    assert settings.default_service_account == "destinations"

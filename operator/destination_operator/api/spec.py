@@ -32,10 +32,10 @@ from .backends.gcs import GoogleCloudStorage
 from .backends.oss import AlibabaOSS
 from .backends.s3 import AmazonS3, OracleCloudStorage, S3Compatible
 from .backends.webhook import Webhook
+from .credentials import IDENTITY_TYPES, Credentials, OperatorIdentity, SecretRef, identity_rules
 from .duration import DurationError, duration_rule, parse_duration
 from .prefix import PREFIX_MAX_LENGTH, prefix_rules, render_prefix
 from .rules import (
-    DNS_LABEL,
     RULE_ERROR,
     AnyRule,
     Checks,
@@ -44,17 +44,18 @@ from .rules import (
     RuleModel,
     TransitionRule,
     immutable,
-    pattern_rule,
 )
 from .transport import Transport
 
 __all__ = [
+    "IDENTITY_TYPES",
     "MEMBER_FIELDS",
     "Credentials",
     "DestinationSpec",
     "DestinationType",
     "DurationError",
     "Environment",
+    "OperatorIdentity",
     "SecretRef",
     "SpecError",
     "Verification",
@@ -103,53 +104,7 @@ class VerificationMode(StrEnum):
     Write = "Write"
 
 
-# --- credentials and verification --------------------------------------------
-
-
-_DNS_SUBDOMAIN = f"^{DNS_LABEL}([.]{DNS_LABEL})*$"
-
-
-class SecretRef(RuleModel):
-    """A Secret in the Destination's own namespace (there is no namespace field: references across
-    namespaces are impossible).
-    """
-
-    name: Annotated[
-        str,
-        Field(
-            min_length=1,
-            max_length=253,
-            description=(
-                "Name of the Secret. Keys per spec.type: AmazonS3, S3Compatible and "
-                "OracleCloudStorage read accessKeyId and secretAccessKey (optional "
-                "sessionToken); GoogleCloudStorage reads serviceAccountJson, or hmacAccessKey "
-                "and hmacSecret; AzureBlobStorage reads accountKey, or sasToken, or "
-                "connectionString; AlibabaOSS reads accessKeyId and accessKeySecret; Webhook "
-                "reads verificationToken (optional bearerToken). Every type also reads "
-                "caBundle (optional): PEM CA certificates that the probe trusts instead of the "
-                "system's."
-            ),
-        ),
-        Checks(
-            pattern_rule(
-                "spec.credentials.secretRef.name",
-                _DNS_SUBDOMAIN,
-                "must be a Secret name: lowercase letters, digits, '-' and '.', "
-                "starting and ending with a letter or digit",
-            )
-        ),
-    ]
-
-
-class Credentials(RuleModel):
-    """Where the credentials come from. Changing them (or the Secret's data) verifies the
-    Destination
-    again.
-    """
-
-    secret_ref: SecretRef = Field(
-        description="It holds the credentials; the keys it needs are listed under name."
-    )
+# --- verification ------------------------------------------------------------
 
 
 class Verification(RuleModel):
@@ -435,7 +390,10 @@ class DestinationSpec(RuleModel):
         | None
     ) = None
     credentials: Credentials = Field(
-        description="Which keys the Secret needs depends on spec.type."
+        description=(
+            "A Secret (which keys it needs depends on spec.type), a ServiceAccount of this "
+            "namespace, or the operator's own identity."
+        )
     )
     verification: Verification = Field(
         default_factory=Verification,
@@ -450,7 +408,9 @@ class DestinationSpec(RuleModel):
         ),
     )
 
-    cel_rules: ClassVar[tuple[AnyRule, ...]] = _union_rules() + _https_rules() + _transport_rules()
+    cel_rules: ClassVar[tuple[AnyRule, ...]] = (
+        _union_rules() + _https_rules() + _transport_rules() + identity_rules()
+    )
 
     @property
     def member(self) -> Member:
@@ -461,8 +421,10 @@ class DestinationSpec(RuleModel):
         return cast(Member, block)
 
     @property
-    def secret_name(self) -> str:
-        return self.credentials.secret_ref.name
+    def secret_name(self) -> str | None:
+        """The Secret the credentials name; None for a workload identity."""
+        ref = self.credentials.secret_ref
+        return None if ref is None else ref.name
 
 
 # --- errors and entry points -------------------------------------------------

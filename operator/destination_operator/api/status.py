@@ -12,7 +12,10 @@ Conditions (`metav1.Condition` shape), with the reasons each may carry:
 | Verified    | False   | InvalidSpec, SecretNotFound, SecretForbidden,                 |
 |             |         | SecretKeyMissing, SecretKeyInvalid, AuthenticationFailed,     |
 |             |         | AccessDenied, BucketNotFound, EndpointUnreachable, TLSError,  |
-|             |         | Timeout, EndpointBlocked, ProbeFailed, ProviderUnavailable    |
+|             |         | Timeout, EndpointBlocked, ProbeFailed, ProviderUnavailable,   |
+|             |         | IdentityNotAllowed, IdentityNotConfigured,                    |
+|             |         | ServiceAccountNotFound, TokenRequestForbidden,                |
+|             |         | IdentityExchangeFailed                                        |
 | Verified    | Unknown | Disabled, Archived, Pending                                   |
 | Archived    | True    | Archived (its lastTransitionTime is when it was archived)     |
 | Archived    | False   | NotArchived (never archived), Unarchived (archived before)    |
@@ -23,7 +26,8 @@ Conditions (`metav1.Condition` shape), with the reasons each may carry:
 | Reconciling | True    | Verifying (a probe of new inputs is due or running),          |
 |             |         | Retrying (the last probe failed; retried with backoff)        |
 | Stalled     | True    | InvalidSpec, SecretKeyMissing, SecretKeyInvalid,              |
-|             |         | ProviderUnavailable, and SecretNotFound after a grace period  |
+|             |         | ProviderUnavailable, IdentityNotAllowed, and SecretNotFound   |
+|             |         | after a grace period                                          |
 |             |         | (a person must change something before a retry can succeed)   |
 
 Reconciling and Stalled are "abnormal-true" as kstatus defines them: present
@@ -126,6 +130,27 @@ class Reason(StrEnum):
     operator is not allowed to reach."""
     ProbeFailed = "ProbeFailed"
     """Any other failure of the probe."""
+    IdentityNotAllowed = "IdentityNotAllowed"
+    """The operator's settings refuse the identity the Destination asks for:
+    serviceAccountName while object_level_identity is off, operatorIdentity while
+    operator_identity is off. Decided before any token is requested; only the operator's
+    settings change it (Stalled)."""
+    IdentityNotConfigured = "IdentityNotConfigured"
+    """The identity lacks what its cloud needs: the ServiceAccount has no annotation naming
+    the cloud identity (the message names the annotation), or the operator's own identity is
+    not set up (no projected token, no role). Retried with backoff."""
+    ServiceAccountNotFound = "ServiceAccountNotFound"
+    """spec.credentials.serviceAccountName names no ServiceAccount in the Destination's
+    namespace. Retried with backoff."""
+    TokenRequestForbidden = "TokenRequestForbidden"
+    """The API server does not let the operator read the ServiceAccount or request its token
+    (RBAC, or the admission policy on the operator's TokenRequests: the message names the
+    verb and resource). Retried with backoff."""
+    IdentityExchangeFailed = "IdentityExchangeFailed"
+    """The cloud's token service refused the exchange of the ServiceAccount's token (wrong
+    audience, untrusted issuer, a trust policy that does not name the ServiceAccount, an
+    expired token) or could not be reached; the message names the service and its error
+    code, never a token. Retried with backoff."""
     ProviderUnavailable = "ProviderUnavailable"
     """This build of the operator cannot probe the type: no provider, or its SDK extra is not
     installed (the message names the extra). Waits for a change or a restart."""
@@ -171,6 +196,11 @@ FAILURE_REASONS: frozenset[Reason] = frozenset(
         Reason.EndpointBlocked,
         Reason.ProbeFailed,
         Reason.ProviderUnavailable,
+        Reason.IdentityNotAllowed,
+        Reason.IdentityNotConfigured,
+        Reason.ServiceAccountNotFound,
+        Reason.TokenRequestForbidden,
+        Reason.IdentityExchangeFailed,
     }
 )
 """The reasons of Verified=False: the probe, or what it needs, failed."""
@@ -201,6 +231,7 @@ REASONS: dict[ConditionType, dict[ConditionStatus, frozenset[Reason]]] = {
                 Reason.SecretKeyMissing,
                 Reason.SecretKeyInvalid,
                 Reason.ProviderUnavailable,
+                Reason.IdentityNotAllowed,
             }
         ),
     },

@@ -41,7 +41,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from destination_operator import backoff, decide, metrics
@@ -233,7 +233,15 @@ class Engine:
     def _observed(self, key: Key, entry: Entry) -> decide.Observed:
         meta = entry.body.get("metadata") or {}
         secret_name = entry.secret_name
-        secret = self.lookup_secret(key[0], secret_name) if secret_name else None
+        spec = entry.body.get("spec") or {}
+        if secret_name:
+            secret = self.lookup_secret(key[0], secret_name)
+        elif (
+            isinstance(spec.get("credentials"), Mapping) and "secretRef" not in spec["credentials"]
+        ):
+            secret = self.probes.identity_view(key[0], dict(spec))  # a workload identity
+        else:
+            secret = None
         return decide.Observed(
             generation=int(meta.get("generation") or 0),
             raw_spec=entry.body.get("spec") or {},
@@ -308,6 +316,9 @@ class Engine:
             return found
         if self.cache.get(key) is not entry:
             return DONE
+        if spec.secret_name is None:
+            # A workload identity: the probe read the ServiceAccount; judge it by that read.
+            observed = replace(observed, secret=decide.SecretView("", found.fingerprint))
         after = self._observed(key, entry)
         if not decide.still_current(observed, after):
             # The spec or the Secret changed while the probe ran: its result is about

@@ -20,7 +20,10 @@ from typing import Any
 
 from destination_operator import decide, metrics, outcome
 from destination_operator.api.spec import DestinationSpec
+from destination_operator.api.status import Reason
 from destination_operator.engine.cache import Key
+from destination_operator.errors import DestinationError
+from destination_operator.identity.resolve import Identities
 from destination_operator.kube.secrets import (
     SecretForbidden,
     SecretUnreadable,
@@ -30,9 +33,18 @@ from destination_operator.kube.secrets import (
 from destination_operator.outcome import Outcome, secret_forbidden, secret_unreadable
 from destination_operator.probe import verify
 from destination_operator.probe.control import ProbeControl
+from destination_operator.providers.issued import Issued
+from destination_operator.providers.registry import Registry, registry_for
 from destination_operator.settings import OperatorSettings
 
 __all__ = ["ApiCall", "Probes"]
+
+
+def _identity_key(namespace: str, kind: str, account: str | None) -> tuple[str, str, str]:
+    """What one workload identity's fingerprint is kept under: two Destinations of one type
+    naming one ServiceAccount (or both the operator's identity) read the same one."""
+    return (namespace, kind, account or "")
+
 
 ApiCall = Callable[..., Awaitable[Any]]
 """Runs a blocking Kubernetes call, `fn(*args)`, off the event loop."""
@@ -50,13 +62,21 @@ class Probes:
         self.pool = ThreadPoolExecutor(
             max_workers=settings.probe_concurrency * 2, thread_name_prefix="probe"
         )
+        self.identities = Identities(settings)
+        self.registry: Registry = registry_for(aws_s3_endpoint=settings.aws_s3_endpoint)
+        # (namespace, type, ServiceAccount or "") -> the fingerprint its last verification read
+        self.identity_fingerprints: dict[tuple[str, str, str], str] = {}
 
     async def run(
         self, key: Key, uid: str, spec: DestinationSpec, observed: decide.Observed
     ) -> Outcome | None:
         """Read the Secret and probe the Destination `key` (of this `uid`); None when the
         Secret is not there, though the watch said it was (they disagree for a moment)."""
-        name = spec.credentials.secret_ref.name
+        if spec.secret_name is None:
+            found = await self._with_identity(key[0], uid, spec, observed)
+            metrics.PROBES.labels(spec.type.value, found.reason.value).inc()
+            return found
+        name = spec.secret_name
         fingerprint = observed.secret.fingerprint if observed.secret else ""
         try:
             secret = await self._secret_data(key[0], name, fingerprint)
@@ -66,11 +86,52 @@ class Probes:
             return secret_unreadable(str(err))
         if secret is None:
             return None
-        found = await self._verify(spec, secret, uid, observed.now)
+        found = await self._verify(spec, uid, observed.now, secret.data, secret_uid=secret.uid)
         metrics.PROBES.labels(spec.type.value, found.reason.value).inc()
         if found.probed:
             metrics.PROBE_SECONDS.labels(spec.type.value).observe(found.duration_ms / 1000)
         return found
+
+    async def _with_identity(
+        self, namespace: str, uid: str, spec: DestinationSpec, observed: decide.Observed
+    ) -> Outcome:
+        """Resolve the Destination's workload identity (`identity.resolve`: the settings, the
+        ServiceAccount, its token, the exchange) in a thread of the probe pool, outside any
+        probe's control (its endpoints are the operator's), then probe with what it issued."""
+        timeout = spec.verification.timeout_seconds or self.settings.timeout_seconds
+        loop = asyncio.get_running_loop()
+        seen = _identity_key(namespace, spec.type.value, spec.credentials.service_account_name)
+        try:
+            resolved = await loop.run_in_executor(
+                self.pool, self.identities.resolve, namespace, spec, timeout
+            )
+        except DestinationError as err:
+            # Nothing was read to judge it by: the outcome's fingerprint ("") stands.
+            self.identity_fingerprints.pop(seen, None)
+            return outcome.failure(err, time=observed.now)
+        self.identity_fingerprints[seen] = resolved.fingerprint
+        found = await self._verify(
+            spec,
+            uid,
+            observed.now,
+            None,
+            issued=resolved.issued,
+            credentials_fingerprint=resolved.fingerprint,
+        )
+        if found.reason == Reason.AuthenticationFailed:
+            # The storage no longer takes them (revoked, say): exchange anew next time.
+            self.identities.cache.forget(resolved.cache_key)
+        return found
+
+    def identity_view(self, namespace: str, spec: dict[str, object]) -> decide.SecretView:
+        """What decisions see of a workload identity, in place of a Secret: the fingerprint
+        its last verification read (the ServiceAccount's uid and annotations)."""
+        credentials = spec.get("credentials")
+        name = credentials.get("serviceAccountName") if isinstance(credentials, dict) else None
+        seen = _identity_key(
+            namespace, str(spec.get("type")), name if isinstance(name, str) else None
+        )
+        return decide.SecretView(uid="", fingerprint=self.identity_fingerprints.get(seen, ""))
 
     def forget_secret(self, secret: Key) -> None:
         """No Destination names this Secret any more: let go of its data."""
@@ -101,7 +162,15 @@ class Probes:
         return secret
 
     async def _verify(
-        self, spec: DestinationSpec, secret: StoredSecret, uid: str, now: datetime.datetime
+        self,
+        spec: DestinationSpec,
+        uid: str,
+        now: datetime.datetime,
+        secret_data: dict[str, bytes] | None,
+        *,
+        secret_uid: str = "",
+        issued: Issued | None = None,
+        credentials_fingerprint: str | None = None,
     ) -> Outcome:
         """`verify.verify` in a thread of the probe pool, under a control of its own."""
         allow_private = self.settings.allow_private_endpoints
@@ -115,12 +184,15 @@ class Probes:
                 self.pool,
                 lambda: verify.verify(
                     spec,
-                    secret.data,
-                    secret_uid=secret.uid,
+                    secret_data,
+                    secret_uid=secret_uid,
                     object_key=verify.probe_object_key(spec, uid, now),
                     allow_private=allow_private,
                     now=now,
                     control=control,
+                    registry=self.registry,
+                    issued=issued,
+                    credentials_fingerprint=credentials_fingerprint,
                 ),
             )
             try:

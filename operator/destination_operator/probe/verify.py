@@ -62,6 +62,7 @@ from destination_operator.probe.endpoints import (
 )
 from destination_operator.providers.base import ProbeResult, Provider, Stopwatch
 from destination_operator.providers.base import probe_object_key as _key_under
+from destination_operator.providers.issued import IdentityProvider, Issued
 from destination_operator.providers.registry import Registry, default_registry
 from destination_operator.providers.transport import TLS_SKIPPED_NOTE, Transport, transport_for
 from destination_operator.redaction import scrub
@@ -143,6 +144,7 @@ class Verification:
     context: dict[str, Any]  # time, fingerprint, object_key, mode: in every Outcome
     secrets: tuple[bytes, ...]  # every Secret value, scrubbed from every message
     under_control: contextlib.ExitStack  # the control, once entered, until verify() returns
+    issued: Issued | None = None  # a workload identity's credentials, instead of a Secret
     provider: Provider | None = None
     credentials: Any = None
     urls: Sequence[str] = ()
@@ -169,9 +171,11 @@ def provider_and_credentials(run: Verification) -> Outcome | None:
     """The provider for the spec's type, the credentials it reads from the Secret, the URLs
     the guard checks and the probe's transport; a failure names the key, never a value."""
     spec, secret_data = run.spec, run.secret_data
-    secret_name = spec.credentials.secret_ref.name
+    secret_name = spec.secret_name or ""
     try:
         run.provider = (run.registry or default_registry()).get(spec.type)
+        if spec.credentials.uses_identity:
+            return _identity_credentials(run)
         if secret_data is None:
             raise SecretNotFoundError(
                 f"Secret {secret_name!r} not found in the Destination's namespace"
@@ -190,6 +194,22 @@ def provider_and_credentials(run: Verification) -> Outcome | None:
         run.transport = transport_for(spec, secret_data)
     except Exception as err:  # noqa: BLE001 - ours, or a provider bug: never take the operator down
         return failure(translate(err, secrets=run.secrets), **run.context)
+    return None
+
+
+def _identity_credentials(run: Verification) -> Outcome | None:
+    """The provider's credentials from what the cloud issued (no Secret, no caBundle)."""
+    provider, spec = run.provider, run.spec
+    if run.issued is None:
+        raise InvalidSpecError("spec.credentials: no credentials were issued for the identity")
+    if not isinstance(provider, IdentityProvider):
+        raise InvalidSpecError(
+            f"spec.credentials: type {spec.type.value} takes a secretRef, not a workload identity"
+        )
+    run.credentials = provider.load_identity(run.issued)
+    assert provider is not None
+    run.urls = provider.endpoints(spec)
+    run.transport = transport_for(spec, {})
     return None
 
 
@@ -302,6 +322,8 @@ def verify(
     registry: Registry | None = None,
     resolve: Resolver | None = None,
     control: ProbeControl | None = None,
+    issued: Issued | None = None,
+    credentials_fingerprint: str | None = None,
 ) -> Outcome:
     """Verify `spec` with `secret_data` (None: the Secret does not exist); never raises
     for a verification failure, which is reported in the `Outcome`.
@@ -323,6 +345,10 @@ def verify(
     A probe that fails after its deadline or an abort reports reason `Timeout`
     with the control's message; one whose every step succeeded stands (its
     sockets were not shut before it had its answers).
+
+    A Destination with a workload identity has no Secret: `issued` holds what its cloud
+    issued (`identity.resolve`), scrubbed from every message like a Secret's values, and
+    `credentials_fingerprint` the fingerprint of the identity it stands for.
     """
     if control is not None and control.refuse_private == allow_private:
         raise ValueError("the probe's control and allow_private disagree on private addresses")
@@ -338,12 +364,23 @@ def verify(
             control=control,
             context={
                 "time": now,
-                "fingerprint": fingerprint(secret_data, secret_uid),
+                "fingerprint": (
+                    fingerprint(secret_data, secret_uid)
+                    if credentials_fingerprint is None
+                    else credentials_fingerprint
+                ),
                 "object_key": object_key,
                 "mode": VerificationMode(spec.verification.mode),
             },
-            secrets=tuple(secret_data.values()) if secret_data else (),
+            secrets=(
+                tuple(value.encode() for value in issued.values())
+                if issued is not None
+                else tuple(secret_data.values())
+                if secret_data
+                else ()
+            ),
             under_control=under_control,
+            issued=issued,
         )
         for step in STEPS:
             ended = step(run)

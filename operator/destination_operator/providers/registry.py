@@ -23,6 +23,7 @@ __all__ = [
     "Registry",
     "credential_keys",
     "default_registry",
+    "registry_for",
 ]
 
 
@@ -94,6 +95,21 @@ def default_registry() -> Registry:
             registry.register(gcs.GoogleCloudStorageProvider())
             _default = registry
         return _default
+
+
+def registry_for(*, aws_s3_endpoint: str | None = None) -> Registry:
+    """The shipped providers, with AmazonS3 sent to `aws_s3_endpoint` when it is set (an
+    operator setting for tests and private endpoints; the guard checks it like any)."""
+    if aws_s3_endpoint is None:
+        return default_registry()
+    from destination_operator.providers import s3
+
+    registry = Registry()
+    for provider in default_registry():
+        if provider.type == DestinationType.AmazonS3:
+            provider = s3.AmazonS3Provider(endpoint_override=aws_s3_endpoint)
+        registry.register(provider)
+    return registry
 
 
 def credential_keys() -> frozenset[str]:

@@ -63,6 +63,7 @@ from destination_operator.providers.base import (
     header_value,
     write_then_delete,
 )
+from destination_operator.providers.issued import AwsSession, Issued
 from destination_operator.providers.s3errors import classify_botocore
 from destination_operator.providers.transport import ConnectionOptions, Transport
 
@@ -423,6 +424,16 @@ class AmazonS3Provider(S3ApiProvider):
             path_style=False,
             user_endpoint=False,
             put_arguments=(("ServerSideEncryption", str(encryption)),) if encryption else (),
+        )
+
+    def load_identity(self, issued: Issued) -> S3Credentials:
+        """STS's temporary credentials, signed with as a Secret's session keys would be."""
+        if not isinstance(issued, AwsSession):
+            raise InvalidSpecError("AmazonS3 takes AWS credentials; the identity gave another kind")
+        return S3Credentials(
+            access_key_id=issued.access_key_id,
+            secret_access_key=issued.secret_access_key,
+            session_token=issued.session_token,
         )
 
 

@@ -233,13 +233,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, status: int, document: dict[str, Any]) -> None:
         body = json.dumps(document).encode()
+        # Recorded before the answer goes: a test that counts after its call sees it.
+        self.server.entra.record(urllib.parse.urlsplit(self.path).path, status, document)
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Cache-Control", "no-store")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        self.server.entra.record(urllib.parse.urlsplit(self.path).path, status, document)
 
     def do_GET(self) -> None:
         parts = urllib.parse.urlsplit(self.path).path.strip("/").split("/")

@@ -264,17 +264,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, status: int, document: dict[str, Any], reason: str = "") -> None:
         body = json.dumps(document).encode()
+        if not reason and status >= 400:
+            error = document.get("error")
+            reason = str(error.get("status") if isinstance(error, dict) else error)
+        # Recorded before the answer goes: a test that counts after its call sees it.
+        self.server.google.record(
+            self.command, urllib.parse.urlsplit(self.path).path, status, reason
+        )
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        if not reason and status >= 400:
-            error = document.get("error")
-            reason = str(error.get("status") if isinstance(error, dict) else error)
-        self.server.google.record(
-            self.command, urllib.parse.urlsplit(self.path).path, status, reason
-        )
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

@@ -35,7 +35,7 @@ from destination_operator.providers.azure_identity import (
     exchange,
 )
 from destination_operator.providers.base import PROBE_DIRECTORY, ProbeResult
-from destination_operator.providers.tokencache import AccessToken
+from destination_operator.providers.issued import AccessToken
 
 TENANT = str(uuid.uuid4())
 CLIENT = str(uuid.uuid4())
@@ -181,7 +181,7 @@ def azurite(azure: Azure, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield server
 
 
-def probe(azurite: Azurite, issued: object) -> ProbeResult:
+def probe(azurite: Azurite, issued: AccessToken) -> ProbeResult:
     provider = AzureBlobStorageProvider(ca_bundle=str(azurite.oauth_tls[0]))  # type: ignore[index]
     spec = parse_spec(
         {

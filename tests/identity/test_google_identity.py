@@ -31,7 +31,7 @@ from destination_operator.providers.google_identity import (
     exchange,
     google_identity,
 )
-from destination_operator.providers.tokencache import AccessToken
+from destination_operator.providers.issued import AccessToken, AwsSession
 from gcsserver import GcsServer
 
 NAMESPACE = "team-a"
@@ -243,4 +243,4 @@ def test_the_default_provider_serves_a_service_account_without_the_annotation() 
 
 def test_the_provider_refuses_credentials_of_another_kind() -> None:
     with pytest.raises(InvalidSpecError):
-        GoogleCloudStorageProvider().load_identity(object())
+        GoogleCloudStorageProvider().load_identity(AwsSession("a", "b", "c", 0.0))

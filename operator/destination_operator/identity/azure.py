@@ -88,7 +88,7 @@ class Azure:
     def exchange(self, token: str, target: Target, timeout_seconds: float) -> AccessToken:
         identity = entra.AzureIdentity(target.details["tenant"], target.details["client"])
         try:
-            issued = entra.exchange(
+            return entra.exchange(
                 token,
                 identity,
                 timeout_seconds=timeout_seconds,
@@ -102,4 +102,3 @@ class Azure:
                 + (f": {said}" if said else ""),
                 secrets=(token,),
             ) from None
-        return AccessToken(token=issued.token, expires_at=issued.expires_at)

@@ -95,7 +95,7 @@ class Google:
             target.details["provider"], target.details["service_account"]
         )
         try:
-            issued = federation.exchange(
+            return federation.exchange(
                 token,
                 identity,
                 timeout_seconds=timeout_seconds,
@@ -108,4 +108,3 @@ class Google:
             raise IdentityExchangeFailedError(
                 f"exchange at {service} for {target.described}: {said}", secrets=(token,)
             ) from None
-        return AccessToken(token=issued.token, expires_at=issued.expires_at)

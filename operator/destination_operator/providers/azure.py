@@ -84,6 +84,7 @@ from destination_operator.providers.base import (
     header_value,
     write_then_delete,
 )
+from destination_operator.providers.issued import AccessToken, Issued
 from destination_operator.providers.transport import ConnectionOptions, Transport
 from destination_operator.redaction import scrub
 
@@ -503,14 +504,12 @@ class AzureBlobStorageProvider:
         """The first credential set in the Secret; surrounding whitespace is ignored."""
         return load_credentials(data)
 
-    def load_identity(self, issued: object) -> AzureCredentials:
+    def load_identity(self, issued: Issued) -> AzureCredentials:
         """The bearer token a workload identity's exchange issued (Entra ID's, for Storage)."""
-        token, expires_at = getattr(issued, "token", None), getattr(issued, "expires_at", 0.0)
-        if not isinstance(token, str) or not token or not isinstance(expires_at, float | int):
-            raise InvalidSpecError(
-                "AzureBlobStorage takes an Entra token; the identity gave another"
-            )
-        return AzureCredentials("workload identity", secrets=(token,), bearer=(token, expires_at))
+        if not isinstance(issued, AccessToken) or not issued.token:
+            raise InvalidSpecError("AzureBlobStorage takes an Entra token, not another kind")
+        bearer = (issued.token, issued.expires_at)
+        return AzureCredentials("workload identity", secrets=(issued.token,), bearer=bearer)
 
     def endpoints(self, spec: DestinationSpec) -> list[str]:
         """The blob endpoint when the Destination's author chose it; [] for Azure's own."""

@@ -69,6 +69,8 @@ from destination_operator.providers.gcs_keys import (
     exchange_key,
     parse_service_account_key,
 )
+from destination_operator.providers.issued import AccessToken as IssuedToken
+from destination_operator.providers.issued import Issued
 from destination_operator.providers.s3 import (
     S3ApiProvider,
     S3Credentials,
@@ -363,15 +365,14 @@ class GoogleCloudStorageProvider:
                 raise SecretKeyMissingError(name)
         return S3Credentials(access_key_id=access_key, secret_access_key=secret)
 
-    def load_identity(self, issued: object) -> AccessToken:
+    def load_identity(self, issued: Issued) -> AccessToken:
         """The access token a workload identity's exchange issued (Google's STS, or
         iamcredentials); the probe uses it as it is, without an exchange of its own."""
-        token, expires_at = getattr(issued, "token", None), getattr(issued, "expires_at", 0.0)
-        if not isinstance(token, str) or not token or not isinstance(expires_at, float | int):
+        if not isinstance(issued, IssuedToken) or not issued.token:
             raise InvalidSpecError(
                 "GoogleCloudStorage takes a Google access token; the identity gave another kind"
             )
-        return AccessToken(token, float(expires_at))
+        return AccessToken(issued.token, issued.expires_at)
 
     def endpoints(self, spec: DestinationSpec) -> list[str]:
         """None for a Destination: the probe talks to Google. A replaced endpoint is listed."""

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from destination_operator.providers.tokencache import AccessToken
+from destination_operator.providers.issued import AccessToken
 
 __all__ = [
     "IAM_CREDENTIALS_URL",

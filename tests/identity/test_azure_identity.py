@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from blobfront import CONTRIBUTOR, READER, Account, BlobFront
 from entra import EntraServer, Federated, _claims
 from localissuer import LocalIssuer
 
@@ -39,6 +40,7 @@ from destination_operator.providers.issued import AccessToken
 
 TENANT = str(uuid.uuid4())
 CLIENT = str(uuid.uuid4())
+READER_CLIENT = str(uuid.uuid4())
 NAMESPACE = "team-a"
 
 
@@ -70,11 +72,13 @@ class Azure:
 @pytest.fixture(scope="module")
 def azure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azure]:
     """An application whose federated credential trusts team-a's `uploader` ServiceAccount
-    of the local issuer, with Entra's audience."""
+    of the local issuer, with Entra's audience; another (READER_CLIENT) trusts `reader`."""
     issuer = LocalIssuer()
     with EntraServer(Path(tmp_path_factory.mktemp("entra"))) as server:
         subject = f"system:serviceaccount:{NAMESPACE}:uploader"
         server.entra.add_application(TENANT, CLIENT, Federated(issuer.issuer, subject))
+        reader = f"system:serviceaccount:{NAMESPACE}:reader"
+        server.entra.add_application(TENANT, READER_CLIENT, Federated(issuer.issuer, reader))
         yield Azure(issuer, server)
 
 
@@ -181,7 +185,8 @@ def azurite(azure: Azure, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield server
 
 
-def probe(azurite: Azurite, issued: AccessToken) -> ProbeResult:
+def probe(azurite: Azurite, issued: AccessToken, endpoint: str = "") -> ProbeResult:
+    """A WriteDelete probe with `issued` at Azurite, or at `endpoint` (the verifying front)."""
     provider = AzureBlobStorageProvider(ca_bundle=str(azurite.oauth_tls[0]))  # type: ignore[index]
     spec = parse_spec(
         {
@@ -189,7 +194,7 @@ def probe(azurite: Azurite, issued: AccessToken) -> ProbeResult:
             "azureBlobStorage": {
                 "storageAccountName": azurite.account,
                 "containerName": azurite.containers[0],
-                "endpoint": azurite.endpoint,
+                "endpoint": endpoint or azurite.endpoint,
             },
             "credentials": {"secretRef": {"name": "unused"}},
         }
@@ -225,3 +230,53 @@ def test_azurite_checks_the_tokens_audience_but_not_its_signature(
     assert isinstance(other.error, AuthenticationFailedError | AccessDeniedError), other.error
     unsigned = probe(azurite, forged(appid=str(uuid.uuid4())))
     assert unsigned.error is None  # a signature Azurite never checks
+
+
+# --- the verifying front: what Azurite does not check ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def front(azure: Azure, azurite: Azurite) -> Iterator[BlobFront]:
+    """Azurite behind a front that checks the token's signature, tenant and data role: the
+    uploader's application is a Storage Blob Data Contributor, the reader's a Reader."""
+    entra = azure.server.entra
+    roles = {CLIENT: CONTRIBUTOR, READER_CLIENT: READER}
+    account = Account(entra.key.public_key(), TENANT, roles)
+    with BlobFront(account, azurite, azure.server.cert_file, azure.server.key_file) as server:
+        yield server
+
+
+def test_through_the_front_the_contributor_writes_and_deletes(
+    azure: Azure, azurite: Azurite, front: BlobFront
+) -> None:
+    result = probe(azurite, azure.exchange(azure.token()), front.endpoint)
+    assert result.error is None, result.error
+    assert [(r.method, r.who, r.status) for r in front.account.records[-2:]] == [
+        ("PUT", CLIENT, 201),
+        ("DELETE", CLIENT, 202),
+    ]
+
+
+def test_the_readers_role_refuses_the_write(
+    azure: Azure, azurite: Azurite, front: BlobFront
+) -> None:
+    reader = AzureIdentity(TENANT, READER_CLIENT)
+    result = probe(azurite, azure.exchange(azure.token("reader"), reader), front.endpoint)
+    assert isinstance(result.error, AccessDeniedError), result.error
+    assert "AuthorizationPermissionMismatch" in result.error.message
+
+
+def test_the_front_refuses_a_token_azurite_would_take(
+    azure: Azure, azurite: Azurite, front: BlobFront
+) -> None:
+    """The reader's token, its oid changed to the contributor's, the signature kept:
+    Azurite writes with it; the front checks the signature and refuses."""
+    issued = azure.exchange(azure.token("reader"), AzureIdentity(TENANT, READER_CLIENT))
+    head, _, signature = issued.token.split(".")
+    claims = {**(_claims(issued.token) or {}), "oid": CLIENT, "appid": CLIENT}
+    body = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    forged = AccessToken(f"{head}.{body}.{signature}", issued.expires_at)
+    assert probe(azurite, forged).error is None  # Azurite: no signature check
+    result = probe(azurite, forged, front.endpoint)
+    assert isinstance(result.error, AuthenticationFailedError), result.error
+    assert "InvalidAuthenticationInfo" in result.error.message

@@ -2,7 +2,8 @@
 settings' policy, the ServiceAccount's annotations, its token, the exchange, the cache) with
 `identity.google.Google` and `identity.azure.Azure` at the verifying fronts
 (tests/identity/googlests.py, tests/identity/entra.py), then `probe.verify.verify` with what
-they issued against fake-gcs-server's checking front and Azurite with OAuth on.
+they issued against fake-gcs-server's checking front and Azurite with OAuth on behind its
+verifying front (tests/identity/blobfront.py).
 
 The ServiceAccounts and their TokenRequests are the test's (`Cluster` below mints each
 token with the local issuer for the audience the cloud asks); the same exchanges with the
@@ -20,6 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
+from blobfront import CONTRIBUTOR, Account, BlobFront
 from entra import EntraServer, Federated
 from googlests import GoogleServer, principal
 from localissuer import LocalIssuer
@@ -181,22 +183,25 @@ def test_the_tokens_issued_verify_the_destinations(fronts: Fronts, tmp_path: Pat
     uploader = {"serviceAccountName": "uploader"}
     tls = (fronts.entra.cert_file, fronts.entra.key_file)
     introspect = fronts.google.introspection_url
+    account = Account(fronts.entra.entra.key.public_key(), TENANT, {CLIENT: CONTRIBUTOR})
     with (
         GcsServer(tmp_path / "gcs", introspect=introspect) as gcs,
         Azurite(tmp_path / "azurite", oauth_tls=tls) as azurite,
+        BlobFront(account, azurite, *tls) as blob,
     ):
         registry = Registry()
         registry.register(GoogleCloudStorageProvider(api_endpoint=gcs.endpoint))
         registry.register(AzureBlobStorageProvider(ca_bundle=str(tls[0])))
         for kind, member in (
             ("GoogleCloudStorage", {}),
-            ("AzureBlobStorage", {"endpoint": azurite.endpoint}),
+            ("AzureBlobStorage", {"endpoint": blob.endpoint}),
         ):
             destination = spec(kind, uploader, **member)
             resolved = found.resolve(NS, destination, 5)
             outcome = probe(destination, resolved, registry)
             assert outcome.verified, outcome
             assert outcome.reason == Reason.ProbeSucceeded
+    assert [(r.method, r.who) for r in account.records] == [("PUT", CLIENT), ("DELETE", CLIENT)]
     assert any(f" {WRITER} 200" in line for line in gcs.requests())
 
 

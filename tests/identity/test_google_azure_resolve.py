@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from blobfront import CONTRIBUTOR, Account, BlobFront
+from blobfront import READER as READER_ROLE
 from entra import EntraServer, Federated
 from googlests import GoogleServer, principal
 from localissuer import LocalIssuer
@@ -48,7 +49,8 @@ from gcsserver import GcsServer
 NS = "team-a"
 POOL = "cluster-pool"
 WRITER = "writer@project.iam.gserviceaccount.com"
-TENANT, CLIENT = str(uuid.uuid4()), str(uuid.uuid4())
+READER = "reader@project.iam.gserviceaccount.com"
+TENANT, CLIENT, READER_CLIENT = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
 NOW = datetime.datetime(2026, 12, 7, 12, 0, tzinfo=datetime.UTC)
 ANNOTATED = {
     "iam.gke.io/gcp-service-account": WRITER,
@@ -85,7 +87,8 @@ class Fronts:
 def fronts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fronts]:
     """Google trusts the local issuer for team-a's `uploader` (impersonating WRITER, who may
     write) and for the operator's own `system:serviceaccount:destinations:operator`; Entra's
-    application CLIENT has federated credentials for the same two subjects."""
+    application CLIENT has federated credentials for the same two subjects. Team-a's
+    `reader` becomes READER (Google) and READER_CLIENT (Entra), who may only read."""
     local = LocalIssuer()
     folder = Path(tmp_path_factory.mktemp("entra"))
     with GoogleServer() as google, EntraServer(folder) as entra:
@@ -93,6 +96,10 @@ def fronts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fronts]:
         for subject in (f"system:serviceaccount:{NS}:uploader", OPERATOR):
             google.google.bind_workload_identity_user(WRITER, principal(POOL, subject))
         google.google.grant(WRITER, "storage.objects.create", "storage.objects.delete")
+        reader = f"system:serviceaccount:{NS}:reader"
+        google.google.bind_workload_identity_user(READER, principal(POOL, reader))
+        google.google.grant(READER, "storage.objects.get")
+        entra.entra.add_application(TENANT, READER_CLIENT, Federated(local.issuer, reader))
         entra.entra.add_application(
             TENANT,
             CLIENT,
@@ -176,14 +183,24 @@ def test_n_resolutions_cost_one_token_request_and_one_exchange_per_identity(
         assert each.issued.token not in each.described  # type: ignore[union-attr]
 
 
-def test_the_tokens_issued_verify_the_destinations(fronts: Fronts, tmp_path: Path) -> None:
+def test_the_tokens_issued_verify_the_destinations_within_their_roles(
+    fronts: Fronts, tmp_path: Path
+) -> None:
     cluster = Cluster(fronts.local)
     cluster.add("uploader", ANNOTATED)
+    cluster.add(
+        "reader",
+        {
+            "iam.gke.io/gcp-service-account": READER,
+            "azure.workload.identity/client-id": READER_CLIENT,
+            "azure.workload.identity/tenant-id": TENANT,
+        },
+    )
     found = identities(fronts, cluster)
-    uploader = {"serviceAccountName": "uploader"}
     tls = (fronts.entra.cert_file, fronts.entra.key_file)
     introspect = fronts.google.introspection_url
-    account = Account(fronts.entra.entra.key.public_key(), TENANT, {CLIENT: CONTRIBUTOR})
+    roles = {CLIENT: CONTRIBUTOR, READER_CLIENT: READER_ROLE}
+    account = Account(fronts.entra.entra.key.public_key(), TENANT, roles)
     with (
         GcsServer(tmp_path / "gcs", introspect=introspect) as gcs,
         Azurite(tmp_path / "azurite", oauth_tls=tls) as azurite,
@@ -196,12 +213,18 @@ def test_the_tokens_issued_verify_the_destinations(fronts: Fronts, tmp_path: Pat
             ("GoogleCloudStorage", {}),
             ("AzureBlobStorage", {"endpoint": blob.endpoint}),
         ):
-            destination = spec(kind, uploader, **member)
-            resolved = found.resolve(NS, destination, 5)
-            outcome = probe(destination, resolved, registry)
-            assert outcome.verified, outcome
-            assert outcome.reason == Reason.ProbeSucceeded
-    assert [(r.method, r.who) for r in account.records] == [("PUT", CLIENT), ("DELETE", CLIENT)]
+            for name, reason in (
+                ("uploader", Reason.ProbeSucceeded),
+                ("reader", Reason.AccessDenied),
+            ):
+                destination = spec(kind, {"serviceAccountName": name}, **member)
+                outcome = probe(destination, found.resolve(NS, destination, 5), registry)
+                assert outcome.reason == reason, outcome
+    logged = gcs.requests()  # the GCS probes came first: their lines are written
+    assert any(f" {WRITER} 200" in line for line in logged)
+    assert any(f" {READER} 403" in line for line in logged)
+    made = [(r.method, r.who, r.status) for r in account.records]
+    assert made == [("PUT", CLIENT, 201), ("DELETE", CLIENT, 202), ("PUT", READER_CLIENT, 403)]
     assert any(f" {WRITER} 200" in line for line in gcs.requests())
 
 

@@ -300,3 +300,24 @@ def test_refusals_name_their_step_and_reason(fronts: Fronts, kind: str) -> None:
         no_default.resolve(NS, spec(kind, {"serviceAccountName": "bare"}), 5)
     assert "ServiceAccount 'bare' has no" in missing.value.message
     assert len(cluster.audiences) == requested  # refused before any TokenRequest
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        ("GoogleCloudStorage", "GOOGLE_WORKLOAD_IDENTITY_TOKEN_FILE"),
+        ("AzureBlobStorage", "AZURE_CLIENT_ID and AZURE_FEDERATED_TOKEN_FILE"),
+    ],
+)
+def test_the_operators_own_identity_without_its_environment_is_not_configured(
+    fronts: Fronts, kind: str, words: str
+) -> None:
+    cluster = Cluster(fronts.local)
+    found = identities(fronts, cluster, operator_identity=True, environ={})
+    with pytest.raises(IdentityNotConfiguredError) as missing:
+        found.resolve(NS, spec(kind, {"operatorIdentity": {}}), 5)
+    assert words in missing.value.message
+    google = Google(environ={"GOOGLE_WORKLOAD_IDENTITY_TOKEN_FILE": "/var/run/token"})
+    with pytest.raises(IdentityNotConfiguredError) as missing:
+        google.operator_target()  # a token file, but no provider to present it to
+    assert "gcp_workload_identity_provider" in missing.value.message

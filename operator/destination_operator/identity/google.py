@@ -85,6 +85,11 @@ class Google:
                 f"the operator's own Google identity needs {TOKEN_FILE_ENV} (a projected token "
                 "with the workload identity provider's audience; the chart's gcp values)"
             )
+        if not self.default_provider:
+            raise IdentityNotConfiguredError(
+                "the operator's own Google identity needs the operator's workload identity "
+                "provider (setting gcp_workload_identity_provider)"
+            )
         email = str(self.environ.get(SERVICE_ACCOUNT_ENV) or "").strip()
         annotations = {federation.SERVICE_ACCOUNT_ANNOTATION: email} if email else {}
         target = self._target(annotations, "the operator")

@@ -37,6 +37,7 @@ reported, and the exit code is 1. Latencies never change the exit code.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
@@ -69,6 +70,7 @@ from destination_operator.outcome import Outcome  # noqa: E402
 from destination_operator.probe.verify import probe_object_key, verify  # noqa: E402
 from destination_operator.providers.gcs import GoogleCloudStorageProvider  # noqa: E402
 from destination_operator.providers.registry import Registry  # noqa: E402
+from destination_operator.providers.tokencache import shared_tokens  # noqa: E402
 from destination_operator.providers.webhook import WebhookProvider  # noqa: E402
 from gcsserver import GcsServer  # noqa: E402
 from ossserver import OSSServer  # noqa: E402
@@ -129,6 +131,7 @@ class Target:
     secret: dict[str, bytes]
     registry: Registry | None  # None: the operator's own (`default_registry()`)
     server: str
+    before: Callable[[], None] | None = None  # run before each probe, untimed
 
 
 def spec(kind: str, member: str, fields: dict[str, Any], *, development: bool) -> DestinationSpec:
@@ -191,6 +194,13 @@ def gcs_key(servers: Servers) -> Target:
         registry,
         "fake-gcs-server + token endpoint (hack/gcsserver.py)",
     )
+
+
+def gcs_key_uncached(servers: Servers) -> Target:
+    """The key file with the token cache emptied before each probe: an exchange per probe,
+    as every probe made one before the cache (`providers/tokencache.py`)."""
+    target = gcs_key(servers)
+    return dataclasses.replace(target, before=shared_tokens().clear)
 
 
 def gcs_hmac(servers: Servers) -> Target:
@@ -271,6 +281,7 @@ PROVIDERS: dict[str, Callable[[Servers], Target]] = {
     "AmazonS3": amazon_s3,
     "OracleCloudStorage": oracle,
     "GoogleCloudStorage/key": gcs_key,
+    "GoogleCloudStorage/key-uncached": gcs_key_uncached,
     "GoogleCloudStorage/hmac": gcs_hmac,
     "AzureBlobStorage/key": azure_key,
     "AzureBlobStorage/sas": azure_sas,
@@ -284,6 +295,8 @@ PROVIDERS: dict[str, Callable[[Servers], Target]] = {
 
 def probe(target: Target, uid: str) -> tuple[float, Outcome]:
     """One verification of `target` as Destination `uid`: (milliseconds, outcome)."""
+    if target.before is not None:
+        target.before()
     now = datetime.datetime.now(datetime.UTC)
     started = time.perf_counter()
     outcome = verify(

@@ -142,8 +142,12 @@ class Azurite:
         containers: Iterable[str] = DEFAULT_CONTAINERS,
         port: int = 0,
         version: str = AZURITE_VERSION,
+        oauth_tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.state = Path(state)
+        # (certificate, key): HTTPS with OAuth on (`--oauth basic`, which needs HTTPS): a
+        # bearer token's audience, issuer prefix and time are checked, not its signature.
+        self.oauth_tls = oauth_tls
         self.account = account
         self.containers = list(containers)
         self.version = version
@@ -154,7 +158,8 @@ class Azurite:
     @property
     def endpoint(self) -> str:
         """The account's blob service URL (path style: the account is the first segment)."""
-        return f"http://127.0.0.1:{self.port}/{self.account}"
+        scheme = "https" if self.oauth_tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/{self.account}"
 
     @property
     def connection_string(self) -> str:
@@ -168,6 +173,9 @@ class Azurite:
         args = ["node", str(entry), "--blobHost", "127.0.0.1", "--blobPort", str(self.port)]
         args += ["--inMemoryPersistence", "--extentMemoryLimit", "64"]
         args += ["--skipApiVersionCheck", "--disableTelemetry"]
+        if self.oauth_tls:
+            cert, key = self.oauth_tls
+            args += ["--oauth", "basic", "--cert", str(cert), "--key", str(key)]
         env = {**os.environ, "AZURITE_ACCOUNTS": f"{self.account}:{self.key}"}
         log_path = self.state / ACCESS_LOG
         with log_path.open("wb") as log:
@@ -197,7 +205,9 @@ class Azurite:
         from azure.storage.blob import BlobServiceClient
 
         credential = AzureNamedKeyCredential(self.account, self.key)
-        with BlobServiceClient(self.endpoint, credential=credential, retry_total=0) as service:
+        with BlobServiceClient(
+            self.endpoint, credential=credential, retry_total=0, **self.trust()
+        ) as service:
             for name in self.containers:
                 service.create_container(name)
 
@@ -207,7 +217,13 @@ class Azurite:
         from azure.storage.blob import BlobServiceClient
 
         credential = AzureNamedKeyCredential(self.account, self.key)
-        return BlobServiceClient(self.endpoint, credential=credential, retry_total=0)
+        return BlobServiceClient(
+            self.endpoint, credential=credential, retry_total=0, **self.trust()
+        )
+
+    def trust(self) -> dict[str, str]:
+        """The client options that trust Azurite's certificate (none over plain HTTP)."""
+        return {"connection_verify": str(self.oauth_tls[0])} if self.oauth_tls else {}
 
     def requests(self) -> list[str]:
         """Azurite's access log so far: one line per request (method, path, query, status)."""

@@ -11,6 +11,9 @@ checks Google makes for a service account:
   Google's does: a wrong key gets HTTP 400
   `{"error": "invalid_grant", "error_description": "Invalid JWT Signature."}`;
   otherwise it issues an opaque access token;
+- with `--introspect URL`, a token it did not issue is checked at that RFC 7662
+  endpoint (tests/identity/googlests.py: workload identity federation), whose answer
+  names the identity and its permissions;
 - a reverse proxy for every other path: no token or an unknown one gets GCS's
   401, a token whose account lacks the IAM permission the call needs gets
   GCS's 403 (`... does not have storage.objects.delete access ...`); the rest
@@ -60,8 +63,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from controlplane import die_with_parent, free_port, stop_child
+from fakegcs import fake_gcs_binary, start_emulator
+from introspection import introspected
 
-HACK = Path(__file__).resolve().parent
 DEFAULT_BUCKETS = ("destinations", "destinations-other")
 CREDENTIALS_FILE = "credentials.json"
 REQUESTS_LOG = "requests.log"
@@ -276,6 +280,7 @@ class Front(ThreadingHTTPServer):
 
     authority: Authority
     upstream: int  # the emulator's port
+    introspect = ""  # an RFC 7662 endpoint for tokens the authority did not issue
 
     def __init__(self, address: tuple[str, int], log: Path) -> None:
         super().__init__(address, Handler)
@@ -328,8 +333,22 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/token":
             self._token(body)
             return
-        token = self.server.authority.token(self.headers.get("Authorization", ""))
+        authorization = self.headers.get("Authorization", "")
+        token = self.server.authority.token(authorization)
         permission, kind = permission_for(self.command, path)
+        federated = introspected(self.server.introspect, authorization) if token is None else None
+        if federated is not None:
+            who, granted = federated
+            if "*" not in granted and permission not in granted:
+                message = (
+                    f"{who} does not have {permission} access to the Google Cloud Storage "
+                    f"{kind}. Permission '{permission}' denied on resource (or it may not exist)."
+                )
+                self._json(403, gcs_error(403, message, "forbidden"))
+                self.server.record(self.command, path, who, 403)
+                return
+            self.server.record(self.command, path, who, self._forward(body))
+            return
         if token is None:
             anonymous = not self.headers.get("Authorization")
             message = (
@@ -389,58 +408,6 @@ class Handler(BaseHTTPRequestHandler):
 # --- running it ---------------------------------------------------------------------------------
 
 
-def fake_gcs_binary() -> Path:
-    """fake-gcs-server from the cache, built by hack/build-fake-gcs.sh on first use."""
-    done = subprocess.run(
-        ["bash", str(HACK / "build-fake-gcs.sh")], stdout=subprocess.PIPE, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise RuntimeError("building fake-gcs-server failed (see the messages above)")
-    return Path(done.stdout.strip().splitlines()[-1])
-
-
-def _start_emulator(
-    binary: Path, state: Path, buckets: Iterable[str], external_url: str
-) -> tuple[subprocess.Popen[bytes], int]:
-    """fake-gcs-server on a free loopback port with `buckets` (empty); waits until it answers.
-
-    `external_url` is the front's address: the emulator puts it in the upload
-    URLs it hands out, so that those calls are checked too.
-    """
-    data = state / "seed"
-    for bucket in buckets:
-        (data / bucket).mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    args = [str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port)]
-    args += ["-backend", "memory", "-data", str(data), "-log-level", "warn"]
-    args += ["-external-url", external_url]
-    with (state / "fake-gcs-server.log").open("wb") as log:
-        proc = subprocess.Popen(
-            args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,
-        )
-    deadline = time.monotonic() + 30
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"fake-gcs-server exited with {proc.returncode}")
-        with contextlib.suppress(OSError):
-            probe = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            try:
-                probe.request("GET", "/storage/v1/b")
-                if probe.getresponse().status == 200:
-                    return proc, port
-            finally:
-                probe.close()
-        if time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            raise TimeoutError("fake-gcs-server did not answer within 30s")
-        time.sleep(0.05)
-
-
 def serve(
     host: str,
     port: int,
@@ -449,6 +416,7 @@ def serve(
     binary: Path,
     *,
     exit_with_parent: bool,
+    introspect: str = "",
 ) -> None:
     """Run the emulator and the checking front in the foreground until SIGINT or SIGTERM."""
     state.mkdir(parents=True, exist_ok=True)
@@ -456,10 +424,11 @@ def serve(
     credentials_file.unlink(missing_ok=True)
     buckets = list(buckets)
     front = Front((host, port), state / REQUESTS_LOG)
+    front.introspect = introspect
     endpoint = f"http://{host}:{front.server_port}"
     authority = front.authority = Authority(f"{endpoint}/token")
     accounts = {name: authority.add_account(name) for name in PERMISSIONS}
-    emulator, front.upstream = _start_emulator(binary, state, buckets, endpoint)
+    emulator, front.upstream = start_emulator(binary, state, buckets, endpoint)
     try:
         thread = threading.Thread(target=front.serve_forever, name="gcsserver", daemon=True)
         thread.start()
@@ -506,8 +475,11 @@ class GcsServer:
         server.endpoint, server.token_uri, server.buckets, server.key_file("writer")
     """
 
-    def __init__(self, state: Path, *, buckets: Iterable[str] = DEFAULT_BUCKETS) -> None:
+    def __init__(
+        self, state: Path, *, buckets: Iterable[str] = DEFAULT_BUCKETS, introspect: str = ""
+    ) -> None:
         self.state = Path(state)
+        self.introspect = introspect
         self.buckets = list(buckets)
         self.endpoint = ""
         self.token_uri = ""
@@ -523,6 +495,8 @@ class GcsServer:
         args += ["--state", str(self.state), "--binary", str(binary), "--exit-with-parent"]
         for bucket in self.buckets:
             args += ["--bucket", bucket]
+        if self.introspect:
+            args += ["--introspect", self.introspect]
         with (self.state / "server.log").open("wb") as log:
             self._proc = subprocess.Popen(
                 args,
@@ -588,12 +562,25 @@ def main(argv: list[str] | None = None) -> int:
         help=f"bucket to create (repeatable; default: {', '.join(DEFAULT_BUCKETS)})",
     )
     parser.add_argument(
+        "--introspect",
+        default="",
+        help="RFC 7662 endpoint that checks the tokens this server did not issue",
+    )
+    parser.add_argument(
         "--exit-with-parent", action="store_true", help="stop when the parent process goes"
     )
     args = parser.parse_args(argv)
     binary = args.binary or fake_gcs_binary()
     buckets = args.buckets or DEFAULT_BUCKETS
-    serve(args.host, args.port, args.state, buckets, binary, exit_with_parent=args.exit_with_parent)
+    serve(
+        args.host,
+        args.port,
+        args.state,
+        buckets,
+        binary,
+        exit_with_parent=args.exit_with_parent,
+        introspect=args.introspect,
+    )
     return 0
 
 

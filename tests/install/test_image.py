@@ -438,9 +438,12 @@ def test_every_cloud_extra_imports_from_bytecode(start: Any) -> None:
     """
     modules = (
         "boto3", "botocore.session", "azure.storage.blob", "google.cloud.storage", "oss2",
+        "azure.identity", "google.auth.identity_pool",
         "kopf", "kubernetes", "destination_operator.main", "destination_operator.providers.s3",
         "destination_operator.providers.azure", "destination_operator.providers.gcs",
         "destination_operator.providers.oss", "destination_operator.providers.webhook",
+        "destination_operator.providers.azure_identity",
+        "destination_operator.providers.google_identity",
     )  # fmt: skip
     script = f"import importlib; [importlib.import_module(m) for m in {modules!r}]; print('ok')"
     out = run_in_image(start, ["python", "-v", "-c", script])

@@ -36,7 +36,9 @@ from destination_operator.outcome import Outcome
 from destination_operator.probe.verify import verify
 from destination_operator.providers.base import PROBE_DIRECTORY
 from destination_operator.providers.gcs import GOOGLE_TOKEN_URIS, GoogleCloudStorageProvider
+from destination_operator.providers.gcs_keys import parse_service_account_key
 from destination_operator.providers.registry import Registry, default_registry
+from destination_operator.providers.tokencache import AccessToken, shared_tokens
 from gcsserver import GcsServer
 from loopback import SilentServer
 from s3server import S3Server
@@ -487,23 +489,47 @@ def run_key_file(gcs: GcsServer, account: str, *, mode: str = "WriteDelete") -> 
 )
 def test_each_request_is_made_once(gcs: GcsServer, account: str, delete_status: str) -> None:
     """A token, an upload, a delete: no retry, no second token after a 403, and none of
-    the bucket lookups the SDK makes in a thread of its own for its telemetry."""
+    the bucket lookups the SDK makes in a thread of its own for its telemetry. The next
+    probe reuses the token: an upload and a delete only."""
+    shared_tokens().clear()
     before = len(gcs.requests())
     outcome, object_key = run_key_file(gcs, account)
+    again, second_key = run_key_file(gcs, account)
     time.sleep(0.2)  # a request from a background thread would have arrived by now
     made = [line.split()[1:] for line in gcs.requests()[before:]]
     bucket = gcs.buckets[0]
-    assert made == [
-        ["POST", "/token", account, "200"],
-        ["POST", f"/upload/storage/v1/b/{bucket}/o", account, "200"],
-        [
-            "DELETE",
-            f"/storage/v1/b/{bucket}/o/{urllib.parse.quote(object_key, safe='')}",
-            account,
-            delete_status,
-        ],
-    ]
-    assert outcome.verified is (delete_status == "200")
+
+    def calls(key: str) -> list[list[str]]:
+        return [
+            ["POST", f"/upload/storage/v1/b/{bucket}/o", account, "200"],
+            [
+                "DELETE",
+                f"/storage/v1/b/{bucket}/o/{urllib.parse.quote(key, safe='')}",
+                account,
+                delete_status,
+            ],
+        ]
+
+    assert made == [["POST", "/token", account, "200"], *calls(object_key), *calls(second_key)]
+    assert outcome.verified is again.verified is (delete_status == "200")
+
+
+def test_a_cached_token_the_server_refuses_is_exchanged_again(gcs: GcsServer) -> None:
+    """A storage 401 (the token revoked) drops it from the cache: the next probe asks for
+    a new one, and verifies."""
+    shared_tokens().clear()
+    data = json.dumps(gcs.key_file("admin"))
+    first, _ = run_key_file(gcs, "admin")
+    key = parse_service_account_key(data, token_uris=frozenset({gcs.token_uri})).cache_key()
+    cached, _ = shared_tokens().get(key, lambda: pytest.fail("no exchange expected"), wait=1)
+    shared_tokens()._tokens[key] = AccessToken("ya29.revoked", cached.expires_at)
+    before = len(gcs.requests())
+    refused, _ = run_key_file(gcs, "admin")
+    renewed, _ = run_key_file(gcs, "admin")
+    tokens = [line for line in gcs.requests()[before:] if " /token " in line]
+    assert first.verified and renewed.verified
+    assert refused.reason == Reason.AuthenticationFailed, refused
+    assert len(tokens) == 1
 
 
 def test_write_mode_leaves_the_probe_object_and_write_delete_does_not(gcs: GcsServer) -> None:

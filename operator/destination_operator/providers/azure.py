@@ -55,6 +55,7 @@ import binascii
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -83,6 +84,7 @@ from destination_operator.providers.base import (
     header_value,
     write_then_delete,
 )
+from destination_operator.providers.issued import AccessToken, Issued
 from destination_operator.providers.transport import ConnectionOptions, Transport
 from destination_operator.redaction import scrub
 
@@ -157,6 +159,7 @@ class AzureCredentials:
     account_name: str | None = None  # a connection string's AccountName
     blob_endpoint: str | None = None  # the blob endpoint a connection string states
     secrets: tuple[str, ...] = field(default=(), repr=False)  # every value to scrub
+    bearer: tuple[str, float] | None = field(default=None, repr=False)  # Entra's token, expiry
 
 
 def _account_key(value: str, where: str) -> str:
@@ -387,15 +390,18 @@ class _Sdk:
     content_settings: Any
     named_key_credential: Any
     sas_credential: Any
+    access_token: Any
 
 
 def _sdk() -> _Sdk:
     try:
-        from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
+        from azure.core.credentials import AccessToken, AzureNamedKeyCredential, AzureSasCredential
         from azure.storage.blob import ContainerClient, ContentSettings
     except ImportError:
         raise ProviderUnavailableError("Azure Storage (azure-storage-blob)", "azure") from None
-    return _Sdk(ContainerClient, ContentSettings, AzureNamedKeyCredential, AzureSasCredential)
+    return _Sdk(
+        ContainerClient, ContentSettings, AzureNamedKeyCredential, AzureSasCredential, AccessToken
+    )
 
 
 def container_client(
@@ -408,7 +414,11 @@ def container_client(
     """
     sdk = _sdk()
     credential: Any
-    if credentials.account_key is not None:
+    if credentials.bearer is not None:  # a workload identity's: the SDK sends it over HTTPS only
+        token, expires = credentials.bearer
+        issued = sdk.access_token(token, int(expires))
+        credential = SimpleNamespace(get_token=lambda *_scopes, **_options: issued)
+    elif credentials.account_key is not None:
         credential = sdk.named_key_credential(target.account, credentials.account_key)
     else:
         credential = sdk.sas_credential(credentials.sas_token or "")
@@ -493,6 +503,13 @@ class AzureBlobStorageProvider:
     def load_credentials(self, data: Mapping[str, str]) -> AzureCredentials:
         """The first credential set in the Secret; surrounding whitespace is ignored."""
         return load_credentials(data)
+
+    def load_identity(self, issued: Issued) -> AzureCredentials:
+        """The bearer token a workload identity's exchange issued (Entra ID's, for Storage)."""
+        if not isinstance(issued, AccessToken) or not issued.token:
+            raise InvalidSpecError("AzureBlobStorage takes an Entra token, not another kind")
+        bearer = (issued.token, issued.expires_at)
+        return AzureCredentials("workload identity", secrets=(issued.token,), bearer=bearer)
 
     def endpoints(self, spec: DestinationSpec) -> list[str]:
         """The blob endpoint when the Destination's author chose it; [] for Azure's own."""

@@ -3,17 +3,15 @@
 The Secret holds one of two credential forms (a Secret with both uses the
 service account):
 
-- `serviceAccountJson`: a service account key file. The probe signs an
-  RFC 7523 JWT grant with the key, exchanges it at the key file's `token_uri`
-  for an access token, then uploads and deletes through google-cloud-storage
-  (the JSON API). Both the token exchange and the storage calls go through
-  google-auth's requests transport, so through urllib3, where `probe.control`
-  bounds them by the probe's deadline. The exchange is written here rather
-  than left to google-auth's service-account credentials, because those
-  retry a failed exchange with sleeps in between that no deadline can cut,
-  and refresh the token again when the storage answers 401; here every
-  request is made once. A fresh token is fetched for every probe: the point
-  is to learn whether the key works now.
+- `serviceAccountJson`: a service account key file. The probe exchanges a
+  grant signed with the key for an access token (`providers.gcs_keys`; the
+  token is cached until shortly before it expires), then uploads and deletes
+  through google-cloud-storage (the JSON API). Both the token exchange and
+  the storage calls go through google-auth's requests transport, so through
+  urllib3, where `probe.control` bounds them by the probe's deadline. Every
+  request is made once: no retry, no second token when the storage answers
+  401 (that answer drops the cached token, for the next probe to exchange
+  again).
 - `hmacAccessKey` + `hmacSecret`: interoperability (HMAC) keys, for GCS's
   S3-compatible XML API, signed with SigV4 for region `auto`. The S3 prober
   (`providers.s3`) does that probe; this module only says where the bucket is.
@@ -35,23 +33,18 @@ the key file, boto3 for HMAC keys (the `gcs` extra installs both).
 from __future__ import annotations
 
 import importlib
-import json
-import time
-import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
 from destination_operator.api.spec import DestinationSpec, DestinationType, VerificationMode
-from destination_operator.api.status import Reason
 from destination_operator.errors import (
     AccessDeniedError,
     AuthenticationFailedError,
     BucketNotFoundError,
     DestinationError,
-    EndpointBlockedError,
     InvalidSpecError,
     ProbeFailedError,
     ProbeTimeoutError,
@@ -68,6 +61,16 @@ from destination_operator.providers.base import (
     header_value,
     write_then_delete,
 )
+from destination_operator.providers.gcs_keys import (
+    GOOGLE_TOKEN_URIS,
+    SERVICE_ACCOUNT_KEY,
+    ServiceAccountKey,
+    ServiceAccountKeyError,
+    exchange_key,
+    parse_service_account_key,
+)
+from destination_operator.providers.issued import AccessToken as IssuedToken
+from destination_operator.providers.issued import Issued
 from destination_operator.providers.s3 import (
     S3ApiProvider,
     S3Credentials,
@@ -75,6 +78,7 @@ from destination_operator.providers.s3 import (
     S3Transport,
     client_timeout,
 )
+from destination_operator.providers.tokencache import AccessToken, shared_tokens
 from destination_operator.providers.transport import ConnectionOptions, Transport
 
 __all__ = [
@@ -88,24 +92,7 @@ __all__ = [
 GOOGLE_STORAGE_ENDPOINT = "https://storage.googleapis.com"
 """Both GCS APIs: the JSON API (service accounts) and the XML API (HMAC keys)."""
 
-GOOGLE_TOKEN_URIS = frozenset(
-    {
-        "https://oauth2.googleapis.com/token",
-        "https://accounts.google.com/o/oauth2/token",
-        "https://www.googleapis.com/oauth2/v4/token",
-    }
-)
-"""The `token_uri` values a key file may have: Google's token endpoint, under its names."""
-
-GRANT_AUDIENCE = "https://oauth2.googleapis.com/token"
-"""The grant's `aud` claim: Google's token endpoint, whichever URI the grant is sent to."""
-
-STORAGE_SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
 HMAC_REGION = "auto"
-JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-GRANT_LIFETIME = 3600  # seconds; Google's maximum
-
-SERVICE_ACCOUNT_KEY = "serviceAccountJson"
 HMAC_KEYS = ("hmacAccessKey", "hmacSecret")
 
 GCS_SECRET_KEYS = SecretKeys(
@@ -116,36 +103,8 @@ GCS_SECRET_KEYS = SecretKeys(
     ),
 )
 
-# Errors whose OAuth2 code says the key itself was refused.
-_REFUSED_GRANTS = frozenset({"invalid_grant", "invalid_client", "unauthorized_client"})
-
-
-class ServiceAccountKeyError(DestinationError):
-    """`serviceAccountJson` is there but is no usable service account key.
-
-    Reason `SecretKeyMissing`: the Secret lacks what the type needs, and only
-    a new Secret fixes it. The message says what is wrong, never a value.
-    """
-
-    reason = Reason.SecretKeyMissing
-
-
-@dataclass(frozen=True)
-class ServiceAccountKey:
-    """The parts of a key file the probe uses; `repr` shows no value."""
-
-    client_email: str = field(repr=False)
-    private_key: str = field(repr=False)
-    private_key_id: str = field(repr=False)
-    token_uri: str
-    project_id: str = ""
-
-    def values(self) -> tuple[str, ...]:
-        """Every value to keep out of messages (the account's e-mail too, as S3 key ids are)."""
-        return tuple(v for v in (self.client_email, self.private_key, self.private_key_id) if v)
-
-
-GcsCredentials = ServiceAccountKey | S3Credentials
+GcsCredentials = ServiceAccountKey | S3Credentials | AccessToken
+"""A key file, HMAC keys, or an access token a workload identity's exchange issued."""
 
 
 def _bucket(spec: DestinationSpec) -> str:
@@ -153,52 +112,6 @@ def _bucket(spec: DestinationSpec) -> str:
     if member is None:
         raise InvalidSpecError("type GoogleCloudStorage needs the googleCloudStorage block")
     return member.bucket
-
-
-def parse_service_account_key(text: str, *, token_uris: frozenset[str]) -> ServiceAccountKey:
-    """The key file in `text`, checked; raises `ServiceAccountKeyError` saying what is wrong.
-
-    A `token_uri` outside `token_uris` raises `EndpointBlockedError`.
-    """
-    where = f"the Secret's {SERVICE_ACCOUNT_KEY}"
-    try:
-        document = json.loads(text)
-    except ValueError as exc:
-        # The position only: JSONDecodeError's text quotes nothing of the document.
-        lineno, colno = getattr(exc, "lineno", None), getattr(exc, "colno", None)
-        position = f" (line {lineno}, column {colno})" if lineno else ""
-        raise ServiceAccountKeyError(
-            f"{where} is not JSON{position}; it must be a service account key file"
-        ) from None
-    if not isinstance(document, dict):
-        raise ServiceAccountKeyError(f"{where} is not a JSON object (a key file is one)")
-    kind = document.get("type")
-    if kind is not None and kind != "service_account":
-        raise ServiceAccountKeyError(
-            f"{where} is not a service account key (its type is not 'service_account')"
-        )
-    fields: dict[str, str] = {}
-    for name in ("client_email", "private_key"):
-        value = document.get(name)
-        if not isinstance(value, str) or not value.strip():
-            raise ServiceAccountKeyError(f"{where} has no {name!r}; it must be a key file")
-        fields[name] = value.strip()
-    if "PRIVATE KEY-----" not in fields["private_key"]:
-        raise ServiceAccountKeyError(f"{where}: 'private_key' is not a PEM private key")
-    token_uri = document.get("token_uri") or GRANT_AUDIENCE
-    if not isinstance(token_uri, str) or token_uri.strip() not in token_uris:
-        raise EndpointBlockedError(
-            f"{where}: its token_uri is not Google's token endpoint ({GRANT_AUDIENCE}); "
-            "no grant is sent elsewhere"
-        )
-    key_id, project = document.get("private_key_id"), document.get("project_id")
-    return ServiceAccountKey(
-        client_email=fields["client_email"],
-        private_key=fields["private_key"],
-        private_key_id=key_id.strip() if isinstance(key_id, str) else "",
-        token_uri=token_uri.strip(),
-        project_id=project.strip() if isinstance(project, str) else "",
-    )
 
 
 # --- SDK errors -> DestinationError: the GCS part ------------------------------------------------
@@ -248,23 +161,6 @@ def _google_errors(operation: str, secrets: tuple[str, ...]) -> Iterator[None]:
             raise translate(_service_error(exc, operation), secrets=secrets) from None
         lower = translate(exc, secrets=secrets)
         raise type(lower)(f"{operation}: {lower.message}", secrets=secrets) from None
-
-
-def _grant_error(status: int, body: bytes) -> DestinationError:
-    """The token endpoint's refusal (RFC 6749 section 5.2), as a `DestinationError`."""
-    try:
-        document = json.loads(body)
-        error = str(document.get("error") or "")
-        description = str(document.get("error_description") or "")
-    except (ValueError, AttributeError):
-        error, description = "", ""
-    detail = f"token endpoint: HTTP {status}" + (f" {error}" if error else "")
-    detail += f" ({description})" if description else ""
-    if error in _REFUSED_GRANTS or status == 401:
-        return AuthenticationFailedError(detail)
-    if error == "access_denied" or status == 403:
-        return AccessDeniedError(detail)
-    return ProbeFailedError(detail)
 
 
 # --- the JSON API probe ------------------------------------------------------------------------
@@ -323,57 +219,41 @@ def _sdk() -> SimpleNamespace:
         raise ProviderUnavailableError("Google Cloud Storage", "gcs") from None
 
 
+TokenSource = Callable[[Any, Any, tuple[float, float]], AccessToken]
+"""Fetches an access token: (the SDK modules, a google-auth `Request`, timeouts) -> token."""
+
+
 class _JsonApiProbe:
     """One probe through the JSON API: a token, then the storage calls; closes its sessions."""
 
-    def __init__(self, key: ServiceAccountKey, api_endpoint: str, options: HttpOptions) -> None:
+    def __init__(self, project: str, api_endpoint: str, options: HttpOptions) -> None:
         self._sdk: Any = None  # imported by the first request
-        self._key = key
+        self._project = project
         self._api_endpoint = api_endpoint
         self._options = options
         self._sessions: list[Any] = []
         self._blob: Any = None
         self.token = ""
+        self.cached = False
 
     def _session(self, session: Any) -> Any:
         self._sessions.append(session)
         return self._options.configure(session)
 
-    def fetch_token(self, timeout: tuple[float, float]) -> None:
-        """Exchange a signed grant for an access token at the key's `token_uri` (one request)."""
+    def fetch_token(self, key: Hashable, source: TokenSource, timeout: tuple[float, float]) -> None:
+        """The cached token for `key`, or one `source` fetches now (one exchange per key at a
+        time; a probe waits for another's no longer than its own timeout)."""
         sdk = self._sdk = _sdk()
-        try:
-            signer = sdk.crypt.RSASigner.from_string(
-                self._key.private_key, self._key.private_key_id
-            )
-        except Exception:  # noqa: BLE001 - whatever the parser says, it may quote the key
-            raise ServiceAccountKeyError(
-                f"the Secret's {SERVICE_ACCOUNT_KEY}: 'private_key' is not a usable RSA key"
-            ) from None
-        now = int(time.time())
-        claims = {
-            "iss": self._key.client_email,
-            "scope": STORAGE_SCOPE,
-            "aud": GRANT_AUDIENCE,
-            "iat": now,
-            "exp": now + GRANT_LIFETIME,
-        }
-        assertion = sdk.jwt.encode(signer, claims)
-        body = urllib.parse.urlencode({"grant_type": JWT_BEARER, "assertion": assertion})
         request = sdk.auth_requests.Request(self._session(sdk.requests.Session()))
-        response = request(
-            url=self._key.token_uri,
-            method="POST",
-            body=body.encode(),
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-            timeout=timeout,
+        found, self.cached = shared_tokens().get(
+            key, lambda: source(sdk, request, timeout), wait=timeout[0]
         )
-        if response.status != 200:
-            raise _grant_error(response.status, response.data)
-        try:
-            self.token = str(json.loads(response.data)["access_token"])
-        except (ValueError, KeyError, TypeError):
-            raise ProbeFailedError("token endpoint: HTTP 200 without an access token") from None
+        self.token = found.token
+
+    def use(self, issued: AccessToken) -> None:
+        """Probe with a token the caller holds (a workload identity's)."""
+        self._sdk = _sdk()
+        self.token = issued.token
 
     def _client(self) -> Any:
         sdk = self._sdk
@@ -386,7 +266,7 @@ class _JsonApiProbe:
             auth_request=sdk.auth_requests.Request(self._session(sdk.requests.Session())),
         )
         client = sdk.storage.Client(
-            project=self._key.project_id or "-",  # never None: the SDK would look for one
+            project=self._project or "-",  # never None: the SDK would look for one
             credentials=credentials,
             _http=self._session(session),
             client_options={"api_endpoint": self._api_endpoint},
@@ -485,6 +365,15 @@ class GoogleCloudStorageProvider:
                 raise SecretKeyMissingError(name)
         return S3Credentials(access_key_id=access_key, secret_access_key=secret)
 
+    def load_identity(self, issued: Issued) -> AccessToken:
+        """The access token a workload identity's exchange issued (Google's STS, or
+        iamcredentials); the probe uses it as it is, without an exchange of its own."""
+        if not isinstance(issued, IssuedToken) or not issued.token:
+            raise InvalidSpecError(
+                "GoogleCloudStorage takes a Google access token; the identity gave another kind"
+            )
+        return AccessToken(issued.token, issued.expires_at)
+
     def endpoints(self, spec: DestinationSpec) -> list[str]:
         """None for a Destination: the probe talks to Google. A replaced endpoint is listed."""
         _bucket(spec)
@@ -512,7 +401,7 @@ class GoogleCloudStorageProvider:
     def _probe_json_api(
         self,
         spec: DestinationSpec,
-        key: ServiceAccountKey,
+        key: ServiceAccountKey | AccessToken,
         object_key: str,
         mode: VerificationMode,
         timeout_seconds: float,
@@ -520,7 +409,7 @@ class GoogleCloudStorageProvider:
     ) -> ProbeResult:
         bucket = _bucket(spec)
         watch = Stopwatch()
-        secrets = key.values()
+        secrets = (key.token,) if isinstance(key, AccessToken) else key.values()
 
         def timeouts(before: str) -> tuple[float, float]:
             remaining = watch.remaining(timeout_seconds)
@@ -538,17 +427,40 @@ class GoogleCloudStorageProvider:
                 return err
             return StepResult(name, StepOutcome.Succeeded, step.ms())
 
-        probe = _JsonApiProbe(key, self._api_endpoint, options)
+        issued = key if isinstance(key, AccessToken) else None
+        probe = _JsonApiProbe(
+            "" if isinstance(key, AccessToken) else key.project_id, self._api_endpoint, options
+        )
+        cache_key = None if isinstance(key, AccessToken) else key.cache_key()
+
+        def source(sdk: Any, request: Any, timeout: tuple[float, float]) -> AccessToken:
+            assert isinstance(key, ServiceAccountKey)
+            return exchange_key(sdk, key, request, timeout)
+
+        def refused(error: DestinationError) -> DestinationError:
+            if isinstance(error, AuthenticationFailedError) and cache_key is not None:
+                shared_tokens().forget(cache_key)  # revoked: the next probe exchanges again
+            return error
 
         def write() -> None:
-            with _google_errors("token endpoint", secrets):
-                probe.fetch_token(timeouts("the token request"))
-            with _google_errors("objects.insert", (*secrets, probe.token)):
-                probe.write(bucket, object_key, timeouts("the upload"))
+            if issued is not None:  # a workload identity's token: its cache is the caller's
+                probe.use(issued)
+            else:
+                assert cache_key is not None
+                with _google_errors("token endpoint", secrets):
+                    probe.fetch_token(cache_key, source, timeouts("the token request"))
+            try:
+                with _google_errors("objects.insert", (*secrets, probe.token)):
+                    probe.write(bucket, object_key, timeouts("the upload"))
+            except DestinationError as err:
+                raise refused(err) from None
 
         def delete() -> None:
-            with _google_errors("objects.delete", (*secrets, probe.token)):
-                probe.delete(timeouts("the delete"))
+            try:
+                with _google_errors("objects.delete", (*secrets, probe.token)):
+                    probe.delete(timeouts("the delete"))
+            except DestinationError as err:
+                raise refused(err) from None
 
         try:
             return write_then_delete(

@@ -39,7 +39,7 @@ from selector_cases import CASES
 
 import canaries
 from controlplane import free_port
-from destination_operator.settings import label_selector
+from destination_operator.selectors import label_selector
 from harness import Cluster
 from s3server import S3Server
 

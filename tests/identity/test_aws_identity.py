@@ -95,7 +95,13 @@ def identity_operator(
         values={"objectLevelIdentity": True, "namespaces": [namespace]},
     )
     rendered = [doc for doc in yaml.safe_load_all(text) if doc]
-    (role,) = [item for item in rendered if item["kind"] == "Role"]
+    (role,) = [  # the watched namespace's Role (the other is the Lease's, in the release's)
+        item
+        for item in rendered
+        if item["kind"] == "Role"
+        and item["metadata"]["namespace"] == namespace
+        and not item["metadata"]["name"].endswith("-leader-election")
+    ]
     (cluster_role,) = [item for item in rendered if item["kind"] == "ClusterRole"]
     kubeconfig = cluster.service_account_kubeconfig(
         namespace,

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 import chart
-from destination_operator.settings import label_selector
+from destination_operator.selectors import label_selector
 
 pytestmark = pytest.mark.install
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from selector_cases import CASES
 
-from destination_operator.settings import SELECTOR_MAX, label_selector
+from destination_operator.selectors import SELECTOR_MAX, label_selector
 
 
 def test_the_table_takes_and_refuses() -> None:

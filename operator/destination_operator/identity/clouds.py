@@ -110,9 +110,24 @@ def read_token_file(path: Path, what: str) -> str:
 def clouds_for(settings: OperatorSettings) -> dict[DestinationType, Cloud]:
     """The clouds of this build, by the Destination type each serves."""
     from destination_operator.identity.aws import Aws
+    from destination_operator.identity.azure import Azure
+    from destination_operator.identity.google import Google
 
+    clouds: tuple[Cloud, ...] = (
+        Aws(settings),
+        Google(
+            sts_url=settings.gcp_sts_endpoint,
+            iamcredentials_url=settings.gcp_iamcredentials_endpoint,
+            default_provider=settings.gcp_workload_identity_provider,
+        ),
+        Azure(
+            authority_host=settings.azure_entra_endpoint,
+            default_tenant=settings.azure_tenant_id,
+            ca_bundle=settings.identity_ca_bundle,
+        ),
+    )
     found: dict[DestinationType, Cloud] = {}
-    for cloud in (Aws(settings),):
+    for cloud in clouds:
         for kind in cloud.types:
             found[kind] = cloud
     return found

@@ -73,6 +73,7 @@ from destination_operator.errors import (
     SecretKeyMissingError,
     translate,
 )
+from destination_operator.expiry import Expiry, sas_expiry
 from destination_operator.outcome import StepName, StepOutcome, StepResult
 from destination_operator.providers.base import (
     PROBE_BODY,
@@ -493,6 +494,19 @@ class AzureBlobStorageProvider:
     def load_credentials(self, data: Mapping[str, str]) -> AzureCredentials:
         """The first credential set in the Secret; surrounding whitespace is ignored."""
         return load_credentials(data)
+
+    def expiries(self, credentials: AzureCredentials) -> list[Expiry]:
+        """A SAS token's `se`, as a token or inside a connection string; an account key
+        does not expire."""
+        if not credentials.sas_token:
+            return []
+        where = (
+            "the SAS token in the Secret's sasToken"
+            if credentials.source == "sasToken"
+            else "the SharedAccessSignature in the Secret's connectionString"
+        )
+        found = sas_expiry(credentials.sas_token, where)
+        return [found] if found is not None else []
 
     def endpoints(self, spec: DestinationSpec) -> list[str]:
         """The blob endpoint when the Destination's author chose it; [] for Azure's own."""

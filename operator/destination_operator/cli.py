@@ -40,6 +40,7 @@ METAVARS = {
     "kubeconfig": "PATH",
     "context": "NAME",
     "interval_jitter": "FRACTION",
+    "credentials_expiry_window": "SECONDS",
 }
 # What `run` exits with; its --help and docs/cli-reference.md list these.
 RUN_EXIT_STATUS = {
@@ -62,7 +63,7 @@ def _shown(value: Any) -> str:
     if isinstance(value, StrEnum):
         return value.value
     if isinstance(value, float):
-        return f"{value:g}"
+        return str(int(value)) if value.is_integer() else f"{value:g}"
     if isinstance(value, list):
         return json.dumps(value)
     return str(value)

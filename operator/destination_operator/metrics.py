@@ -74,8 +74,9 @@ QUEUE_DEPTH = Gauge(
 
 CONDITIONS = ("Ready", "Verified", "Stalled", "Reconciling", "Archived")
 STATUSES = ("True", "False", "Unknown")
-SERIES_PER_DESTINATION = len(CONDITIONS) * len(STATUSES) + 1 + 2
-"""A condition's three statuses each, the Verified reason, the two timestamps."""
+SERIES_PER_DESTINATION = len(CONDITIONS) * len(STATUSES) + 1 + 3
+"""A condition's three statuses each, the Verified reason, the three timestamps (the
+credentials' expiry only where it can be read)."""
 
 
 def _gauges(registry: CollectorRegistry) -> dict[str, Gauge]:
@@ -105,6 +106,13 @@ def _gauges(registry: CollectorRegistry) -> dict[str, Gauge]:
             per_object,
             registry=registry,
         ),
+        "expiry": Gauge(
+            "destination_operator_destination_credentials_expiry_timestamp_seconds",
+            "A Destination's status.credentialsExpiry, in seconds since the epoch: when the "
+            "credentials it uses expire, where that can be read (absent otherwise).",
+            per_object,
+            registry=registry,
+        ),
         "count": Gauge(
             "destination_operator_destinations_by_condition",
             "Destinations by type and by each condition's status and reason.",
@@ -119,6 +127,7 @@ DESTINATION_CONDITION = _DEFAULT["condition"]
 DESTINATION_VERIFIED_REASON = _DEFAULT["reason"]
 DESTINATION_LAST_VERIFIED = _DEFAULT["last"]
 DESTINATION_NEXT_VERIFICATION = _DEFAULT["next"]
+DESTINATION_CREDENTIALS_EXPIRY = _DEFAULT["expiry"]
 DESTINATIONS_BY_CONDITION = _DEFAULT["count"]
 
 
@@ -144,6 +153,7 @@ class Seen:
     """condition type -> (status, reason), for the types of `CONDITIONS` present."""
     last_verified: float | None = None
     next_verification: float | None = None
+    credentials_expiry: float | None = None
 
     @property
     def verified_reason(self) -> str | None:
@@ -163,7 +173,15 @@ def read_status(kind: str, status: Mapping[str, Any]) -> Seen:
         conditions=conditions,
         last_verified=_epoch(status.get("lastVerifiedTime")),
         next_verification=_epoch(status.get("nextVerificationTime")),
+        credentials_expiry=_epoch(status.get("credentialsExpiry")),
     )
+
+
+_TIMESTAMPS = (
+    ("last", "last_verified"),
+    ("next", "next_verification"),
+    ("expiry", "credentials_expiry"),
+)
 
 
 class Destinations:
@@ -195,7 +213,8 @@ class Destinations:
                 )
         if new.verified_reason:
             self.gauges["reason"].labels(*labels, new.verified_reason).set(1)
-        for which, seconds in (("last", new.last_verified), ("next", new.next_verification)):
+        for which, attr in _TIMESTAMPS:
+            seconds = getattr(new, attr)
             if seconds is not None:
                 self.gauges[which].labels(*labels).set(seconds)
 
@@ -222,7 +241,7 @@ class Destinations:
             same_type and new and new.verified_reason == old.verified_reason
         ):
             _remove(self.gauges["reason"], *labels, old.verified_reason)
-        for which, attr in (("last", "last_verified"), ("next", "next_verification")):
+        for which, attr in _TIMESTAMPS:
             if getattr(old, attr) is not None and not (
                 same_type and new is not None and getattr(new, attr) is not None
             ):

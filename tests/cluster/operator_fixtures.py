@@ -33,11 +33,13 @@ canaries.register(CANARY_SECRET_KEY, CANARY_TOKEN)
 
 
 class OperatorProcess:
-    """`destination-operator run` as a child process, logging to a file."""
+    """`destination-operator run` as a child process, logging to a file; `env` adds to or
+    overrides the test settings below."""
 
-    def __init__(self, kubeconfig: Path, log: Path) -> None:
+    def __init__(self, kubeconfig: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.kubeconfig = kubeconfig
         self.log = log
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -52,6 +54,7 @@ class OperatorProcess:
             "DESTINATION_OPERATOR_HEALTH_PORT": "0",
             "DESTINATION_OPERATOR_METRICS_PORT": "0",
             "DESTINATION_OPERATOR_LOG_LEVEL": "DEBUG",
+            **self.env,
         }
         binary = Path(sys.executable).parent / "destination-operator"
         with self.log.open("ab") as out:

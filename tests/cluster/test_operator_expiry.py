@@ -2,7 +2,8 @@
 library. A SAS token whose `se` is within the window (14 days, the default) verifies, and
 the Destination shows `status.credentialsExpiry`, the EXPIRY column, `CredentialsExpiring=True`
 with one Warning Event and the expiry metric, while kstatus still says Current. One beyond the
-window is `CredentialsExpiring=False`. An expired one fails before any request reaches
+window is `CredentialsExpiring=False`, and turns True when it enters the window, without a
+probe. An expired one fails before any request reaches
 Azurite, Stalled (kstatus Failed), until the Secret gets a new SAS. Deleting a Destination
 removes its expiry series.
 """
@@ -213,3 +214,36 @@ def test_an_expired_sas_fails_without_a_request_until_the_secret_changes(
     assert expiring["status"] == "False"
     assert [line for line in azurite.requests() if "/stale/" in line]  # verified for real
     assert eventually(lambda: metric(port, namespace, "stale") == fresh.timestamp())
+
+
+def test_entering_the_window_is_written_without_a_probe(
+    cluster: Cluster,
+    namespace: str,
+    azurite: Azurite,
+    metrics_operator: tuple[OperatorProcess, int],
+) -> None:
+    """A SAS that enters the 14-day window 20 s after its verification: the operator wakes
+    then and writes CredentialsExpiring=True with its Warning Event, with no new probe."""
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    expires = now + 14 * DAY + datetime.timedelta(seconds=20)
+    apply(
+        cluster,
+        namespace,
+        secret("edge", {"sasToken": sas(azurite, expires)}),
+        azure_destination("edge", azurite, secret_name="edge"),
+    )
+    body = wait_for(cluster, namespace, "edge", "Ready", "True", timeout=60)
+    if condition(body, "CredentialsExpiring")["status"] != "False":
+        pytest.fail(f"the verification took over 20 s: {body['status']}")
+    probed = body["status"]["lastProbe"]["time"]
+    requests = [line for line in azurite.requests() if "/edge/" in line]
+
+    body = wait_for(cluster, namespace, "edge", "CredentialsExpiring", "True", timeout=60)
+    assert condition(body, "CredentialsExpiring")["reason"] == "CredentialsExpireSoon"
+    assert body["status"]["lastProbe"]["time"] == probed  # no new verification
+    assert [line for line in azurite.requests() if "/edge/" in line] == requests
+    warnings = eventually(
+        lambda: [e for e in events(cluster, namespace, "edge") if e["type"] == "Warning"]
+    )
+    assert [e["reason"] for e in warnings] == ["CredentialsExpiring"]
+    assert compute([body], cluster.bin_dir) == ["Current"]

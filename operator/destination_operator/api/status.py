@@ -26,10 +26,10 @@ Conditions (`metav1.Condition` shape), with the reasons each may carry:
 |             |         | ProviderUnavailable, SecretNotFound after a grace period, and |
 |             |         | AuthenticationFailed when the credentials have expired        |
 |             |         | (a person must change something before a retry can succeed)   |
-| CredentialsExpiring | True  | CredentialsExpireSoon (within the window),          |
-|             |         | CredentialsExpired (the expiry has passed)                    |
-| CredentialsExpiring | False | CredentialsExpireLater (an expiry is known, beyond    |
-|             |         | the window); absent when no expiry can be read                |
+| Credentials-| True    | CredentialsExpireSoon (within the window),                    |
+| Expiring    |         | CredentialsExpired (the expiry has passed)                    |
+| Credentials-| False   | CredentialsExpireLater (an expiry is known, beyond the        |
+| Expiring    |         | window); absent when no expiry can be read                    |
 
 Reconciling and Stalled are "abnormal-true" as kstatus defines them: present
 with status True while they apply, otherwise absent (or False).

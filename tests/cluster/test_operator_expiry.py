@@ -15,12 +15,14 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from azure.storage.blob import generate_container_sas
 from dst import apply, condition, destination, events, get, secret, wait_for
 from operator_fixtures import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
 
+import canaries
 from azurite import DEFAULT_CONTAINERS, Azurite
 from controlplane import free_port
 from destination_operator.api.status import rfc3339
@@ -31,6 +33,7 @@ pytestmark = pytest.mark.cluster
 
 EXPIRY_METRIC = "destination_operator_destination_credentials_expiry_timestamp_seconds"
 DAY = datetime.timedelta(days=1)
+MADE: list[str] = []  # every SAS this module made, for the log check at its end
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +67,7 @@ def metrics_operator(
 
 def sas(azurite: Azurite, expires: datetime.datetime) -> str:
     """A container SAS for Azurite's account, valid from two hours ago until `expires`."""
-    return generate_container_sas(
+    token: str = generate_container_sas(
         azurite.account,
         DEFAULT_CONTAINERS[0],
         account_key=azurite.key,
@@ -72,6 +75,8 @@ def sas(azurite: Azurite, expires: datetime.datetime) -> str:
         start=datetime.datetime.now(datetime.UTC) - 2 * datetime.timedelta(hours=1),
         expiry=expires,
     )
+    MADE.append(token)
+    return token
 
 
 def azure_destination(name: str, azurite: Azurite, *, secret_name: str) -> dict[str, Any]:
@@ -247,3 +252,18 @@ def test_entering_the_window_is_written_without_a_probe(
     )
     assert [e["reason"] for e in warnings] == ["CredentialsExpiring"]
     assert compute([body], cluster.bin_dir) == ["Current"]
+
+
+def test_the_operator_log_holds_no_sas_nor_its_signature(
+    metrics_operator: tuple[OperatorProcess, int],
+) -> None:
+    """Last in this module: the log of its operator, at DEBUG, holds no SAS (in any form a
+    log may write it) and no signature out of one."""
+    process, _ = metrics_operator
+    text = process.text()
+    assert text, "the operator logged nothing"
+    assert MADE, "no SAS was made: run the whole module"
+    assert canaries.found_in(text) == []
+    signatures = [p[4:] for token in MADE for p in token.split("&") if p.startswith("sig=")]
+    assert len(signatures) == len(MADE)
+    assert not [s for s in signatures if s in text or unquote(s) in text]

@@ -45,6 +45,7 @@ METAVARS = {
     "leader_election_lease_duration": "SECONDS",
     "leader_election_renew_deadline": "SECONDS",
     "leader_election_retry_period": "SECONDS",
+    "credentials_expiry_window": "SECONDS",
 }
 # What `run` exits with; its --help and docs/cli-reference.md list these.
 RUN_EXIT_STATUS = {
@@ -70,7 +71,7 @@ def _shown(value: Any) -> str:
     if isinstance(value, StrEnum):
         return value.value
     if isinstance(value, float):
-        return f"{value:g}"
+        return str(int(value)) if value.is_integer() else f"{value:g}"
     if isinstance(value, list):
         return json.dumps(value)
     return str(value)

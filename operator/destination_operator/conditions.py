@@ -28,9 +28,15 @@ Reconciling   absent    kstatus: True while a probe of the current generation is
                         (Retrying); absent otherwise
 Stalled       absent    kstatus: True when retrying alone cannot help: InvalidSpec,
                         SecretKeyMissing, SecretKeyInvalid, ProviderUnavailable,
-                        and SecretNotFound once the Secret has been missing for a
-                        grace period (`decide` says which: the `stalled`
+                        SecretNotFound once the Secret has been missing for a
+                        grace period, AuthenticationFailed for expired
+                        credentials (`decide` says which: the `stalled`
                         argument); absent otherwise
+Credentials-  False     True when the outcome's readable expiry (`Outcome.expiry`)
+Expiring                is within `expiry_window` (CredentialsExpireSoon) or has
+                        passed (CredentialsExpired); False beyond the window
+                        (CredentialsExpireLater); absent when no expiry can be
+                        read, and while not probed. kstatus reads neither status
 ============  ========  ==========================================================
 
 Each condition carries the generation it describes (`observedGeneration`);
@@ -56,10 +62,12 @@ from destination_operator.api.status import (
 
 if TYPE_CHECKING:
     from destination_operator.api.spec import DestinationSpec
+    from destination_operator.expiry import Expiry
     from destination_operator.outcome import Outcome
 
 __all__ = [
     "CONDITION_ORDER",
+    "EXPIRY_WINDOW",
     "FAILURE_REASONS",
     "Event",
     "build_status",
@@ -77,8 +85,33 @@ CONDITION_ORDER: tuple[ConditionType, ...] = (
     ConditionType.Archived,
     ConditionType.Reconciling,
     ConditionType.Stalled,
+    ConditionType.CredentialsExpiring,
 )
 """The order conditions are written in (stable, so equal statuses compare equal)."""
+
+EXPIRY_WINDOW = datetime.timedelta(days=14)
+"""How long before a readable expiry CredentialsExpiring turns True, unless told otherwise
+(the operator's `credentials_expiry_window` setting)."""
+
+
+def _window_words(window: datetime.timedelta) -> str:
+    seconds = int(window.total_seconds())
+    return f"{seconds // 86400} days" if seconds % 86400 == 0 else f"{seconds} seconds"
+
+
+def expiring(
+    expiry: Expiry, now: datetime.datetime, window: datetime.timedelta
+) -> tuple[str, Reason, str]:
+    """The CredentialsExpiring status, reason and message for `expiry` at `now`. The
+    message names where the expiry was read and its date, never the value, and does not
+    change with `now` (a message that did would be a status write on every pass)."""
+    date = rfc3339(expiry.at)
+    if expiry.passed(now):
+        return TRUE, Reason.CredentialsExpired, f"{expiry.source} expired at {date}"
+    if expiry.passed(now + window):
+        message = f"{expiry.source} expires at {date}, within {_window_words(window)}"
+        return TRUE, Reason.CredentialsExpireSoon, message
+    return FALSE, Reason.CredentialsExpireLater, f"{expiry.source} expires at {date}"
 
 
 def _new_condition(
@@ -113,6 +146,7 @@ def compute_conditions(
     outcome: Outcome | None,
     now: datetime.datetime,
     stalled: bool = False,
+    expiry_window: datetime.timedelta = EXPIRY_WINDOW,
 ) -> list[dict[str, Any]]:
     """The whole conditions list for this generation.
 
@@ -120,7 +154,8 @@ def compute_conditions(
     while one is pending (or not wanted: disabled, archived). An outcome with
     reason `InvalidSpec` wins over the flags, since a spec that does not parse
     has none to trust. A failure is Stalled (a person must act) when `stalled`
-    is True, else Reconciling (retried); `decide` owns that choice.
+    is True, else Reconciling (retried); `decide` owns that choice. CredentialsExpiring
+    comes from the outcome's expiry (`expiring`), while the Destination is probed.
     """
     stamp = rfc3339(now)
     previous = {str(c.get("type")): c for c in old or () if isinstance(c, Mapping)}
@@ -181,6 +216,10 @@ def compute_conditions(
             retry = f"retrying with backoff after {outcome.reason}"
             extra.append(make(ConditionType.Reconciling, TRUE, Reason.Retrying, retry))
 
+    expiry = outcome.expiry if outcome is not None else None
+    if expiry is not None and enabled and not archived and not invalid:
+        extra.append(make(ConditionType.CredentialsExpiring, *expiring(expiry, now, expiry_window)))
+
     found = {c["type"]: c for c in (ready, verified, archived_condition, *extra) if c}
     return [found[kind.value] for kind in CONDITION_ORDER if kind.value in found]
 
@@ -214,6 +253,7 @@ def build_status(
     next_verification: datetime.datetime | None = None,
     verify_request: str | None = None,
     stalled: bool = False,
+    expiry_window: datetime.timedelta = EXPIRY_WINDOW,
 ) -> dict[str, Any]:
     """The whole status to write (the fields of `api.status.DestinationStatus`, camelCase).
 
@@ -223,7 +263,8 @@ def build_status(
     probe, the target) keep their old values. `nextVerificationTime` and
     `archivedTime` are None (a merge patch deletes them) when they do not
     apply. `archivedTime` is the Archived condition's transition time.
-    `stalled` is `compute_conditions`'.
+    `stalled` and `expiry_window` are `compute_conditions`'. `credentialsExpiry` is the
+    outcome's expiry; kept while a probe is pending; None when not probed.
     """
     old = old or {}
     if spec is not None:
@@ -238,6 +279,7 @@ def build_status(
         outcome=outcome,
         now=now,
         stalled=stalled,
+        expiry_window=expiry_window,
     )
     status: dict[str, Any] = {"observedGeneration": generation, "conditions": conditions}
     for key in ("target", "lastVerifiedTime", "credentialsFingerprint", "lastProbe"):
@@ -258,6 +300,10 @@ def build_status(
     status["nextVerificationTime"] = (
         rfc3339(next_verification) if probing and next_verification is not None else None
     )
+    expiry = old.get("credentialsExpiry") if outcome is None else None
+    if outcome is not None and outcome.expiry is not None:
+        expiry = rfc3339(outcome.expiry.at)
+    status["credentialsExpiry"] = expiry if probing else None
     archived_condition = find_condition(conditions, ConditionType.Archived)
     status["archivedTime"] = (
         archived_condition["lastTransitionTime"]
@@ -321,7 +367,8 @@ def transition_events(
     - `Warning VerificationFailed` when Verified becomes False, or stays False
       with another reason; not again when the same failure repeats;
     - `Normal Archived` when Archived becomes True (also for a Destination
-      created archived), `Normal Unarchived` when it goes from True to False.
+      created archived), `Normal Unarchived` when it goes from True to False;
+    - `Warning CredentialsExpiring` when CredentialsExpiring becomes True.
     """
     old_conditions = (old_status or {}).get("conditions")
     new_conditions = new_status.get("conditions")
@@ -335,6 +382,12 @@ def transition_events(
         events.append(Event("Normal", EventReason.Archived.value, "archived: no longer probed"))
     elif was == TRUE and now_ == FALSE:
         events.append(Event("Normal", EventReason.Unarchived.value, "unarchived: verifying again"))
+
+    old_expiring = find_condition(old_conditions, ConditionType.CredentialsExpiring) or {}
+    new_expiring = find_condition(new_conditions, ConditionType.CredentialsExpiring) or {}
+    if new_expiring.get("status") == TRUE and old_expiring.get("status") != TRUE:
+        text = str(new_expiring.get("message") or "the credentials expire soon")
+        events.append(Event("Warning", EventReason.CredentialsExpiring.value, text))
 
     old_verified = find_condition(old_conditions, ConditionType.Verified) or {}
     new_verified = find_condition(new_conditions, ConditionType.Verified) or {}

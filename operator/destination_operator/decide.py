@@ -57,10 +57,16 @@ __all__ = [
 FOREVER = None
 """`Plan.requeue_after` when only a watch event can make a difference."""
 
-STALLED_REASONS: frozenset[Reason] = REASONS[ConditionType.Stalled][ConditionStatus.TRUE]
+EXPIRY_GRACE = datetime.timedelta(seconds=1)
+"""A verification is due this long after the credentials' readable expiry."""
+
+STALLED_REASONS: frozenset[Reason] = REASONS[ConditionType.Stalled][ConditionStatus.TRUE] - {
+    Reason.AuthenticationFailed
+}
 """Failures a person must act on before a retry can pass (kstatus Stalled): InvalidSpec,
 SecretNotFound (once its grace period is over), SecretKeyMissing, SecretKeyInvalid,
-ProviderUnavailable. Every other failure is retried (Reconciling=True, Retrying)."""
+ProviderUnavailable; and AuthenticationFailed only when the credentials had expired
+(`Outcome.expired`). Every other failure is retried (Reconciling=True, Retrying)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,7 @@ class Policy:
     backoff_cap: float = 300.0
     jitter: float = 0.1
     secret_grace: float = 60.0
+    expiry_window: float = conditions.EXPIRY_WINDOW.total_seconds()
 
 
 @dataclass
@@ -136,20 +143,34 @@ def _parse_time(value: Any) -> datetime.datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)
 
 
 def _stalled(outcome: Outcome) -> bool:
-    """Must a person act before `outcome` can change (`STALLED_REASONS`)?"""
-    return not outcome.verified and outcome.reason in STALLED_REASONS
+    """Must a person act before `outcome` can change (`STALLED_REASONS`, expired credentials)?"""
+    return not outcome.verified and (outcome.reason in STALLED_REASONS or outcome.expired)
 
 
 def _seconds_until(moment: datetime.datetime | None, now: datetime.datetime) -> float | None:
     if moment is None:
         return FOREVER
     return max(0.0, (moment - now).total_seconds())
+
+
+def _wake_after(memory: Memory, policy: Policy, now: datetime.datetime) -> float | None:
+    """Seconds until the next verification, or until the credentials enter the expiry
+    window if that comes first: then the status is written again (CredentialsExpiring
+    turns True) without a probe."""
+    delay = _seconds_until(memory.next_due, now)
+    expiry = memory.outcome.expiry if memory.outcome is not None else None
+    if expiry is not None:
+        soon = (expiry.at - now).total_seconds() - policy.expiry_window
+        if soon > 0:
+            delay = soon if delay is None else min(delay, soon)
+    return delay
 
 
 def _writes(
@@ -162,8 +183,10 @@ def _writes(
     return new, tuple(conditions.transition_events(old, new))
 
 
-def restore(memory: Memory, observed: Observed) -> None:
-    """After a restart: adopt the stored status when it reports the current inputs."""
+def restore(memory: Memory, observed: Observed, policy: Policy) -> None:
+    """After a restart: adopt the stored status when it reports the current inputs. A
+    stored credentialsExpiry not yet reported as expiring makes a verification due when it
+    enters the window (the outcome that would say so is not remembered)."""
     memory.restored = True
     status = observed.status
     memory.handled_request = str(status.get("lastHandledVerifyRequest") or "")
@@ -180,6 +203,12 @@ def restore(memory: Memory, observed: Observed) -> None:
     memory.generation, memory.fingerprint = observed.generation, fingerprint
     memory.next_due = _parse_time(status.get("nextVerificationTime"))
     memory.failures = 0 if verified.get("status") == "True" else 1
+    expiry = _parse_time(status.get("credentialsExpiry"))
+    kind = ConditionType.CredentialsExpiring
+    reported = (conditions.find_condition(status.get("conditions"), kind) or {}).get("status")
+    if memory.next_due is not None and expiry is not None and reported != ConditionStatus.TRUE:
+        window = expiry - datetime.timedelta(seconds=policy.expiry_window)
+        memory.next_due = min(memory.next_due, window)
 
 
 def plan(observed: Observed, memory: Memory, policy: Policy) -> Plan:
@@ -211,7 +240,7 @@ def plan(observed: Observed, memory: Memory, policy: Policy) -> Plan:
         return Plan(status=written, events=events)
 
     if not memory.restored:
-        restore(memory, observed)
+        restore(memory, observed, policy)
     request = observed.verify_request
     requested = bool(request) and request != memory.handled_request
     fingerprint = observed.secret.fingerprint if observed.secret else ""
@@ -219,11 +248,9 @@ def plan(observed: Observed, memory: Memory, policy: Policy) -> Plan:
     due = memory.next_due is not None and now >= memory.next_due
     if same_inputs and not requested and not due:
         # keep the status true (a write that failed, say)
-        kept = _status_for(observed, spec, memory) if memory.outcome is not None else None
+        kept = _status_for(observed, spec, memory, policy) if memory.outcome is not None else None
         written, events = _writes(status, kept)
-        return Plan(
-            status=written, events=events, requeue_after=_seconds_until(memory.next_due, now)
-        )
+        return Plan(status=written, events=events, requeue_after=_wake_after(memory, policy, now))
 
     memory.handled_request = request or memory.handled_request
     if observed.secret is None:
@@ -262,12 +289,14 @@ def _secret_missing(
         if stalled
         else memory.secret_missing_since + datetime.timedelta(seconds=policy.secret_grace)
     )
-    new = _status_for(observed, spec, memory)
+    new = _status_for(observed, spec, memory, policy)
     written, events = _writes(observed.status, new)
     return Plan(status=written, events=events, requeue_after=_seconds_until(memory.next_due, now))
 
 
-def _status_for(observed: Observed, spec: DestinationSpec, memory: Memory) -> dict[str, Any]:
+def _status_for(
+    observed: Observed, spec: DestinationSpec, memory: Memory, policy: Policy
+) -> dict[str, Any]:
     return conditions.build_status(
         old=observed.status,
         generation=memory.generation if memory.generation is not None else observed.generation,
@@ -277,6 +306,7 @@ def _status_for(observed: Observed, spec: DestinationSpec, memory: Memory) -> di
         next_verification=memory.next_due,
         verify_request=memory.handled_request or None,
         stalled=memory.stalled,
+        expiry_window=datetime.timedelta(seconds=policy.expiry_window),
     )
 
 
@@ -320,11 +350,17 @@ def after_probe(
     memory.outcome = outcome
     memory.failures = 0 if outcome.verified else memory.failures + 1
     memory.stalled = _stalled(outcome)
-    # A build without the type's provider cannot pass by retrying: wait for a change.
+    # A build without the type's provider, or expired credentials, cannot pass by retrying:
+    # wait for a change (a new Secret is a new fingerprint, and verified at once).
     delay: float | None = None
-    if outcome.reason != Reason.ProviderUnavailable:
+    if outcome.reason != Reason.ProviderUnavailable and not outcome.expired:
         delay = verification_delay(spec, outcome.verified, memory.failures, policy, rng)
     memory.next_due = None if delay is None else now + datetime.timedelta(seconds=delay)
-    new = _status_for(observed, spec, memory)
+    if outcome.expiry is not None and not outcome.expired:
+        # Verify again just after the expiry, at no network cost, so that Ready does not
+        # outlive the credentials by up to an interval (even when the interval is 0).
+        after = outcome.expiry.at + EXPIRY_GRACE
+        memory.next_due = after if memory.next_due is None else min(memory.next_due, after)
+    new = _status_for(observed, spec, memory, policy)
     written, events = _writes(observed.status, new)
-    return Plan(status=written, events=events, requeue_after=_seconds_until(memory.next_due, now))
+    return Plan(status=written, events=events, requeue_after=_wake_after(memory, policy, now))

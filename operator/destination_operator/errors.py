@@ -10,6 +10,7 @@ The tree (class, then the `Reason` it sets on `Verified=False`)::
     ├── SecretKeyInvalidError        SecretKeyInvalid      a line break or control character inside
     ├── EndpointBlockedError         EndpointBlocked       the endpoint guard refused the address
     ├── AuthenticationFailedError    AuthenticationFailed  unknown key id, bad signature, expired
+    │   └── CredentialsExpiredError  AuthenticationFailed  expired by their own text: none sent
     ├── AccessDeniedError            AccessDenied          authenticated, but the policy refuses
     ├── BucketNotFoundError          BucketNotFound        no such bucket (or container)
     ├── EndpointUnreachableError     EndpointUnreachable   no DNS answer, refused or dropped
@@ -189,6 +190,11 @@ class AuthenticationFailedError(DestinationError):
     """The storage service did not accept the credentials."""
 
     reason = Reason.AuthenticationFailed
+
+
+class CredentialsExpiredError(AuthenticationFailedError):
+    """The credentials' own text says they have expired (`expiry`): the probe stops before
+    any connection, and only a new Secret can help."""
 
 
 class AccessDeniedError(DestinationError):

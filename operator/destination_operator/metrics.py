@@ -91,8 +91,9 @@ LEADER = Gauge(
 
 CONDITIONS = ("Ready", "Verified", "Stalled", "Reconciling", "Archived")
 STATUSES = ("True", "False", "Unknown")
-SERIES_PER_DESTINATION = len(CONDITIONS) * len(STATUSES) + 1 + 2
-"""A condition's three statuses each, the Verified reason, the two timestamps."""
+SERIES_PER_DESTINATION = len(CONDITIONS) * len(STATUSES) + 1 + 3
+"""A condition's three statuses each, the Verified reason, the three timestamps (the
+credentials' expiry only where it can be read)."""
 
 
 PER_OBJECT_LABELS = ("namespace", "name", "type")
@@ -100,6 +101,7 @@ CONDITION = "destination_operator_destination_condition"
 VERIFIED_REASON = "destination_operator_destination_verified_reason"
 LAST_VERIFIED = "destination_operator_destination_last_verified_timestamp_seconds"
 NEXT_VERIFICATION = "destination_operator_destination_next_verification_timestamp_seconds"
+CREDENTIALS_EXPIRY = "destination_operator_destination_credentials_expiry_timestamp_seconds"
 PER_OBJECT_FAMILIES = {
     CONDITION: (
         "1 for a Destination's condition's current status, 0 for its other statuses.",
@@ -112,6 +114,11 @@ PER_OBJECT_FAMILIES = {
     LAST_VERIFIED: ("A Destination's status.lastVerifiedTime, in seconds since the epoch.", ()),
     NEXT_VERIFICATION: (
         "A Destination's status.nextVerificationTime, in seconds since the epoch.",
+        (),
+    ),
+    CREDENTIALS_EXPIRY: (
+        "A Destination's status.credentialsExpiry, in seconds since the epoch: when the "
+        "credentials it uses expire, where that can be read (absent otherwise).",
         (),
     ),
 }
@@ -148,6 +155,7 @@ class Seen:
     """condition type -> (status, reason), for the types of `CONDITIONS` present."""
     last_verified: float | None = None
     next_verification: float | None = None
+    credentials_expiry: float | None = None
 
     @property
     def verified_reason(self) -> str | None:
@@ -167,7 +175,16 @@ def read_status(kind: str, status: Mapping[str, Any]) -> Seen:
         conditions=conditions,
         last_verified=_epoch(status.get("lastVerifiedTime")),
         next_verification=_epoch(status.get("nextVerificationTime")),
+        credentials_expiry=_epoch(status.get("credentialsExpiry")),
     )
+
+
+_TIMESTAMPS = {
+    LAST_VERIFIED: "last_verified",
+    NEXT_VERIFICATION: "next_verification",
+    CREDENTIALS_EXPIRY: "credentials_expiry",
+}
+"""Each timestamp family and the `Seen` field it shows."""
 
 
 class _Samples:
@@ -195,7 +212,7 @@ def _samples_of(name: str, seen: Mapping[tuple[str, str], Seen]) -> Iterator[Sam
             if view.verified_reason:
                 yield Sample(name, labels | {"reason": view.verified_reason}, 1.0)
         else:
-            seconds = view.last_verified if name == LAST_VERIFIED else view.next_verification
+            seconds = getattr(view, _TIMESTAMPS[name])
             if seconds is not None:
                 yield Sample(name, labels, seconds)
 

@@ -24,6 +24,7 @@ from destination_operator.errors import (
     ProbeFailedError,
     SecretForbiddenError,
 )
+from destination_operator.expiry import Expiry
 
 __all__ = [
     "FINGERPRINT_LABEL",
@@ -84,6 +85,19 @@ class Outcome:
     fingerprint: str = ""
     time: datetime.datetime | None = None
     probed: bool = field(default=False)  # a connection to the storage was attempted
+    expiry: Expiry | None = None  # when the credentials expire, where that can be read
+
+    @property
+    def expired(self) -> bool:
+        """Did the verification fail because the credentials had expired when it began?
+        (Then no connection was made, and only a new Secret can change the outcome.)"""
+        return (
+            not self.verified
+            and self.reason == Reason.AuthenticationFailed
+            and self.expiry is not None
+            and self.time is not None
+            and self.expiry.passed(self.time)
+        )
 
     def last_probe(self) -> dict[str, Any] | None:
         """`status.lastProbe` for this outcome; None when no probe was attempted."""
@@ -130,6 +144,7 @@ def failure(
     fingerprint: str = "",
     object_key: str = "",
     mode: VerificationMode | None = None,
+    expiry: Expiry | None = None,
 ) -> Outcome:
     """The outcome of a verification that failed with `error` before any probe."""
     return Outcome(
@@ -140,6 +155,7 @@ def failure(
         fingerprint=fingerprint,
         object_key=object_key,
         mode=mode,
+        expiry=expiry,
     )
 
 

@@ -189,6 +189,13 @@ class OperatorSettings(BaseSettings):
         ge=0,
         description="how long a missing Secret is waited for before the Destination is Stalled",
     )
+    credentials_expiry_window: float = Field(
+        default=1209600.0,
+        ge=0,
+        description="how long before a readable credentials expiry (a SAS token's se, a "
+        "JWT's exp, a caBundle certificate's notAfter) CredentialsExpiring turns True, in "
+        "seconds (1209600 = 14 days; 0: only once expired)",
+    )
     stuck_after_seconds: float = Field(
         default=900.0,
         gt=0,

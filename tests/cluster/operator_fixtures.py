@@ -33,7 +33,8 @@ canaries.register(CANARY_SECRET_KEY, CANARY_TOKEN)
 
 
 class OperatorProcess:
-    """`destination-operator run` as a child process, logging to a file."""
+    """`destination-operator run` as a child process, logging to a file; `env` adds to or
+    overrides the test settings below."""
 
     def __init__(self, kubeconfig: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.kubeconfig = kubeconfig

@@ -246,6 +246,15 @@ def full_status(target: str) -> dict[str, Any]:
             last_transition_time=stamp,
             observed_generation=1,
         ),
+        Condition(
+            type=ConditionType.CredentialsExpiring,
+            status=ConditionStatus.TRUE,
+            reason=Reason.CredentialsExpireSoon,
+            message="the SAS token in the Secret's sasToken expires at 2024-05-10T00:00:00Z, "
+            "within 14 days",
+            last_transition_time=stamp,
+            observed_generation=1,
+        ),
     ]
     status = DestinationStatus(
         observed_generation=1,
@@ -263,6 +272,7 @@ def full_status(target: str) -> dict[str, Any]:
             ],
         ),
         credentials_fingerprint="sha256:0123456789abcdef",
+        credentials_expiry="2024-05-10T00:00:00Z",
         last_handled_verify_request="2024-05-01T11:59:00Z",
         archived_time=None,
     )
@@ -318,7 +328,11 @@ def test_kubectl_get_shows_the_columns(
     cluster: Cluster, destination_crd: str, namespace: str
 ) -> None:
     due = "2099-01-01T00:00:00Z"  # the next verification is ahead: the cell is the timestamp
-    verified = full_status("s3://example-bucket") | {"nextVerificationTime": due}
+    expires = "2099-02-01T00:00:00Z"  # the credentials' readable expiry, shown as written
+    verified = full_status("s3://example-bucket") | {
+        "nextVerificationTime": due,
+        "credentialsExpiry": expires,
+    }
     failing = verified | {
         "conditions": [
             _condition(ConditionType.Ready, ConditionStatus.FALSE, Reason.AuthenticationFailed),
@@ -363,12 +377,13 @@ def test_kubectl_get_shows_the_columns(
         "AuthenticationFailed",
     ]
     assert [rows["off"][c] for c in ("READY", "VERIFIED", "REASON")] == ["", "Unknown", "Disabled"]
-    # -o wide adds NEXT VERIFICATION (the disabled one has none)
+    # -o wide adds NEXT VERIFICATION and EXPIRY (the disabled one has neither)
     wide = cluster.kubectl("get", "dst", "-n", namespace, "-o", "wide").stdout
-    rows = {r["NAME"]: r for r in _table(wide, [*columns, "NEXT VERIFICATION", "AGE"])}
+    rows = {r["NAME"]: r for r in _table(wide, [*columns, "NEXT VERIFICATION", "EXPIRY", "AGE"])}
     assert rows["shown"]["NEXT VERIFICATION"] == due  # a date column would say <invalid>
     assert rows["failing"]["NEXT VERIFICATION"] == due
     assert rows["off"]["NEXT VERIFICATION"] == ""
+    assert [rows[name]["EXPIRY"] for name in ("shown", "failing", "off")] == [expires, expires, ""]
     # the short name and the category work too
     assert "shown" in cluster.kubectl("get", "destinations", "-n", namespace, "-o", "name").stdout
     assert "shown" in cluster.kubectl("get", "destinations.destinations.io", "-n", namespace).stdout

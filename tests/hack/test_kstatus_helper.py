@@ -1,8 +1,9 @@
 """What the real kstatus library concludes about Destinations, pinned through hack/kstatus.
 
 The operator's condition design (Ready, Reconciling, Stalled; Ready absent while disabled
-or archived) rests on these verdicts of sigs.k8s.io/cli-utils status.Compute, the code
-Flux and kpt run. If a new cli-utils version changes one, this file says which.
+or archived; CredentialsExpiring beside them, which kstatus does not read) rests on these
+verdicts of sigs.k8s.io/cli-utils status.Compute, the code Flux and kpt run. If a new
+cli-utils version changes one, this file says which.
 """
 
 from __future__ import annotations
@@ -127,6 +128,39 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "verified-unknown-only",
         destination("verified-unknown-only", condition("Verified", "Unknown", "Archived")),
         "Current",
+    ),
+    (
+        # CredentialsExpiring is not a kstatus condition: a working Destination stays Current
+        "credentials-expiring",
+        destination(
+            "credentials-expiring",
+            READY,
+            VERIFIED,
+            condition("CredentialsExpiring", "True", "CredentialsExpireSoon"),
+        ),
+        "Current",
+    ),
+    (
+        "credentials-expire-later",
+        destination(
+            "credentials-expire-later",
+            READY,
+            VERIFIED,
+            condition("CredentialsExpiring", "False", "CredentialsExpireLater"),
+        ),
+        "Current",
+    ),
+    (
+        # expired: Stalled is what says Failed
+        "credentials-expired",
+        destination(
+            "credentials-expired",
+            condition("Ready", "False", "AuthenticationFailed"),
+            condition("Verified", "False", "AuthenticationFailed"),
+            condition("Stalled", "True", "AuthenticationFailed"),
+            condition("CredentialsExpiring", "True", "CredentialsExpired"),
+        ),
+        "Failed",
     ),
     (
         # deletion comes first of all: even a Ready Destination is Terminating

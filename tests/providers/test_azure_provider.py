@@ -2,7 +2,8 @@
 
 One table of cases, each run with the Secret holding an account key, a SAS
 token or a connection string: success, wrong credentials, missing container,
-write or delete refused (SAS permissions), expired SAS, unreachable port, a
+write or delete refused (SAS permissions), an expired SAS (refused before any
+connection, its `se` read from the token), unreachable port, a
 certificate nobody trusts, a server that never answers and one that trickles,
 a Secret without any of the keys, and a connection string that points
 elsewhere than the spec. Azurite checks Shared Key and SAS signatures, SAS
@@ -41,7 +42,6 @@ from destination_operator.providers.registry import default_registry
 
 pytest_plugins = ["azure_fixtures"]
 
-NOW = datetime.datetime(2026, 11, 22, 7, 0, tzinfo=datetime.UTC)
 CANARY = base64.b64encode(b"canary-SECRET-never-show-me-4f8e2a1c".ljust(64, b"~")).decode()
 """A well-formed account key that no account has: the wrong credential of the table."""
 SECRET_UID = "0b6f3c1e-2d4a-4f7b-9e8c-5a1d2c3b4e5f"
@@ -234,12 +234,20 @@ CASES: list[Case] = [
         says="DeleteBlob: AuthorizationPermissionMismatch",
     ),
     Case("connectionString-sas-success", sas_connection_string(), Reason.ProbeSucceeded, (S, S)),
+    # An expiry the SAS itself states (se) has passed: refused before any connection.
     Case(
         "sasToken-expired",
         sas_token(expires_in=-3600),
         Reason.AuthenticationFailed,
-        (F, K),
-        says="PutBlob",
+        (),
+        says="the SAS token in the Secret's sasToken expired at",
+    ),
+    Case(
+        "connectionString-sas-expired",
+        sas_connection_string(expires_in=-3600),
+        Reason.AuthenticationFailed,
+        (),
+        says="the SharedAccessSignature in the Secret's connectionString expired at",
     ),
     # A connection string cannot move the data: refused before any connection.
     Case(
@@ -343,7 +351,10 @@ def probe_object_key() -> str:
     return f"probes/{PROBE_DIRECTORY}/{uuid.uuid4()}.txt"
 
 
-def run(case: Case, world: World) -> tuple[Outcome, dict[str, bytes], str, float]:
+def run(
+    case: Case, world: World, now: datetime.datetime | None = None
+) -> tuple[Outcome, dict[str, bytes], str, float]:
+    """Verify `case` at `now` (the clock's time unless given; SAS expiries are real times)."""
     endpoint = world.endpoint(case)
     data = case.secret(world, endpoint)
     object_key = probe_object_key()
@@ -354,7 +365,7 @@ def run(case: Case, world: World) -> tuple[Outcome, dict[str, bytes], str, float
         secret_uid=SECRET_UID,
         object_key=object_key,
         allow_private=case.allow_private,
-        now=NOW,
+        now=now or datetime.datetime.now(datetime.UTC),
     )
     return outcome, data, object_key, time.monotonic() - started
 
@@ -445,6 +456,33 @@ def test_write_delete_leaves_nothing_and_write_leaves_the_object(
         blob = container.get_blob_client(kept_key)
         assert b"not data" in blob.download_blob().readall()
         assert blob.get_blob_properties().content_settings.content_type == "text/plain"
+
+
+def test_a_sas_expiry_rides_in_the_outcome_and_azurite_checks_it_too(
+    azurite: Azurite, request: pytest.FixtureRequest
+) -> None:
+    """A SAS's `se` is the outcome's expiry; with the operator's clock an hour behind, an
+    expired SAS reaches Azurite, which refuses it by itself (its expiry is real)."""
+    world = World(azurite, request)
+    for make, where in (
+        (sas_token, "the SAS token in the Secret's sasToken"),
+        (sas_connection_string, "the SharedAccessSignature in the Secret's connectionString"),
+    ):
+        case = Case("valid", make(expires_in=86400), Reason.ProbeSucceeded, ())
+        outcome, data, _, _ = run(case, world)
+        assert outcome.verified, outcome
+        assert outcome.expiry is not None and outcome.expiry.source == where
+        left = outcome.expiry.at - datetime.datetime.now(datetime.UTC)
+        assert datetime.timedelta(hours=23) < left <= datetime.timedelta(days=1)
+        assert not any(part in repr(outcome.expiry) for part in secret_parts(data))
+
+    expired = Case("expired", sas_token(expires_in=-600), Reason.AuthenticationFailed, ())
+    behind = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1)
+    outcome, _, object_key, _ = run(expired, world, now=behind)
+    assert outcome.reason == Reason.AuthenticationFailed and not outcome.expired
+    assert [step.outcome for step in outcome.steps] == [F, K]
+    assert "PutBlob" in outcome.message
+    assert len(requests_for(azurite, object_key, at_least=1)) == 1
 
 
 def test_without_the_sdk_the_extra_is_named(

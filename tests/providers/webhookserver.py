@@ -9,9 +9,10 @@ checks what a careful receiver checks, in this order:
    404 (a moved or missing receiver answers before looking at credentials);
 3. the `verification-token` header holds `VERIFICATION_TOKEN` (401 otherwise);
 4. an `Authorization: Bearer` token, when sent (and always under `/gated/`),
-   is a known one (401 with `WWW-Authenticate: Bearer error="invalid_token"`)
-   with the `events:write` scope (403 with `error="insufficient_scope"`), as
-   RFC 6750 describes;
+   is a known one, or a JWT signed with `JWT_KEY` (HS256) whose `exp` has not
+   passed (401 with `WWW-Authenticate: Bearer error="invalid_token"`), with the
+   `events:write` scope (403 with `error="insufficient_scope"`), as RFC 6750
+   describes;
 5. the body is JSON (415 for another content type, 400 for a body without a
    string `challenge`).
 
@@ -25,7 +26,10 @@ leak.
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
+import hmac
 import http.server
 import ipaddress
 import json
@@ -51,11 +55,44 @@ BEARER_TOKENS = {
 """Bearer tokens the receiver knows, with their scopes; only `events:write` may post events."""
 
 BEARER_WRITE, BEARER_READONLY = BEARER_TOKENS
+JWT_KEY = b"canary-jwt-signing-key-5a0c7e19d2"
+"""The key the receiver checks JWT bearer tokens' HS256 signatures with (`make_jwt`)."""
 LOCATION_SECRET = "canary-location-signature-8d3a"
 """The signature in the query string of `/moved`'s redirect."""
 
 TRICKLE_DELAY = 0.4
 """Seconds between the bytes of `/slow`'s answer."""
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def make_jwt(exp: datetime.datetime, scope: str = "events:write", key: bytes = JWT_KEY) -> str:
+    """A JWT bearer token the receiver accepts until `exp` (signed HS256 with `key`)."""
+    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = {"sub": "delivery-pipeline", "scope": scope, "exp": int(exp.timestamp())}
+    payload = _b64url(json.dumps(claims).encode())
+    signature = hmac.new(key, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{_b64url(signature)}"
+
+
+def _jwt_scopes(token: str) -> frozenset[str] | None:
+    """The scopes of a JWT signed with `JWT_KEY` that has not expired; None otherwise."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    signed = hmac.new(JWT_KEY, f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest()
+    if not hmac.compare_digest(_b64url(signed), parts[2]):
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if not isinstance(exp, int) or exp <= datetime.datetime.now(datetime.UTC).timestamp():
+        return None
+    return frozenset(str(claims.get("scope", "")).split())
 
 
 @dataclass(frozen=True)
@@ -236,7 +273,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 raise _Refusal(401, {"WWW-Authenticate": 'Bearer realm="webhook"'})
             return
         scheme, _, token = authorization.partition(" ")
-        scopes = BEARER_TOKENS.get(token.strip()) if scheme.lower() == "bearer" else None
+        scopes = None
+        if scheme.lower() == "bearer":
+            token = token.strip()
+            scopes = BEARER_TOKENS.get(token) or _jwt_scopes(token)
         if scopes is None:
             raise _Refusal(401, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
         if "events:write" not in scopes:

@@ -45,6 +45,7 @@ def test_fixed_names_from_api_md() -> None:
         "Ready",
         "Reconciling",
         "Stalled",
+        "CredentialsExpiring",
     }
     verified = REASONS[ConditionType.Verified]
     assert {r.value for r in verified[ConditionStatus.TRUE]} == {"ProbeSucceeded"}
@@ -59,6 +60,12 @@ def test_fixed_names_from_api_md() -> None:
         "VerificationFailed",
         "Archived",
         "Unarchived",
+        "CredentialsExpiring",
+    }
+    expiring = REASONS[ConditionType.CredentialsExpiring]
+    assert {r.value for r in expiring[ConditionStatus.TRUE]} == {
+        "CredentialsExpireSoon",
+        "CredentialsExpired",
     }
 
 

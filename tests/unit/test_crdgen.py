@@ -79,13 +79,17 @@ def test_printer_columns_and_selectable_fields(crd: dict[str, Any]) -> None:
         "ARCHIVED",
         "LAST VERIFIED",
         "NEXT VERIFICATION",
+        "EXPIRY",
         "AGE",
     ]
     assert columns["READY"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
     assert columns["NEXT VERIFICATION"]["jsonPath"] == ".status.nextVerificationTime"
     # a date column prints a future time as "<invalid>": the timestamp is printed as it is
     assert columns["NEXT VERIFICATION"]["type"] == "string"
-    assert [name for name, c in columns.items() if c.get("priority")] == ["NEXT VERIFICATION"]
+    assert columns["EXPIRY"]["jsonPath"] == ".status.credentialsExpiry"
+    assert columns["EXPIRY"]["type"] == "string"  # mostly ahead, like the next verification
+    wide = [name for name, c in columns.items() if c.get("priority")]
+    assert wide == ["NEXT VERIFICATION", "EXPIRY"]
     assert columns["VERIFIED"]["jsonPath"] == '.status.conditions[?(@.type=="Verified")].status'
     assert columns["REASON"]["jsonPath"] == '.status.conditions[?(@.type=="Verified")].reason'
     assert columns["LAST VERIFIED"]["type"] == "date"
@@ -123,6 +127,7 @@ def test_status_lists_every_status_field(crd: dict[str, Any]) -> None:
             "nextVerificationTime",
             "lastProbe",
             "credentialsFingerprint",
+            "credentialsExpiry",
             "lastHandledVerifyRequest",
             "archivedTime",
         }

@@ -1,5 +1,6 @@
 """Metrics per Destination, read from the status the engine writes or watches: the series of
-each condition's status, the Verified reason and the two times; the old ones removed when
+each condition's status, the Verified reason and the three times (the credentials' expiry
+among them); the old ones removed when
 they change and all of them when the Destination is deleted; none with per_object_metrics
 off; and the counts by type, condition, status and reason."""
 
@@ -23,6 +24,7 @@ from destination_operator.settings import OperatorSettings
 
 LAST, NEXT = "2026-11-22T07:00:00Z", "2026-11-22T08:00:00Z"
 LAST_EPOCH, NEXT_EPOCH = 1795330800.0, 1795334400.0
+EXPIRY, EXPIRY_EPOCH = "2026-12-01T00:00:00Z", 1796083200.0
 
 
 def status(
@@ -43,7 +45,11 @@ def status(
         ]
     }
     if times:
-        found |= {"lastVerifiedTime": LAST, "nextVerificationTime": NEXT}
+        found |= {
+            "lastVerifiedTime": LAST,
+            "nextVerificationTime": NEXT,
+            "credentialsExpiry": EXPIRY,
+        }
     return found
 
 
@@ -61,12 +67,12 @@ def samples(registry: CollectorRegistry, namespace: str, name: str) -> dict[str,
     return found
 
 
-def test_a_destination_has_18_series() -> None:
+def test_a_destination_has_19_series() -> None:
     registry = CollectorRegistry()
     shown = metrics.Destinations(registry=registry)
     shown.record("team", "a", "AmazonS3", status())
     found = samples(registry, "team", "a")
-    assert len(found) == metrics.SERIES_PER_DESTINATION == 18
+    assert len(found) == metrics.SERIES_PER_DESTINATION == 19
     condition = "destination_operator_destination_condition"
     assert found[f"{condition}{{condition=Verified,status=True,type=AmazonS3}}"] == 1
     assert found[f"{condition}{{condition=Verified,status=False,type=AmazonS3}}"] == 0
@@ -78,6 +84,8 @@ def test_a_destination_has_18_series() -> None:
     assert found[f"{last}{{type=AmazonS3}}"] == LAST_EPOCH
     after = "destination_operator_destination_next_verification_timestamp_seconds"
     assert found[f"{after}{{type=AmazonS3}}"] == NEXT_EPOCH
+    expiry = "destination_operator_destination_credentials_expiry_timestamp_seconds"
+    assert found[f"{expiry}{{type=AmazonS3}}"] == EXPIRY_EPOCH
     text = generate_latest(registry).decode()
     assert "secret" not in text.lower()
 
@@ -99,6 +107,18 @@ def test_a_change_moves_the_series_and_drops_the_old_reason() -> None:
     assert len(found) == 16
 
 
+def test_an_expiry_that_is_no_longer_read_drops_its_series() -> None:
+    registry = CollectorRegistry()
+    shown = metrics.Destinations(registry=registry)
+    shown.record("team", "a", "AmazonS3", status())
+    rotated = status()
+    del rotated["credentialsExpiry"]  # a Secret without a readable expiry now
+    shown.record("team", "a", "AmazonS3", rotated)
+    found = samples(registry, "team", "a")
+    assert not any("credentials_expiry" in key for key in found)
+    assert len(found) == 18
+
+
 def test_forget_removes_every_series_and_the_count() -> None:
     registry = CollectorRegistry()
     shown = metrics.Destinations(registry=registry)
@@ -106,7 +126,7 @@ def test_forget_removes_every_series_and_the_count() -> None:
     shown.record("team", "b", "AmazonS3", status())
     shown.forget("team", "a")
     assert samples(registry, "team", "a") == {}
-    assert len(samples(registry, "team", "b")) == 18
+    assert len(samples(registry, "team", "b")) == 19
     labels = {"type": "AmazonS3", "condition": "Ready", "status": "True"}
     count = "destination_operator_destinations_by_condition"
     assert registry.get_sample_value(count, labels | {"reason": "ProbeSucceeded"}) == 1
@@ -180,7 +200,7 @@ def test_the_engine_shows_watched_and_written_statuses_and_forgets_them(
     assert samples(REGISTRY, "metrics-engine", "a") == {}
     engine.status_metrics.export_per_object(True)  # what Engine.start does
     assert verified("metrics-engine", "a", "False") == 1
-    assert len(samples(REGISTRY, "metrics-engine", "a")) == 18
+    assert len(samples(REGISTRY, "metrics-engine", "a")) == 19
 
     written = status()
 
@@ -257,7 +277,7 @@ def test_per_destination_series_keep_no_object_per_series() -> None:
     finally:
         tracemalloc.stop()
     assert per_destination < 2048, per_destination
-    assert len(samples(registry, "team", "d0999")) == 18
+    assert len(samples(registry, "team", "d0999")) == metrics.SERIES_PER_DESTINATION
 
 
 def test_only_an_exporting_replica_has_series_per_destination() -> None:
@@ -269,7 +289,7 @@ def test_only_an_exporting_replica_has_series_per_destination() -> None:
     labels = {"type": "AmazonS3", "condition": "Ready", "status": "True"}
     assert registry.get_sample_value(count, labels | {"reason": "ProbeSucceeded"}) == 1
     standby.export_per_object(True)  # it took the Lease
-    assert len(samples(registry, "ns", "a")) == 18
+    assert len(samples(registry, "ns", "a")) == metrics.SERIES_PER_DESTINATION
     standby.export_per_object(False)
     assert samples(registry, "ns", "a") == {}
     assert registry.get_sample_value(count, labels | {"reason": "ProbeSucceeded"}) == 1

@@ -233,10 +233,12 @@ def test_a_raising_provider_becomes_probe_failed_without_the_secret() -> None:
 
 
 def test_verify_runs_named_steps_in_order_and_stops_at_the_first_outcome() -> None:
-    """Credentials, the endpoint guard, the probe (as Flux lists its reconcilers): a step's
-    `Outcome` ends the verification; the control's deadline starts with the guard."""
+    """Credentials, their expiry, the endpoint guard, the probe (as Flux lists its
+    reconcilers): a step's `Outcome` ends the verification; the control's deadline starts
+    with the guard."""
     assert [step.__name__ for step in verify_module.STEPS] == [
         "provider_and_credentials",
+        "credentials_expiry",
         "endpoint_guard",
         "probe",
     ]

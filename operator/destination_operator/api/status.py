@@ -26,9 +26,14 @@ Conditions (`metav1.Condition` shape), with the reasons each may carry:
 | Reconciling | True    | Verifying (a probe of new inputs is due or running),          |
 |             |         | Retrying (the last probe failed; retried with backoff)        |
 | Stalled     | True    | InvalidSpec, SecretKeyMissing, SecretKeyInvalid,              |
-|             |         | ProviderUnavailable, IdentityNotAllowed, and SecretNotFound   |
-|             |         | after a grace period                                          |
+|             |         | ProviderUnavailable, IdentityNotAllowed, SecretNotFound after |
+|             |         | a grace period, and AuthenticationFailed when the credentials |
+|             |         | have expired                                                  |
 |             |         | (a person must change something before a retry can succeed)   |
+| Credentials-| True    | CredentialsExpireSoon (within the window),                    |
+| Expiring    |         | CredentialsExpired (the expiry has passed)                    |
+| Credentials-| False   | CredentialsExpireLater (an expiry is known, beyond the        |
+| Expiring    |         | window); absent when no expiry can be read                    |
 
 Reconciling and Stalled are "abnormal-true" as kstatus defines them: present
 with status True while they apply, otherwise absent (or False).
@@ -81,6 +86,8 @@ class ConditionType(StrEnum):
     """kstatus: the operator is working towards the current spec."""
     Stalled = "Stalled"
     """kstatus: no progress is possible without a change by a person."""
+    CredentialsExpiring = "CredentialsExpiring"
+    """True when the credentials' readable expiry is within the window, or has passed."""
 
 
 class ConditionStatus(StrEnum):
@@ -179,6 +186,14 @@ class Reason(StrEnum):
     Retrying = "Retrying"
     """The last probe failed with a condition that may pass by itself; retried with backoff."""
 
+    # CredentialsExpiring
+    CredentialsExpireSoon = "CredentialsExpireSoon"
+    """True: the credentials expire within the operator's window (14 days by default)."""
+    CredentialsExpired = "CredentialsExpired"
+    """True: the credentials have expired (Verified=False, AuthenticationFailed, Stalled)."""
+    CredentialsExpireLater = "CredentialsExpireLater"
+    """False: the credentials expire after the window."""
+
 
 FAILURE_REASONS: frozenset[Reason] = frozenset(
     {
@@ -232,8 +247,13 @@ REASONS: dict[ConditionType, dict[ConditionStatus, frozenset[Reason]]] = {
                 Reason.SecretKeyInvalid,
                 Reason.ProviderUnavailable,
                 Reason.IdentityNotAllowed,
+                Reason.AuthenticationFailed,  # only when the credentials have expired
             }
         ),
+    },
+    ConditionType.CredentialsExpiring: {
+        ConditionStatus.TRUE: frozenset({Reason.CredentialsExpireSoon, Reason.CredentialsExpired}),
+        ConditionStatus.FALSE: frozenset({Reason.CredentialsExpireLater}),
     },
 }
 """Which reasons each condition type may carry with each status (the table above)."""
@@ -258,6 +278,9 @@ class EventReason(StrEnum):
     """Normal: spec.archived became true."""
     Unarchived = "Unarchived"
     """Normal: spec.archived became false again."""
+    CredentialsExpiring = "CredentialsExpiring"
+    """Warning: the CredentialsExpiring condition became True; the message names the source
+    and the date, never the value."""
 
 
 class StepOutcome(StrEnum):
@@ -307,7 +330,7 @@ class Condition(RuleModel):
         min_length=1,
         max_length=316,
         pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
-        description="Verified, Archived, Ready, Reconciling or Stalled.",
+        description="Ready, Verified, Archived, Reconciling, Stalled or CredentialsExpiring.",
     )
     status: ConditionStatus = Field(strict=False, description="True, False or Unknown.")
     reason: str = Field(
@@ -375,7 +398,10 @@ class DestinationStatus(RuleModel):
     conditions: list[Condition] | None = Field(
         default=None,
         max_length=8,
-        description="Verified, Archived, Ready, Reconciling and Stalled, one entry per type.",
+        description=(
+            "Ready, Verified, Archived, Reconciling, Stalled and CredentialsExpiring, one entry "
+            "per type."
+        ),
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     target: str | None = Field(
@@ -396,6 +422,14 @@ class DestinationStatus(RuleModel):
         description=(
             "A one-way fingerprint of the Secret's data that the last probe used (never the "
             "data), so that a rotation is noticed."
+        ),
+    )
+    credentials_expiry: Timestamp | None = Field(
+        default=None,
+        description=(
+            "When the credentials the last probe read expire, where their text says so (a SAS "
+            "token's se, a JWT bearer token's exp, the earliest notAfter in caBundle); the "
+            "earliest of them. Unset when none can be read."
         ),
     )
     last_handled_verify_request: str | None = Field(

@@ -110,6 +110,7 @@ class Engine:
             backoff_cap=settings.backoff_cap_seconds,
             jitter=settings.interval_jitter,
             secret_grace=settings.secret_grace_seconds,
+            expiry_window=settings.credentials_expiry_window,
         )
         self.api_pool = ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="kube-api"

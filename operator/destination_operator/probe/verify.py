@@ -11,10 +11,15 @@ the `Outcome` that ends the verification, or None to go on:
    (`providers.transport`): `spec.transport` and the Secret's `caBundle`
    (`SecretKeyMissing` when it holds no usable certificate; `InvalidSpec` for
    TLS verification skipped outside Development);
-2. `endpoint_guard`: the guard, on every URL the Destination's author chose,
+2. `credentials_expiry`: when the credentials expire, where their text
+   says (`expiry`: the provider's `ReadsExpiry`, the Secret's `caBundle`);
+   the earliest goes in every later `Outcome`, and once it has passed the
+   verification fails here, before any connection (`AuthenticationFailed`,
+   naming the expiry; `decide` makes it Stalled);
+3. `endpoint_guard`: the guard, on every URL the Destination's author chose,
    the proxy's included, before any connection (`EndpointBlocked`); the
    probe's control, and its deadline, start here;
-3. `probe`: the provider's probe (write, then delete in `WriteDelete` mode).
+4. `probe`: the provider's probe (write, then delete in `WriteDelete` mode).
 
 When every step went on, the probe succeeded (`succeeded`); a probe that
 skipped TLS verification says so in its success message.
@@ -34,8 +39,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from destination_operator.api.spec import DestinationSpec, VerificationMode, render_prefix
-from destination_operator.api.status import Reason
+from destination_operator.api.status import Reason, rfc3339
 from destination_operator.errors import (
+    CredentialsExpiredError,
     DestinationError,
     EndpointBlockedError,
     EndpointUnreachableError,
@@ -45,6 +51,7 @@ from destination_operator.errors import (
     SecretNotFoundError,
     translate,
 )
+from destination_operator.expiry import Expiry, ca_bundle_expiry, earliest
 from destination_operator.outcome import (
     Outcome,
     StepName,
@@ -60,11 +67,16 @@ from destination_operator.probe.endpoints import (
     check_endpoint,
     check_endpoints,
 )
-from destination_operator.providers.base import ProbeResult, Provider, Stopwatch
+from destination_operator.providers.base import ProbeResult, Provider, ReadsExpiry, Stopwatch
 from destination_operator.providers.base import probe_object_key as _key_under
 from destination_operator.providers.issued import IdentityProvider, Issued
 from destination_operator.providers.registry import Registry, default_registry
-from destination_operator.providers.transport import TLS_SKIPPED_NOTE, Transport, transport_for
+from destination_operator.providers.transport import (
+    CA_BUNDLE_KEY,
+    TLS_SKIPPED_NOTE,
+    Transport,
+    transport_for,
+)
 from destination_operator.redaction import scrub
 from destination_operator.settings import OperatorSettings
 
@@ -213,6 +225,34 @@ def _identity_credentials(run: Verification) -> Outcome | None:
     return None
 
 
+def _expiries(run: Verification) -> list[Expiry | None]:
+    found: list[Expiry | None] = []
+    if isinstance(run.provider, ReadsExpiry):
+        found.extend(run.provider.expiries(run.credentials))
+    bundle = (run.secret_data or {}).get(CA_BUNDLE_KEY)
+    if bundle:  # decoded and checked by `transport_for` already
+        text = bundle.decode("utf-8", "replace") if isinstance(bundle, bytes) else bundle
+        found.append(ca_bundle_expiry(text, f"the Secret's {CA_BUNDLE_KEY}"))
+    return found
+
+
+def credentials_expiry(run: Verification) -> Outcome | None:
+    """Read when the credentials expire (no connection); once that has passed, stop here:
+    the service would refuse them, and the request would send them for nothing."""
+    try:
+        found = earliest(_expiries(run))
+    except Exception:  # noqa: BLE001 - an unreadable expiry is unknown, never a failure
+        found = None
+    run.context["expiry"] = found
+    if found is None or not found.passed(run.context["time"]):
+        return None
+    error = CredentialsExpiredError(
+        f"{found.source} expired at {rfc3339(found.at)}; nothing was sent: "
+        "put unexpired credentials in the Secret"
+    )
+    return failure(error, **run.context)
+
+
 def endpoint_guard(run: Verification) -> Outcome | None:
     """Start the probe's control (its deadline counts from here), check every URL the
     author chose, the proxy's too, and pin each host to the addresses checked."""
@@ -306,7 +346,7 @@ def succeeded(run: Verification) -> Outcome:
     )
 
 
-STEPS: tuple[Step, ...] = (provider_and_credentials, endpoint_guard, probe)
+STEPS: tuple[Step, ...] = (provider_and_credentials, credentials_expiry, endpoint_guard, probe)
 """A verification's steps, in order: each ends it with an `Outcome`, or goes on (None)."""
 
 
@@ -371,6 +411,7 @@ def verify(
                 ),
                 "object_key": object_key,
                 "mode": VerificationMode(spec.verification.mode),
+                "expiry": None,  # read by `credentials_expiry`
             },
             secrets=(
                 tuple(value.encode() for value in issued.values())

@@ -11,9 +11,7 @@ pointed at an address of the author's choosing, and with Azure Private Link
 that very name rightly resolves to a private address in the customer's
 network, which the guard would refuse. Every host the probe resolves itself
 still gets the `ProbeControl`'s refusal of cloud-metadata and link-local
-addresses. A `dfs` endpoint (`<account>.dfs.<suffix>`, the host of Databricks'
-`abfss://` URLs) is turned into its `blob` twin, since the probe speaks the
-Blob API.
+addresses. A `dfs` endpoint (Databricks' `abfss://` host) becomes its `blob` twin.
 
 Secret keys, one of: `accountKey` (Shared Key, for `storageAccountName`),
 `sasToken` (a service or account SAS, with or without its leading `?`),
@@ -27,16 +25,12 @@ the probe connects only where `endpoints()` said (and the guard checked),
 whatever the Secret holds; its credential is all a connection string gives.
 
 Databricks (`product: Databricks`) reads the container as an ADLS Gen2 file
-system through the `dfs` endpoint of an account with a hierarchical
-namespace. The probe stays the same Put Blob and Delete Blob: the Blob API
-works on such accounts (multi-protocol access) with the same keys and SAS
-(which ACLs do not restrict), so it proves the credentials can write into the
-container. What differs: on a hierarchical namespace, Put Blob creates the
-probe's folder as a real directory, which Delete Blob leaves behind, empty
-(its name starts with `.`, and Spark's file listing skips such names); and the
-probe does not reach the `dfs` endpoint, whose network rules Databricks meets
-on its own. The Write step's message says so. No emulator serves `dfs`
-(Azurite has none), so none of this is tested against one.
+system through the `dfs` endpoint. The probe stays Put Blob and Delete Blob:
+the Blob API works on such accounts with the same keys and SAS, so it proves
+the credentials can write into the container. On a hierarchical namespace the
+probe's folder (its name starts with `.`) stays behind, empty, and the `dfs`
+endpoint's network rules are not reached; the Write step's message says so.
+No emulator serves `dfs`, so none of this is tested against one.
 
 The SDK is azure-storage-blob, imported when a probe runs (without it:
 `ProviderUnavailableError` naming the extra, `pip install
@@ -74,6 +68,7 @@ from destination_operator.errors import (
     SecretKeyMissingError,
     translate,
 )
+from destination_operator.expiry import Expiry, sas_expiry
 from destination_operator.outcome import StepName, StepOutcome, StepResult
 from destination_operator.providers.base import (
     PROBE_BODY,
@@ -510,6 +505,18 @@ class AzureBlobStorageProvider:
             raise InvalidSpecError("AzureBlobStorage takes an Entra token, not another kind")
         bearer = (issued.token, issued.expires_at)
         return AzureCredentials("workload identity", secrets=(issued.token,), bearer=bearer)
+
+    def expiries(self, credentials: AzureCredentials) -> list[Expiry]:
+        """A SAS token's `se`, alone or in a connection string; an account key never expires."""
+        if not credentials.sas_token:
+            return []
+        where = (
+            "the SAS token in the Secret's sasToken"
+            if credentials.source == "sasToken"
+            else "the SharedAccessSignature in the Secret's connectionString"
+        )
+        found = sas_expiry(credentials.sas_token, where)
+        return [found] if found is not None else []
 
     def endpoints(self, spec: DestinationSpec) -> list[str]:
         """The blob endpoint when the Destination's author chose it; [] for Azure's own."""

@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from destination_operator.api.spec import DestinationSpec, DestinationType, VerificationMode
 from destination_operator.api.status import StepOutcome
 from destination_operator.errors import DestinationError, SecretKeyInvalidError
+from destination_operator.expiry import Expiry
 from destination_operator.outcome import StepName, StepResult
 from destination_operator.providers.transport import Transport
 
@@ -43,6 +44,7 @@ __all__ = [
     "PROBE_DIRECTORY",
     "ProbeResult",
     "Provider",
+    "ReadsExpiry",
     "SecretKeys",
     "Stopwatch",
     "failed_write",
@@ -243,4 +245,19 @@ class Provider(Protocol):
         `transport` is this probe's (from the spec and the Secret); what it
         leaves unset, the provider's own settings decide. None: those alone.
         """
+        ...
+
+
+@runtime_checkable
+class ReadsExpiry(Protocol):
+    """A provider whose credentials can say when they expire, from their text alone (the
+    `expiry` module's readers: a SAS token's `se`, a JWT's `exp`). Optional: a provider
+    without it has no readable expiry. The probe reads the Secret's `caBundle` itself.
+
+    Credentials the operator obtains and refreshes itself (workload identity) return none:
+    their expiry is not the user's to act on, and refreshing them writes nothing.
+    """
+
+    def expiries(self, credentials: Any) -> Sequence[Expiry]:
+        """When `credentials` (as `load_credentials` made them) expire; [] when unknown."""
         ...

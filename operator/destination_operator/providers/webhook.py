@@ -77,6 +77,7 @@ from destination_operator.errors import (
     SecretKeyMissingError,
     map_exceptions,
 )
+from destination_operator.expiry import Expiry, jwt_expiry
 from destination_operator.outcome import StepName, StepOutcome, StepResult
 from destination_operator.providers.base import ProbeResult, SecretKeys, Stopwatch, header_value
 from destination_operator.providers.transport import ConnectionOptions, Transport
@@ -234,6 +235,13 @@ class WebhookProvider:
         return WebhookCredentials(
             verification_token=token, bearer_token=_header_value(data, "bearerToken")
         )
+
+    def expiries(self, credentials: WebhookCredentials) -> list[Expiry]:
+        """A bearer token's `exp`, when it is a JWT; an opaque token's expiry is unknown."""
+        if not credentials.bearer_token:
+            return []
+        found = jwt_expiry(credentials.bearer_token, "the JWT in the Secret's bearerToken")
+        return [found] if found is not None else []
 
     def endpoints(self, spec: DestinationSpec) -> list[str]:
         """The webhook's URL: its author chose it, so the endpoint guard checks it."""

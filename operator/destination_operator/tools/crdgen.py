@@ -223,6 +223,12 @@ def _printer_columns() -> list[dict[str, Any]]:
             "priority": 1,
             "jsonPath": ".status.nextVerificationTime",
         },
+        {
+            "name": "Expiry",
+            "type": "string",
+            "priority": 1,
+            "jsonPath": ".status.credentialsExpiry",
+        },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
 

@@ -24,12 +24,12 @@ from typing import Any
 import promql_parser
 import pytest
 import yaml
+from prometheus_client.metrics import MetricWrapperBase
 
 import chart
-import prometheus
-from controlplane import find_binaries
+from controlplane import ControlPlaneError, find_binaries
 from destination_operator import metrics
-from prometheus_client.metrics import MetricWrapperBase
+from install import prometheus
 
 pytestmark = pytest.mark.install
 
@@ -54,7 +54,20 @@ TARGET_LABELS = {"job", "instance", "namespace", "pod", "service", "endpoint", "
 
 @pytest.fixture(scope="module")
 def bin_dir() -> Path:
-    return find_binaries()
+    """DESTINATION_OPERATOR_BIN_DIR, or the folder hack/build-binaries.sh prints."""
+    try:
+        return find_binaries()
+    except ControlPlaneError as err:
+        pytest.fail(str(err), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def promtool(bin_dir: Path) -> Path:
+    """promtool in the bin folder: a missing one fails the test, saying how to build it."""
+    try:
+        return prometheus.binary(bin_dir, "promtool")
+    except prometheus.PrometheusError as err:
+        pytest.fail(str(err), pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +151,10 @@ def test_durations_thresholds_severities_and_the_runbook_come_from_values(bin_di
 
 
 def test_promtool_fires_every_alert_on_the_operators_series(
-    bin_dir: Path, rules: list[dict[str, Any]], tmp_path: Path
+    promtool: Path, rules: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    promtool = prometheus.binary(bin_dir, "promtool")
-    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": [{"name": "r", "rules": rules}]}))
+    groups = {"groups": [{"name": "r", "rules": rules}]}
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(groups))
     shutil.copy(PROMTOOL_TESTS, tmp_path / "rules_test.yaml")
     checked = subprocess.run(
         [str(promtool), "check", "rules", "rules.yaml"],
@@ -172,6 +185,16 @@ def test_promtool_fires_every_alert_on_the_operators_series(
         if check.get("exp_alerts")
     }
     assert fired == set(ALERTS)
+
+
+def test_a_missing_binary_says_how_to_build_it(tmp_path: Path) -> None:
+    for name in ("promtool", "prometheus"):
+        with pytest.raises(
+            prometheus.PrometheusError, match=rf"{name} missing in .*hack/build-binaries\.sh"
+        ):
+            prometheus.binary(tmp_path, name)
+    with pytest.raises(prometheus.PrometheusError, match="prometheus missing"):
+        prometheus.Prometheus(tmp_path, tmp_path, [], [])
 
 
 def test_the_promtool_series_are_the_ones_the_operator_exports() -> None:

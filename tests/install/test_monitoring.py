@@ -28,7 +28,6 @@ from threading import Thread
 import pytest
 
 import chart
-import prometheus
 from cluster.dst import (
     Receiver,
     apply,
@@ -40,6 +39,7 @@ from cluster.dst import (
 )
 from controlplane import die_with_parent, free_port, stop_child
 from harness import Cluster
+from install import prometheus
 from s3server import S3Server
 
 pytestmark = pytest.mark.install
@@ -84,6 +84,10 @@ class Stack:
 def stack(
     cluster: Cluster, destination_crd: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
+    try:  # a missing Prometheus fails the tests, saying how to build it (as kstatus does)
+        prometheus.binary(cluster.bin_dir, "prometheus")
+    except prometheus.PrometheusError as err:
+        pytest.fail(str(err), pytrace=False)
     folder = tmp_path_factory.mktemp("monitoring")
     namespace = f"monitoring-{secrets.token_hex(3)}"
     cluster.kubectl("create", "namespace", namespace)
@@ -204,13 +208,11 @@ def test_alerts_fire_naming_the_failing_destinations(stack: Stack) -> None:
     assert about(stack, "verified") == []
     found = {a["labels"]["alertname"]: a for a in stack.prom.alerts()}
     assert "SecretKeyMissing" in found["DestinationStalled"]["annotations"]["description"]
-    assert found["DestinationStalled"]["annotations"]["runbook_url"].endswith(
-        "#destinationstalled"
-    )
+    assert found["DestinationStalled"]["annotations"]["runbook_url"].endswith("#destinationstalled")
 
 
 def test_credentials_expiring_names_the_destination(stack: Stack) -> None:
-    """The webhook's bearer token is a JWT that expires in 3 days (within the 7-day default)."""
+    """The webhook's bearer token is a JWT that expires in 3 days (within the 14-day default)."""
     expiring = stack.prom.wait(
         "DestinationCredentialsExpiring for expiring",
         lambda: named(stack, "DestinationCredentialsExpiring", "expiring"),

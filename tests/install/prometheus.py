@@ -59,9 +59,7 @@ def rule_groups(helm: Path, values: Mapping[str, Any] | None = None) -> list[dic
         helm, values={"prometheusRule": {"enabled": True, **(values or {})}}
     )
     rules = [
-        doc
-        for doc in yaml.safe_load_all(rendered)
-        if doc and doc.get("kind") == "PrometheusRule"
+        doc for doc in yaml.safe_load_all(rendered) if doc and doc.get("kind") == "PrometheusRule"
     ]
     assert len(rules) == 1, f"{len(rules)} PrometheusRules rendered"
     groups: list[dict[str, Any]] = rules[0]["spec"]["groups"]

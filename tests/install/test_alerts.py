@@ -116,6 +116,10 @@ def test_the_rule_has_each_alert_once_with_a_severity_and_a_runbook_section(
         assert base == "docs/troubleshooting.md"
         assert anchor == rule["alert"].lower() and anchor in sections, rule["alert"]
         assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+    by_name = {rule["alert"]: rule["expr"] for rule in rules}
+    # the defaults, as plain integers (helm would print 1209600 as 1.2096e+06)
+    assert ") > 900\n" in by_name["DestinationVerificationOverdue"]
+    assert "time() < 1209600\n" in by_name["DestinationCredentialsExpiring"]
     for rule in rules:
         if rule["alert"] in PER_DESTINATION:  # grouped by the Destination
             assert "max by (namespace, name, type)" in rule["expr"], rule["alert"]

@@ -105,11 +105,11 @@ CREDENTIALS_EXPIRY = "destination_operator_destination_credentials_expiry_timest
 PER_OBJECT_FAMILIES = {
     CONDITION: (
         "1 for a Destination's condition's current status, 0 for its other statuses.",
-        (*PER_OBJECT_LABELS, "condition", "status"),
+        ("condition", "status"),
     ),
     VERIFIED_REASON: (
         "1 for the reason of a Destination's Verified condition.",
-        (*PER_OBJECT_LABELS, "reason"),
+        ("reason",),
     ),
     LAST_VERIFIED: ("A Destination's status.lastVerifiedTime, in seconds since the epoch.", ()),
     NEXT_VERIFICATION: (

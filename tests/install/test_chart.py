@@ -456,14 +456,12 @@ def test_optional_monitoring_objects_select_the_metrics_service(cluster: Cluster
     assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
     assert service["spec"]["ports"][0]["name"] == "metrics"
     rules = one(rendered, "PrometheusRule")["spec"]["groups"][0]["rules"]
-    assert [rule["alert"] for rule in rules] == [
-        "DestinationProbesFailing",
-        "DestinationsNotSynced",
-        "DestinationOperatorDown",
-    ]
+    assert len(rules) == 8  # each one: tests/install/test_alerts.py
     for rule in rules:
         promql_parser.parse(rule["expr"])  # raises ValueError on a syntax error
         assert f'job="{service["metadata"]["name"]}"' in rule["expr"]
+    # the per-Destination series keep the Destination's namespace label
+    assert [e["honorLabels"] for e in monitor["spec"]["endpoints"]] == [True]
 
 
 # --- a real install, and the operator under its identity --------------------------------------
@@ -673,12 +671,23 @@ def test_the_prometheus_rule_names_metrics_the_operator_serves(
         for rule in rules["spec"]["groups"][0]["rules"]
         for name in re.findall(r"\b(destination_operator_[a-z_]+)\b", rule["expr"])
     }
-    assert named == {
+    # with samples here; the credentials' expiry only for credentials whose expiry can be
+    # read (none here), and the others only for a state this release's Destinations lack
+    sampled = {
         "destination_operator_probes_total",
         "destination_operator_destinations",
         "destination_operator_destinations_synced",
+        "destination_operator_destination_condition",
+        "destination_operator_destination_verified_reason",
+        "destination_operator_destination_next_verification_timestamp_seconds",
+        "destination_operator_leader",
+    }
+    assert named == sampled | {
+        "destination_operator_destination_credentials_expiry_timestamp_seconds"
     }
     for name in named:
+        assert re.search(rf"^# TYPE {name} ", served, re.MULTILINE), f"{name} not defined"
+    for name in sampled:
         assert re.search(rf"^{name}(\{{| )", served, re.MULTILINE), f"{name} not served"
     assert re.search(r'^destination_operator_probes_total\{.*reason="ProbeSucceeded"', served, re.M)
 

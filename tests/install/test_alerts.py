@@ -80,7 +80,10 @@ def rules(bin_dir: Path) -> list[dict[str, Any]]:
 
 def registered() -> dict[str, set[str]]:
     """Every series name metrics.py registers (with _total, _bucket, ...) -> its labels."""
-    found: dict[str, set[str]] = {}
+    found: dict[str, set[str]] = {  # the per-Destination gauges: one collector makes them
+        name: {*metrics.PER_OBJECT_LABELS, *labels}
+        for name, (_, labels) in metrics.PER_OBJECT_FAMILIES.items()
+    }
     for value in vars(metrics).values():
         if not isinstance(value, MetricWrapperBase):
             continue

@@ -41,6 +41,7 @@ from controlplane import die_with_parent, free_port, stop_child
 from harness import Cluster
 from install import prometheus
 from s3server import S3Server
+from tcprelay import TcpRelay
 
 pytestmark = pytest.mark.install
 
@@ -78,6 +79,7 @@ class Stack:
     s3: S3Server
     operator: subprocess.Popen[bytes]
     prom: prometheus.Prometheus
+    relay: TcpRelay  # "unreachable"'s endpoint: refusing until a test restores it
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +118,7 @@ def stack(
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     Thread(target=receiver.serve_forever, daemon=True).start()
     operator = None
+    relay: TcpRelay | None = None
     try:
         with (
             S3Server(folder / "s3") as s3,
@@ -129,6 +132,8 @@ def stack(
                 env=env,
                 preexec_fn=die_with_parent,
             )
+            relay = TcpRelay("127.0.0.1", s3.port)
+            relay.refuse()  # the endpoint cannot change (immutable): its port comes back later
             hook_url = f"http://127.0.0.1:{receiver.server_port}/deliveries"
             expiring = {"verificationToken": secrets.token_hex(16)}
             expiring["bearerToken"] = jwt(time.time() + THREE_DAYS)
@@ -141,7 +146,7 @@ def stack(
                 s3_destination("verified", s3, secret="s3"),
                 s3_destination("stalled", s3, secret="partial"),
                 s3_destination(
-                    "unreachable", s3, secret="s3", endpoint=f"http://127.0.0.1:{free_port()}"
+                    "unreachable", s3, secret="s3", endpoint=f"http://127.0.0.1:{relay.port}"
                 ),
                 webhook_destination("expiring", hook_url, secret="hook"),
             )
@@ -149,9 +154,11 @@ def stack(
             wait_for(cluster, namespace, "expiring", "Ready", "True")
             wait_for(cluster, namespace, "stalled", "Stalled", "True", reason="SecretKeyMissing")
             wait_for(cluster, namespace, "unreachable", "Verified", "False")
-            yield Stack(cluster, namespace, s3, operator, prom)
+            yield Stack(cluster, namespace, s3, operator, prom, relay)
     finally:
         stop_child(operator, timeout=15)
+        if relay is not None:
+            relay.close()
         receiver.shutdown()
         receiver.server_close()
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
@@ -263,12 +270,8 @@ def test_alerts_resolve_when_the_destinations_are_fixed(stack: Stack) -> None:
         ("DestinationNotReady", "unreachable"),
     ):
         stack.prom.wait(f"{alert} for {name}", lambda a=alert, n=name: named(stack, a, n))
-    apply(
-        stack.cluster,
-        stack.namespace,
-        s3_secret(stack.s3, name="partial"),
-        s3_destination("unreachable", stack.s3, secret="s3"),
-    )
+    apply(stack.cluster, stack.namespace, s3_secret(stack.s3, name="partial"))
+    stack.relay.restore()  # the unreachable endpoint answers again: the next retry verifies
     wait_for(stack.cluster, stack.namespace, "stalled", "Ready", "True")
     wait_for(stack.cluster, stack.namespace, "unreachable", "Ready", "True")
     for name in ("stalled", "unreachable"):

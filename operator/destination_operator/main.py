@@ -128,10 +128,15 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     operator_settings.apply_to_kopf(settings)
     watch_only(settings, operator_settings.destination_selector)
     # kopf gives each object's handlers a shallow copy of the memo: share the engine
-    # through an object they all reference, made on the first event.
+    # through an object they all reference.
     holder = memo["engine"] = EngineHolder(leading=not operator_settings.leader_elect)
     scopes: list[str | None] = [*operator_settings.namespaces] or [None]
     holder.secrets, holder.secret_watches = watch_secrets(scopes, operator_settings.list_chunk_size)
+    # The engine reads the operator's own Secret watch, not a kopf index, so it exists
+    # from the start: /healthz then tells a working leader from a standby at once.
+    holder.engine = Engine(operator_settings, secrets=holder.secrets)
+    if holder.leading:
+        holder.engine.start()
     metrics.serve(operator_settings.metrics_port)
     if operator_settings.leader_elect:
         holder.elector = _elector(operator_settings, holder, memo.get("shutdown") or Shutdown())
@@ -203,4 +208,4 @@ async def on_health(memo: kopf.Memo, **_: Any) -> str:
         raise kopf.PermanentError("; ".join(problems))
     if not holder.leading:
         return "standby"
-    return "ok" if holder.engine is not None else "waiting for the first watch event"
+    return "ok" if holder.engine is not None else "starting"

@@ -184,7 +184,7 @@ def test_a_standby_takes_over_on_sigkill_and_on_sigterm_and_the_loser_exits_3(
 ) -> None:
     leader = wait_leader(cluster, replicas)
     (standby,) = [r for r in replicas if r is not leader]
-    apply(cluster, namespace, s3_secret(s3))  # a first watch event, for the leader's engine
+    apply(cluster, namespace, s3_secret(s3))  # the Secret the Destinations below name
     wait_until("the leader working", lambda: leader.health() == (200, {"engine": "ok"}))
     wait_until("the standby up", lambda: standby.health() == (200, {"engine": "standby"}))
     assert (leader.leader_gauge(), standby.leader_gauge()) == (1, 0)

@@ -306,7 +306,8 @@ def _escaped(value: str) -> str:
 
 
 def _line(sample: Sample) -> str:
-    labels = ",".join(f'{key}="{_escaped(value)}"' for key, value in sample.labels.items())
+    """One sample's line, its labels sorted by name as prometheus_client writes them."""
+    labels = ",".join(f'{key}="{_escaped(value)}"' for key, value in sorted(sample.labels.items()))
     value: str = floatToGoString(sample.value)  # type: ignore[no-untyped-call]
     return f"{sample.name}{{{labels}}} {value}\n"
 

@@ -163,6 +163,8 @@ def _structural(node: dict[str, Any], path: str) -> dict[str, Any]:
             continue
         value = node[key]
         if key == "properties":
+            if not value:
+                continue  # the API server drops an empty map: the stored CRD would differ
             value = {name: _structural(sub, f"{path}.{name}") for name, sub in value.items()}
         elif key == "items":
             value = _structural(value, f"{path}[]")

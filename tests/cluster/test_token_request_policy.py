@@ -55,7 +55,11 @@ def test_the_token_grant_and_the_policy_come_only_with_object_level_identity(
         "ValidatingAdmissionPolicyBinding",
     ]
     scoped = _render(cluster, namespace, objectLevelIdentity=True, namespaces=["team-a"])
-    (role,) = [item for item in scoped if item["kind"] == "Role"]
+    (role,) = [  # the watched namespace's (the other Role is the Lease's, in the release's)
+        item
+        for item in scoped
+        if item["kind"] == "Role" and item["metadata"]["namespace"] == "team-a"
+    ]
     assert TOKEN_RULE in role["rules"] and role["metadata"]["namespace"] == "team-a"
     cluster_role = next(item for item in scoped if item["kind"] == "ClusterRole")
     assert TOKEN_RULE not in cluster_role["rules"]  # only in the watched namespaces

@@ -116,7 +116,10 @@ def identity_operator(
         "DESTINATION_OPERATOR_AWS_STS_ENDPOINT": front.endpoint,
         "DESTINATION_OPERATOR_AWS_S3_ENDPOINT": s3.endpoint,
     }
-    operator.stop()  # one operator at a time
+    # one operator at a time; the session's is started again only if it ran (after
+    # tests/cluster it has stopped for good: tests/install runs operators of its own)
+    was_running = operator.alive()
+    operator.stop()
     process = OperatorProcess(kubeconfig, tmp_path / "identity-operator.log", env=env)
     process.start()
     try:
@@ -128,7 +131,8 @@ def identity_operator(
         for delete in (rbac.delete_cluster_role_binding, rbac.delete_cluster_role):
             with contextlib.suppress(client.ApiException):
                 delete(name)
-        operator.start()
+        if was_running:
+            operator.start()
 
 
 def test_the_aws_identity_table_through_the_operator(

@@ -45,6 +45,7 @@ from controlplane import die_with_parent, free_port, stop_child
 from destination_operator.engine.engine import LEGACY_FINALIZER
 from destination_operator.settings import OperatorSettings
 from harness import Cluster, patch_status_as
+from install.rendered import container_env, objects, one, render
 from s3server import S3Server
 
 pytestmark = pytest.mark.install
@@ -54,25 +55,6 @@ CRD = ROOT / "crds" / chart.CRD_FILE
 INSTALL_DOC = ROOT / "docs" / "install.md"
 ARGOCD_KEY = "resource.customizations.health.destinations.io_Destination"
 APP_VERSION = yaml.safe_load((chart.CHART / "Chart.yaml").read_text())["appVersion"]
-
-
-def objects(text: str) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(text) if doc]
-
-
-def one(items: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = [item for item in items if item["kind"] == kind]
-    assert len(found) == 1, f"{len(found)} objects of kind {kind}"
-    return found[0]
-
-
-def render(cluster: Cluster, values: dict[str, Any] | None = None, **kwargs: Any) -> str:
-    return chart.helm_template(cluster.bin_dir / "helm", values=values, **kwargs)
-
-
-def container_env(deployment: dict[str, Any]) -> dict[str, str]:
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    return {item["name"]: item["value"] for item in container["env"]}
 
 
 # --- lint and render -------------------------------------------------------------------------

@@ -11,27 +11,9 @@ import yaml
 
 import chart
 from harness import Cluster
+from install.rendered import container_env, objects, one, render
 
 pytestmark = pytest.mark.install
-
-
-def objects(text: str) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(text) if doc]
-
-
-def one(items: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = [item for item in items if item["kind"] == kind]
-    assert len(found) == 1, f"{len(found)} objects of kind {kind}"
-    return found[0]
-
-
-def render(cluster: Cluster, values: dict[str, Any] | None = None, **kwargs: Any) -> str:
-    return chart.helm_template(cluster.bin_dir / "helm", values=values, **kwargs)
-
-
-def container_env(deployment: dict[str, Any]) -> dict[str, str]:
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    return {item["name"]: item["value"] for item in container["env"]}
 
 
 def test_the_lease_is_the_charts_and_only_get_and_update_on_it_are_granted(

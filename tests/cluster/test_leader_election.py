@@ -101,6 +101,22 @@ def holder(cluster: Cluster) -> str:
     return str((json.loads(out.stdout).get("spec") or {}).get("holderIdentity") or "")
 
 
+def set_lease(cluster: Cluster, holder: str, seconds: int, *, check: bool = True) -> None:
+    """Write the Lease's holder and duration, as another candidate would."""
+    spec = {"holderIdentity": holder, "leaseDurationSeconds": seconds}
+    cluster.kubectl(
+        "patch",
+        "lease",
+        LEASE["name"],
+        "-n",
+        LEASE["namespace"],
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": spec}),
+        check=check,
+    )
+
+
 def wait_until(what: str, check: Callable[[], bool], timeout: float = 30) -> float:
     """Poll `check` until true; the monotonic time it was seen true."""
     deadline = time.monotonic() + timeout
@@ -165,17 +181,7 @@ def replicas(
         for replica in pair:
             replica.stop()
         # released, for whoever runs under manifests/rbac next (the kustomize base on the node)
-        cluster.kubectl(
-            "patch",
-            "lease",
-            LEASE["name"],
-            "-n",
-            LEASE["namespace"],
-            "--type=merge",
-            "-p",
-            json.dumps({"spec": {"holderIdentity": "", "leaseDurationSeconds": 1}}),
-            check=False,
-        )
+        set_lease(cluster, "", 1, check=False)
         operator.start()
 
 
@@ -232,16 +238,7 @@ def test_a_standby_takes_over_on_sigkill_and_on_sigterm_and_the_loser_exits_3(
     # the Lease taken away: the leader stops and exits 3
     lost = standby
     assert lost.proc is not None
-    cluster.kubectl(
-        "patch",
-        "lease",
-        LEASE["name"],
-        "-n",
-        LEASE["namespace"],
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"holderIdentity": "someone-else", "leaseDurationSeconds": 3600}}),
-    )
+    set_lease(cluster, "someone-else", 3600)
     assert lost.exit_status(RENEW_DEADLINE + 10) == 3, lost.text()[-3000:]
     assert "lost the Lease" in lost.text()
 

@@ -26,13 +26,14 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from threaded import ThreadedServer
 
 CONTRIBUTOR = frozenset({"read", "write", "delete"})  # Storage Blob Data Contributor
 READER = frozenset({"read"})  # Storage Blob Data Reader
@@ -165,7 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
             upstream.close()
 
 
-class BlobFront(ThreadingHTTPServer):
+class BlobFront(ThreadedServer):
     """The front on a free loopback port, in a thread of the test process; `endpoint` is the
     account's URL through it (Azurite's path style).
 
@@ -173,10 +174,8 @@ class BlobFront(ThreadingHTTPServer):
         front.endpoint
     """
 
-    daemon_threads = True
-
     def __init__(self, account: Account, azurite: Any, cert_file: Path, key_file: Path) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler, "blobfront")
         server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         server_tls.load_cert_chain(str(cert_file), str(key_file))
         self.socket = server_tls.wrap_socket(self.socket, server_side=True)
@@ -184,13 +183,3 @@ class BlobFront(ThreadingHTTPServer):
         self.account = account
         self.upstream_port = int(azurite.port)
         self.endpoint = f"https://127.0.0.1:{self.server_port}/{azurite.account}"
-        self._thread = threading.Thread(target=self.serve_forever, name="blobfront", daemon=True)
-
-    def __enter__(self) -> BlobFront:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.shutdown()
-        self.server_close()
-        self._thread.join(timeout=5)

@@ -33,7 +33,7 @@ import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 from oidc import ClusterIssuer, TokenRefused
+from threaded import ThreadedServer
 
 STORAGE = "https://storage.azure.com"
 STORAGE_SCOPE = f"{STORAGE}/.default"
@@ -270,34 +271,22 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(*self.server.entra.token(parts[0].lower(), form))
 
 
-class EntraServer(ThreadingHTTPServer):
+class EntraServer(ThreadedServer):
     """The local Entra ID over HTTPS on a free loopback port, in a thread of the test process.
 
     with EntraServer(folder) as server:
         server.authority, server.ca_file, server.entra.add_application(...)
     """
 
-    daemon_threads = True
-
     def __init__(self, folder: Path) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler, "entra")
         self.cert_file, self.key_file = self_signed(folder)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(str(self.cert_file), str(self.key_file))
         self.socket = context.wrap_socket(self.socket, server_side=True)
         self.entra = Entra()
         self.url = self.authority = f"https://127.0.0.1:{self.server_port}"
-        self._thread = threading.Thread(target=self.serve_forever, name="entra", daemon=True)
 
     @property
     def ca_file(self) -> Path:
         return self.cert_file
-
-    def __enter__(self) -> EntraServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.shutdown()
-        self.server_close()
-        self._thread.join(timeout=5)

@@ -31,10 +31,11 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from oidc import ClusterIssuer, TokenRefused
+from threaded import ThreadedServer
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
@@ -300,20 +301,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(404, {"error": {"code": 404, "status": "NOT_FOUND"}})
 
 
-class GoogleServer(ThreadingHTTPServer):
+class GoogleServer(ThreadedServer):
     """The local Google on a free loopback port, served by a thread of the test process.
 
     with GoogleServer() as google:
         google.url, google.google.add_provider(...)
     """
 
-    daemon_threads = True
-
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler, "googlests")
         self.google = Google()
         self.url = f"http://127.0.0.1:{self.server_port}"
-        self._thread = threading.Thread(target=self.serve_forever, name="googlests", daemon=True)
 
     @property
     def token_url(self) -> str:
@@ -322,12 +320,3 @@ class GoogleServer(ThreadingHTTPServer):
     @property
     def introspection_url(self) -> str:
         return f"{self.url}/v1/introspect"
-
-    def __enter__(self) -> GoogleServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.shutdown()
-        self.server_close()
-        self._thread.join(timeout=5)

@@ -8,6 +8,7 @@ their files are named (`pytest_collection_modifyitems` below).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -16,9 +17,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+import yaml
 
 import canaries
-from controlplane import die_with_parent, stop_child
+from controlplane import die_with_parent, kubeconfig_yaml, stop_child
 from harness import Cluster
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,6 +106,27 @@ def operator(
 
 
 _RUNNING: list[OperatorProcess] = []
+
+
+@contextlib.contextmanager
+def operator_through(
+    proxy_url: str, cluster: Cluster, operator: OperatorProcess, folder: Path
+) -> Iterator[OperatorProcess]:
+    """The operator under its own ServiceAccount, talking to the API server through the proxy
+    at `proxy_url`, in place of the session's (one operator at a time)."""
+    direct = cluster.token_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_SA, out_dir=folder)
+    token = yaml.safe_load(direct.read_text())["users"][0]["user"]["token"]
+    kubeconfig = folder / "through-proxy.kubeconfig"
+    ca = (cluster.plane.pki / "ca.crt").read_bytes()
+    kubeconfig.write_text(kubeconfig_yaml(proxy_url, ca, {"token": token}, OPERATOR_SA))
+    operator.stop()
+    process = OperatorProcess(kubeconfig, folder / "operator.log")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        operator.start()
 
 
 CLUSTER_TESTS = Path(__file__).parent

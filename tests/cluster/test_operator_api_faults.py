@@ -11,15 +11,12 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import yaml
 from dst import apply, condition, events, s3_destination, s3_secret, wait_for
-from operator_fixtures import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
+from operator_fixtures import OperatorProcess, operator_through
 
 from apiproxy import ApiProxy
-from controlplane import kubeconfig_yaml
 from harness import Cluster
 from s3server import S3Server
 
@@ -44,19 +41,8 @@ def proxied_operator(
 ) -> Iterator[OperatorProcess]:
     """The operator, under its own ServiceAccount, talking to the API server through `proxy`."""
     folder = tmp_path_factory.mktemp("proxied")
-    direct = cluster.token_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_SA, out_dir=folder)
-    token = yaml.safe_load(direct.read_text())["users"][0]["user"]["token"]
-    kubeconfig = folder / "through-proxy.kubeconfig"
-    ca = (cluster.plane.pki / "ca.crt").read_bytes()
-    kubeconfig.write_text(kubeconfig_yaml(proxy.url, ca, {"token": token}, OPERATOR_SA))
-    operator.stop()  # one operator at a time
-    process = OperatorProcess(kubeconfig, Path(folder) / "operator.log")
-    process.start()
-    try:
+    with operator_through(proxy.url, cluster, operator, folder) as process:
         yield process
-    finally:
-        process.stop()
-        operator.start()
 
 
 CASES = [

@@ -28,13 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from dst import apply, s3_destination, s3_secret, secret, wait_for
 from kubernetes import client
-from operator_fixtures import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
+from operator_fixtures import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess, operator_through
 
 from apiproxy import ApiProxy
-from controlplane import kubeconfig_yaml
 from harness import Cluster
 from s3server import S3Server
 
@@ -97,19 +95,8 @@ def proxied_operator(
     """The operator under its own ServiceAccount, through `proxy`, started after the
     unrelated Secrets were stored: its first list holds them all."""
     folder = tmp_path_factory.mktemp("footprint")
-    direct = cluster.token_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_SA, out_dir=folder)
-    token = yaml.safe_load(direct.read_text())["users"][0]["user"]["token"]
-    kubeconfig = folder / "through-proxy.kubeconfig"
-    ca = (cluster.plane.pki / "ca.crt").read_bytes()
-    kubeconfig.write_text(kubeconfig_yaml(proxy.url, ca, {"token": token}, OPERATOR_SA))
-    operator.stop()  # one operator at a time
-    process = OperatorProcess(kubeconfig, Path(folder) / "operator.log")
-    process.start()
-    try:
+    with operator_through(proxy.url, cluster, operator, folder) as process:
         yield process
-    finally:
-        process.stop()
-        operator.start()
 
 
 def churn(cluster: Cluster, namespace: str) -> None:

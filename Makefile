@@ -11,7 +11,7 @@ ASSETS_FILE := .cluster-assets
 AWS_REGIONS := operator/destination_operator/tools/aws_regions.py
 
 .PHONY: help venv binaries demo demo-down test test-unit test-cluster lint typecheck crds verify \
-        cluster-up cluster-down image bench clean
+        cluster-up cluster-down image release bench clean
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -60,6 +60,10 @@ test-unit: $(STAMP) ## unit and docs tests (no control plane)
 
 image: $(STAMP) ## build the operator's image with buildah (an OCI archive; see docs/image.md)
 	@$(BIN)/python hack/image.py build
+
+release: $(STAMP) ## VERSION=x.y.z: the release's artifacts in dist/ (image, chart, install.yaml, SBOM, checksums; docs/release.md)
+	@test -n "$(VERSION)" || { echo "usage: make release VERSION=x.y.z" >&2; exit 2; }
+	@bin=$$(bash hack/build-binaries.sh release) && $(BIN)/python hack/release.py $(VERSION) --bin-dir $$bin
 
 bench: $(STAMP) ## benchmarks: print numbers, never fail on them (builds the control plane only)
 	@bin=$$(bash hack/build-binaries.sh controlplane) && DESTINATION_OPERATOR_BIN_DIR=$$bin $(BIN)/python bench/run.py

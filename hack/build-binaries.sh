@@ -13,6 +13,8 @@
 #
 #   hack/build-binaries.sh [all]           build what is missing, print the bin folder
 #   hack/build-binaries.sh controlplane    the control plane only
+#   hack/build-binaries.sh release         helm only (what `make release` uses); prints
+#                                          helm's own cache entry
 #   hack/build-binaries.sh --list [SET]    print the set's components (cache name,
 #                                          version, binaries), one a line; build nothing
 #
@@ -31,13 +33,14 @@ cache=${DESTINATION_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/destination-
 log() { echo "build-binaries: $*" >&2; }
 die() { echo "build-binaries: error: $*" >&2; exit 1; }
 
-usage="hack/build-binaries.sh [--list] [controlplane|demo|all]"
+usage="hack/build-binaries.sh [--list] [controlplane|demo|release|all]"
 set_name=all list=false
 while (($#)); do
   case $1 in
     --list) list=true ;;
     controlplane | demo) set_name=controlplane ;;
     all) set_name=all ;;
+    release) set_name=release ;;
     -h | --help) echo "usage: $usage"; exit 0 ;;
     *) die "unknown argument '$1'; usage: $usage" ;;
   esac
@@ -47,6 +50,10 @@ done
 # The components of a set, one a line: cache name, version, binaries. The cache
 # entry of a component is $cache/NAME-VERSION; the build below follows this list.
 components() {
+  if [[ $1 == release ]]; then
+    echo "helm $HELM_VERSION helm"
+    return 0
+  fi
   echo "kubernetes $KUBERNETES_VERSION kube-apiserver kube-controller-manager kubectl"
   echo "etcd $ETCD_VERSION etcd"
   [[ $1 == all ]] || return 0
@@ -198,6 +205,11 @@ from_assets() {
   for bin in "$@"; do [[ -x "$KUBEBUILDER_ASSETS/$bin" ]] || return 1; done
   echo "$KUBEBUILDER_ASSETS"
 }
+
+if [[ $set_name == release ]]; then
+  from_assets helm || build_component helm "$HELM_VERSION" build_helm helm
+  exit 0
+fi
 
 k8s_dir=$(from_assets kube-apiserver kube-controller-manager kubectl ||
   build_component kubernetes "$KUBERNETES_VERSION" build_kubernetes kube-apiserver kube-controller-manager kubectl)

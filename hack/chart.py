@@ -110,8 +110,10 @@ def helm_template(
     set_values: Sequence[str] = (),
     include_crds: bool = False,
     extra: Sequence[str] = (),
+    chart_dir: Path = CHART,
 ) -> str:
-    """`helm template` of the chart: its stdout, or ChartError with helm's message.
+    """`helm template` of the chart (or of `chart_dir`, a packaged one): its stdout, or
+    ChartError with helm's message.
 
     --kube-version is passed because a helm built without the project's ldflags
     assumes Kubernetes v1.20, below the chart's kubeVersion.
@@ -120,7 +122,7 @@ def helm_template(
         str(helm),
         "template",
         release,
-        str(CHART),
+        str(chart_dir),
         "--namespace",
         namespace,
         "--kube-version",

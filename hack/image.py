@@ -179,11 +179,11 @@ def operator_key(root: Path = ROOT) -> str:
     return _digest({"files": files, "args": build_args(root), "recipe": BUILD_RECIPE_VERSION})
 
 
-def snapshot_context(dest: Path) -> None:
+def snapshot_context(dest: Path, root: Path = ROOT) -> None:
     """Copy the build context, so files edited during a build cannot make its key lie."""
-    for rel in context_files():
+    for rel in context_files(root):
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / rel, dest / rel)
+        shutil.copy2(root / rel, dest / rel)
 
 
 # --- tools ------------------------------------------------------------------------------
@@ -386,7 +386,7 @@ def unpacked_size(archive: Path) -> int:
     return total
 
 
-def _name_archive(archive: Path, name: str) -> None:
+def name_archive(archive: Path, name: str) -> None:
     """Rewrite index.json so containerd and OCI tools both find `name` (see the docstring)."""
     tag = name.rsplit(":", 1)[1]
     tmp = archive.with_suffix(".named")
@@ -419,7 +419,7 @@ def _push(image: str, archive: Path, logfile: Path) -> None:
         what=f"push {image}",
         logfile=logfile,
     )
-    _name_archive(tmp, image)
+    name_archive(tmp, image)
     tmp.replace(archive)
 
 
@@ -657,12 +657,15 @@ def build_base() -> Built:
 # --- the operator -----------------------------------------------------------------------
 
 
-def build() -> Built:
-    """The operator image from the cache, or built now with buildah from the Dockerfile."""
+def build(root: Path = ROOT) -> Built:
+    """The operator image from the cache, or built now with buildah from the Dockerfile.
+
+    `root` is the source tree (a release builds a copy stamped with its version).
+    """
     with _locked(), tempfile.TemporaryDirectory(prefix=".context-", dir=images_dir()) as tmp:
         base = build_base()
         context = Path(tmp)
-        snapshot_context(context)
+        snapshot_context(context, root)
         key = operator_key(context)
         name = f"{NAME}:{project_version(context)}"
         archive = images_dir() / f"destination-operator-{key}.tar"

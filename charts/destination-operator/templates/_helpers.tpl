@@ -48,6 +48,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{- define "destination-operator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- with .Values.image.digest }}@{{ . }}{{ end }}
 {{- end }}
 
 {{/* The metrics Service's name, and the prefix of the variables the kubelet derives from it. */}}

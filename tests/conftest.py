@@ -12,4 +12,5 @@ pytest_plugins = [
     "server_fixtures",  # tests/: the S3 server and servers that misbehave
     "operator_fixtures",  # tests/cluster/: the operator under test; the end-of-run checks
     "node_fixtures",  # tests/install/: a real node beside the control plane
+    "release_fixtures",  # tests/install/: a release built once into dist/, installed from there
 ]

@@ -20,6 +20,7 @@ import pytest
 import yaml
 from node_fixtures import Storage, destination
 from release_fixtures import Release
+from rendered import objects, one, render
 
 import chart
 import image
@@ -80,6 +81,25 @@ def test_the_chart_pins_the_release_image_by_tag_and_digest(release_dist: Releas
     }
     # the CRD is the file itself, not the repository's symbolic link
     assert crd == (chart.ROOT / "crds/destinations.destinations.io.yaml").read_text()
+
+
+def test_a_digest_pins_the_operator_and_its_test_pod(cluster: Cluster) -> None:
+    digest = "sha256:" + "0123456789abcdef" * 4
+    items = objects(
+        render(cluster, {"image": {"repository": "r.example/op", "tag": "1.0.0", "digest": digest}})
+    )
+    [container] = one(items, "Deployment")["spec"]["template"]["spec"]["containers"]
+    [test_pod] = [i for i in items if i["kind"] == "Pod"]
+    assert (
+        container["image"]
+        == test_pod["spec"]["containers"][0]["image"]
+        == f"r.example/op:1.0.0@{digest}"
+    )
+    # without one, by tag alone; a digest that is not sha256:<64 hex> is refused
+    [plain] = one(objects(render(cluster)), "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert "@" not in plain["image"]
+    with pytest.raises(chart.ChartError, match="/image/digest"):
+        render(cluster, {"image": {"repository": "r", "digest": "sha256:abc"}})
 
 
 def test_install_yaml_holds_the_crd_namespace_rbac_deployment_and_service(

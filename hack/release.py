@@ -278,6 +278,8 @@ def release(version: str, out: Path, repository: str, helm: Path) -> None:
         date = datetime.datetime.fromtimestamp(
             int(os.environ["SOURCE_DATE_EPOCH"]), datetime.UTC
         ).strftime("%Y-%m-%d")
+    if out.exists() and any(out.iterdir()) and not (out / "checksums.txt").is_file():
+        raise ReleaseError(f"{out} holds files but no earlier release: not emptying it")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     with tempfile.TemporaryDirectory(prefix="release-") as tmp:

@@ -152,6 +152,10 @@ def test_stamping_writes_only_the_copy(tmp_path: Path) -> None:
     assert all(path.read_bytes() == body for path, body in originals.items())
     with pytest.raises(release.ReleaseError, match="semantic version"):
         release.release("v1", tmp_path / "out", "r", Path("helm"))
+    # --out pointed at a folder of something else: it is not emptied
+    with pytest.raises(release.ReleaseError, match="no earlier release"):
+        release.release("9.8.7", tmp_path, "r", Path("helm"))
+    assert (tmp_path / "pyproject.toml").is_file()
 
 
 def test_install_yaml_from_the_release_verifies_a_destination_on_the_node(

@@ -61,9 +61,9 @@ test-unit: $(STAMP) ## unit and docs tests (no control plane)
 image: $(STAMP) ## build the operator's image with buildah (an OCI archive; see docs/image.md)
 	@$(BIN)/python hack/image.py build
 
-release: $(STAMP) ## VERSION=x.y.z: the release's artifacts in dist/ (image, chart, install.yaml, SBOM, checksums; docs/release.md)
+release: $(STAMP) ## VERSION=x.y.z [OUT=dist]: the release's artifacts in dist/ (image, chart, install.yaml, SBOM, checksums; docs/release.md)
 	@test -n "$(VERSION)" || { echo "usage: make release VERSION=x.y.z" >&2; exit 2; }
-	@bin=$$(bash hack/build-binaries.sh release) && $(BIN)/python hack/release.py $(VERSION) --bin-dir $$bin
+	@bin=$$(bash hack/build-binaries.sh release) && $(BIN)/python hack/release.py $(VERSION) --out $(or $(OUT),dist) --bin-dir $$bin
 
 bench: $(STAMP) ## benchmarks: print numbers, never fail on them (builds the control plane only)
 	@bin=$$(bash hack/build-binaries.sh controlplane) && DESTINATION_OPERATOR_BIN_DIR=$$bin $(BIN)/python bench/run.py

@@ -1,9 +1,9 @@
-"""A release built once per session (hack/release.py into a temporary dist/), and what
+"""A release built once per session (`make release` into a temporary dist/), and what
 the tests that install from it need: its image in the node, a clean slate, and a local
 stand-in for the MinIO image of docs/getting-started.md.
 
-- `release_dist`: `Release`, the artifacts of `hack/release.py <pyproject's version>`
-  written to a temporary folder, with `git status` of the working tree before and after;
+- `release_dist`: `Release`, the artifacts of `make release VERSION=<pyproject's version>`
+  written to a temporary folder (`OUT=`), with `git status` of the working tree before and after;
 - `release_on_node`: the same, once its image is imported into the node under the name
   and digest its chart pins (as a registry pull would leave it);
 - `minio_standin`: the name of a local image (on the release's image, which has Python)
@@ -18,7 +18,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -31,7 +30,6 @@ import yaml
 
 import chart
 import image
-from controlplane import find_binaries
 from harness import Cluster
 from node import Node
 
@@ -82,23 +80,21 @@ def git_status() -> str:
 
 @pytest.fixture(scope="session")
 def release_dist(tmp_path_factory: pytest.TempPathFactory) -> Release:
-    """`hack/release.py` run once for the session, as `make release` runs it."""
+    """`make release` run once for the session, into a temporary folder."""
     out = tmp_path_factory.mktemp("release") / "dist"
     version = image.project_version()
     before = git_status()
     started = time.monotonic()
     done = subprocess.run(
-        [
-            *(sys.executable, str(ROOT / "hack/release.py"), version),
-            *("--out", str(out), "--bin-dir", str(find_binaries())),
-        ],
+        ["make", "--no-print-directory", "release", f"VERSION={version}", f"OUT={out}"],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=3600,
     )
     seconds = time.monotonic() - started
-    assert done.returncode == 0, f"hack/release.py failed:\n{done.stderr[-4000:]}"
-    print(f"hack/release.py {version}: {seconds:.1f} s")
+    assert done.returncode == 0, f"make release failed:\n{done.stderr[-4000:]}"
+    print(f"make release VERSION={version}: {seconds:.1f} s")
     digest = (out / f"destination-operator-image-{version}.digest").read_text().strip()
     return Release(
         out,

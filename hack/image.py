@@ -27,6 +27,8 @@ Archive naming convention (what the node fixture and the chart rely on):
   `ctr images import --base-name localhost/destination-operator` gives the same name).
   Pods use it with `imagePullPolicy: Never`.
 - `<archive>.json` beside it: name, key, build time, compressed and unpacked sizes.
+- `<cache>/images/destination-operator-named-<key>.tar`: another tree built under a name of
+  its own (`image.build(root, name)`: an older release, for the upgrade tests), pruned apart.
 - `<cache>/images/destination-operator-base-<key>.tar`: the base, named
   `localhost/destination-operator-base:<key>`, in the same form.
 - `<cache>/buildah/`: buildah's own storage (overlay), which holds the layer cache that
@@ -179,11 +181,11 @@ def operator_key(root: Path = ROOT) -> str:
     return _digest({"files": files, "args": build_args(root), "recipe": BUILD_RECIPE_VERSION})
 
 
-def snapshot_context(dest: Path) -> None:
+def snapshot_context(dest: Path, root: Path = ROOT) -> None:
     """Copy the build context, so files edited during a build cannot make its key lie."""
-    for rel in context_files():
+    for rel in context_files(root):
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / rel, dest / rel)
+        shutil.copy2(root / rel, dest / rel)
 
 
 # --- tools ------------------------------------------------------------------------------
@@ -657,21 +659,28 @@ def build_base() -> Built:
 # --- the operator -----------------------------------------------------------------------
 
 
-def build() -> Built:
-    """The operator image from the cache, or built now with buildah from the Dockerfile."""
+def build(root: Path = ROOT, name: str | None = None) -> Built:
+    """The operator image from the cache, or built now with buildah from the Dockerfile.
+
+    `root` and `name` build another tree (an older release's, for the upgrade tests) under a
+    name of its own; its archive is kept apart from the pruning of this tree's.
+    """
     with _locked(), tempfile.TemporaryDirectory(prefix=".context-", dir=images_dir()) as tmp:
         base = build_base()
         context = Path(tmp)
-        snapshot_context(context)
+        snapshot_context(context, root)
         key = operator_key(context)
-        name = f"{NAME}:{project_version(context)}"
-        archive = images_dir() / f"destination-operator-{key}.tar"
+        prefix = "destination-operator"
+        if name is not None:
+            key, prefix = _digest({"of": key, "name": name}), "destination-operator-named"
+        name = name or f"{NAME}:{project_version(context)}"
+        archive = images_dir() / f"{prefix}-{key}.tar"
         cached = _cached(archive)
         if cached is not None:
             return cached
         ensure_tools()
         started = time.monotonic()
-        logfile = images_dir() / f"destination-operator-{key}.log"
+        logfile = images_dir() / f"{prefix}-{key}.log"
         logfile.write_text("")
         cmd = [
             "bud",
@@ -697,7 +706,7 @@ def build() -> Built:
         _run(buildah_cmd(*cmd, str(context)), timeout=1800, what="buildah bud", logfile=logfile)
         _push(name, archive, logfile)
         built = _record(archive, name, key, time.monotonic() - started)
-        _prune("destination-operator", archive)
+        _prune(prefix, archive)
         log(built.summary())
         return built
 

@@ -12,6 +12,7 @@ and its chart installed from that tree. Then, with Destinations verified by the 
    of today's chart are alive together, and each leader's SIGTERM hands the Lease over.
 3. `helm rollback` to the old revision: the old chart's `Recreate` stops today's pods
    before the old one starts; helm removes the Lease, its Role and the PodDisruptionBudget.
+4. `helm upgrade` to today's chart again: `Recreate` again, as the rollback removed the Lease.
 
 A Destination is made as each step begins and another once it is over; each is verified.
 Judged from the S3 server's requests and the API server's audit log (which names the pod

@@ -37,11 +37,14 @@ cluster-up: $(STAMP) ## start etcd, kube-apiserver, kube-controller-manager; pri
 cluster-down: $(STAMP) ## stop the control plane that cluster-up started
 	@$(BIN)/python hack/controlplane.py down --state .cluster
 
-lint: $(STAMP) ## ruff, mypy --strict, and the layer contracts (import-linter)
+lint: $(STAMP) ## ruff, mypy --strict, the layer contracts (import-linter), actionlint over .github/workflows
 	@$(BIN)/ruff check operator tests hack bench
 	@$(BIN)/ruff format --check operator tests hack bench
 	@$(BIN)/mypy
 	@PYTHONPATH=operator $(BIN)/lint-imports --no-cache
+	@# Without shellcheck and pyflakes (-shellcheck= -pyflakes=): nothing installs them, and
+	@# the result must not depend on what a machine happens to have on its PATH.
+	@bin=$$(bash hack/build-binaries.sh lint) && $$bin/actionlint -shellcheck= -pyflakes=
 
 crds: $(STAMP) binaries ## regenerate crds/ from the models, manifests/ from the chart, lint's AWS regions from botocore, the CLI reference from the parser
 	@$(BIN)/python -m destination_operator.tools.crdgen --write crds/destinations.destinations.io.yaml

@@ -42,3 +42,24 @@ def test_release_runs_on_version_tags_only_and_signs_keylessly() -> None:
     assert "cosign sign --yes --recursive" in runs  # the image index and each platform's
     assert "cosign attest --yes --type cyclonedx" in runs  # the SBOM
     assert 'cosign sign --yes "${CHARTS#oci://}/destination-operator@$digest"' in runs  # the chart
+
+
+def test_the_readmes_install_commands_name_what_the_release_publishes() -> None:
+    """The README's chart and install.yaml are where the workflow puts them, for the owner the
+    README assumes (the Dockerfile's source URL names the same repository)."""
+    owner_repo = "destination-operator/destination-operator"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f"ARG SOURCE_URL=https://github.com/{owner_repo}\n" in dockerfile
+    owner = owner_repo.split("/")[0]
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yaml").read_text())
+    steps = {step.get("name"): step for step in workflow["jobs"]["publish"]["steps"]}
+    names = steps["Names"]["run"]
+    assert 'echo "charts=oci://$REGISTRY/$owner/charts"' in names
+    assert workflow["jobs"]["publish"]["env"]["REGISTRY"] == "ghcr.io"
+    chart = f"oci://ghcr.io/{owner}/charts/destination-operator"  # helm push appends the name
+    readme = (ROOT / "README.md").read_text()
+    assert f"helm install destination-operator {chart} \\\n  --version X.Y.Z " in readme
+    # gh release create uploads dist/install.yaml to the release of the tag vX.Y.Z
+    assert 'gh release create "$TAG"' in steps["GitHub release"]["run"]
+    url = f"https://github.com/{owner_repo}/releases/download/vX.Y.Z/install.yaml"
+    assert f"kubectl apply -f {url}\n" in readme

@@ -11,6 +11,8 @@ written through the status subresource, as the operator writes them.
   json` finds it; `helm uninstall` keeps the CRD (`crds.keep`) and every Destination;
 - with `crds.install=false`, Helm never touches a CRD applied by hand, and docs/upgrade.md's
   command for that case upgrades it; with `crds.keep=false`, `helm uninstall` deletes it;
+- a CRD installed from a chart's `crds/` folder (the development snapshots') is handed to
+  the release by docs/upgrade.md's two commands, and the upgrade then upgrades it;
 - deleting the CRD deletes every Destination and no Secret, and waits for a Destination that
   still carries the first releases' finalizer until that finalizer is removed by hand.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -361,6 +364,46 @@ def test_with_crds_keep_false_uninstall_deletes_the_crd(plane: Cluster) -> None:
         "the CRD to go",
         lambda: plane.kubectl("get", "crd", CRD_NAME, check=False).returncode != 0,
     )
+
+
+def test_a_crd_from_the_charts_crds_folder_is_handed_to_the_release(
+    plane: Cluster, tmp_path: Path
+) -> None:
+    """The development snapshots' chart had the first CRD in crds/, which Helm installs
+    outside the release: the upgrade is refused until docs/upgrade.md's two commands (run as
+    written, so with its release name and namespace) hand the CRD over."""
+    remove_crd(plane)
+    legacy = first_chart(tmp_path)
+    (legacy / chart.CRD_TEMPLATE.relative_to(chart.CHART)).unlink()
+    (legacy / "crds").mkdir()
+    (legacy / "crds" / chart.CRD_FILE).write_text(yaml.safe_dump(first_release_crd()))
+    release, namespace = "destination-operator", "destination-operator-system"
+    plane.helm(
+        "install", release, str(legacy), "-n", namespace, "--create-namespace",
+        "--set", "replicas=0",
+    )  # fmt: skip
+    plane.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    installed = cluster_crd(plane)
+    refused = plane.helm(*upgrade_command(release, namespace), check=False)
+    assert refused.returncode != 0 and "invalid ownership metadata" in refused.stderr, refused
+
+    text = (ROOT / "docs" / "upgrade.md").read_text()
+    section = text.split("### From a chart whose CRD was in `crds/`", 1)[1]
+    commands = section.split("```sh\n", 1)[1].split("```", 1)[0].splitlines()
+    assert [line.split()[:3] for line in commands] == [
+        ["kubectl", "label", "crd"],
+        ["kubectl", "annotate", "crd"],
+    ]
+    for line in commands:
+        plane.kubectl(*shlex.split(line)[1:])
+    plane.helm(*upgrade_command(release, namespace))
+    plane.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    upgraded = cluster_crd(plane)
+    assert upgraded["metadata"]["uid"] == installed["metadata"]["uid"]
+    assert upgraded["spec"]["versions"] == committed_crd()["spec"]["versions"]
+    assert upgraded["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    plane.helm("uninstall", release, "-n", namespace, "--wait")
+    assert cluster_crd(plane)["metadata"]["uid"] == installed["metadata"]["uid"]
 
 
 def test_deleting_the_crd_deletes_every_destination_and_no_secret(plane: Cluster) -> None:

@@ -88,13 +88,15 @@ COVERED = {
     ),
     (
         "docs/upgrade.md",
-        "helm show crds charts/destination-operator"
-        " | kubectl apply --server-side --force-conflicts -f -",
+        "helm template destination-operator charts/destination-operator"
+        " --show-only templates/crds.yaml | kubectl apply --server-side -f -",
+    ): Cover((f"{UPGRADE}::test_without_crds_install_helm_leaves_the_crd_to_you",), reads=True),
+    (
+        "docs/upgrade.md",
+        "kubectl label crd destinations.destinations.io app.kubernetes.io/managed-by=Helm",
     ): Cover(
-        (
-            f"{UPGRADE}"
-            "::test_helm_upgrade_keeps_the_crd_and_the_charts_crd_applied_keeps_every_destination",
-        ),
+        (f"{UPGRADE}::test_a_crd_from_the_charts_crds_folder_is_handed_to_the_release",),
+        reads=True,
     ),
     (
         "docs/upgrade.md",

@@ -10,9 +10,11 @@
 #     (hack/kstatus), prometheus and promtool (the alert rule tests), and the control
 #     plane of the oldest supported Kubernetes (MIN_KUBERNETES_VERSION, in the bin
 #     folder's minimum/ with the same etcd and helm).
+#   lint: actionlint, which `make lint` runs over the CI workflows (.github/workflows).
 #
 #   hack/build-binaries.sh [all]           build what is missing, print the bin folder
 #   hack/build-binaries.sh controlplane    the control plane only
+#   hack/build-binaries.sh lint            actionlint only
 #   hack/build-binaries.sh --list [SET]    print the set's components (cache name,
 #                                          version, binaries), one a line; build nothing
 #
@@ -31,13 +33,14 @@ cache=${DESTINATION_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/destination-
 log() { echo "build-binaries: $*" >&2; }
 die() { echo "build-binaries: error: $*" >&2; exit 1; }
 
-usage="hack/build-binaries.sh [--list] [controlplane|demo|all]"
+usage="hack/build-binaries.sh [--list] [controlplane|demo|all|lint]"
 set_name=all list=false
 while (($#)); do
   case $1 in
     --list) list=true ;;
     controlplane | demo) set_name=controlplane ;;
     all) set_name=all ;;
+    lint) set_name=lint ;;
     -h | --help) echo "usage: $usage"; exit 0 ;;
     *) die "unknown argument '$1'; usage: $usage" ;;
   esac
@@ -47,6 +50,10 @@ done
 # The components of a set, one a line: cache name, version, binaries. The cache
 # entry of a component is $cache/NAME-VERSION; the build below follows this list.
 components() {
+  if [[ $1 == lint ]]; then
+    echo "actionlint $ACTIONLINT_VERSION actionlint"
+    return 0
+  fi
   echo "kubernetes $KUBERNETES_VERSION kube-apiserver kube-controller-manager kubectl"
   echo "etcd $ETCD_VERSION etcd"
   [[ $1 == all ]] || return 0
@@ -190,6 +197,19 @@ build_prometheus() {
   CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "-s -w" -o bin/ \
     github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool
 }
+
+# actionlint has no replace directives. Its `-version` reads the module version
+# from the build info that `go install module@version` records.
+build_actionlint() {
+  local version=$1
+  CGO_ENABLED=0 GOBIN="$PWD/bin" go install -trimpath -ldflags "-s -w" "github.com/rhysd/actionlint/cmd/actionlint@$version"
+}
+
+# The lint set needs no control plane: its one component's folder is the set's.
+if [[ $set_name == lint ]]; then
+  build_component actionlint "$ACTIONLINT_VERSION" build_actionlint actionlint
+  exit 0
+fi
 
 # Binaries from KUBEBUILDER_ASSETS are used as they are; only missing ones are built.
 from_assets() {

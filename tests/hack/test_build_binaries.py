@@ -208,6 +208,20 @@ def test_an_unknown_set_is_one_line_that_names_the_sets(tmp_path: Path, no_go: s
     assert done.returncode == 1
     assert error_lines(done.stderr) == [
         "build-binaries: error: unknown argument 'tests';"
-        " usage: hack/build-binaries.sh [--list] [controlplane|demo|all]"
+        " usage: hack/build-binaries.sh [--list] [controlplane|demo|all|lint]"
     ]
     assert not (tmp_path / "cache").exists()
+
+
+def test_the_lint_set_is_actionlint_alone(tmp_path: Path, no_go: str) -> None:
+    listed = run(tmp_path, "--list", "lint", path=no_go)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == [f"actionlint {VERSIONS['ACTIONLINT_VERSION']} actionlint"]
+    # It builds nothing else: without Go the only error is Go's, and no control plane is tried.
+    done = run(tmp_path, "lint", path=no_go)
+    assert done.returncode == 1
+    assert "building" not in done.stderr and "kubernetes" not in done.stderr
+    assert error_lines(done.stderr) == [
+        "build-binaries: error: Go is not installed; install Go 1.24 or newer"
+        " (https://go.dev/dl) or set KUBEBUILDER_ASSETS to a folder with the binaries"
+    ]

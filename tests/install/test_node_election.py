@@ -77,7 +77,7 @@ def test_two_replicas_hand_over_on_sigkill_and_on_upgrade_and_do_nothing_twice(
         "--set-json",
         f"image={json.dumps(image_values)}",
         "--set",
-        "allowPrivateEndpoints=true,replicas=2",
+        "allowPrivateEndpoints=true,replicas=2,crds.install=false",  # the session's CRD
         timeout=300,
     )
     names: list[str] = []

@@ -89,6 +89,7 @@ def test_the_operator_pods_own_token_verifies_an_amazon_s3_destination(
         "serviceAccount": {"name": account},
         "operatorIdentity": True,
         "aws": {"roleArn": role, "stsEndpoint": sts_endpoint, "s3Endpoint": storage.endpoint},
+        "crds": {"install": False},  # the session's CRD, shared with the other tests
     }
     try:
         started = time.monotonic()

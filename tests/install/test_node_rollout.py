@@ -259,7 +259,15 @@ def test_upgrade_from_main_before_election_rolls_and_rolls_back_doing_nothing_tw
                 return after
 
             # 1. to today's chart, two replicas: Recreate, as the Lease does not exist yet
-            today = ["upgrade", release, str(chart.CHART), *values(operator_image)]
+            # crds.install=false: the session's CRD, shared with the other tests
+            today = [
+                "upgrade",
+                release,
+                str(chart.CHART),
+                *values(operator_image),
+                "--set",
+                "crds.install=false",
+            ]
             upgraded = recreated("upgrade", [*today, "--set", "replicas=2"], [old_pod], 2)
             assert {pods.image[pod] for pod in upgraded} == {operator_image}
 

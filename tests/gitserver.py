@@ -17,7 +17,15 @@ from urllib.parse import unquote
 
 from threaded import ThreadedServer
 
-BACKEND = Path("/usr/lib/git-core/git-http-backend")
+# git's own programs live in its exec path (/usr/lib/git-core on Debian)
+BACKEND = (
+    Path(
+        subprocess.run(
+            ["git", "--exec-path"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
+    / "git-http-backend"
+)
 
 
 def git(*args: str, cwd: Path) -> str:

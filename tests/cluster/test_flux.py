@@ -66,7 +66,7 @@ class Platform:
         body: dict[str, Any] = json.loads(out)
         return body
 
-    def wait_ready(
+    def wait_until(
         self, status: str, revision: str, *, kind: str = "Ready", message: str = ""
     ) -> dict[str, Any]:
         """Until the Kustomization's condition `kind` is `status` for `revision` (attempted,
@@ -76,11 +76,11 @@ class Platform:
         while time.monotonic() < deadline:
             body = self.kustomization()
             seen = body.get("status") or {}
-            ready = condition(body, kind)
+            found = condition(body, kind)
             applied = status != "True" or seen.get("lastAppliedRevision") == revision
             if (
-                ready.get("status") == status
-                and message in ready.get("message", "")
+                found.get("status") == status
+                and message in found.get("message", "")
                 and seen.get("lastAttemptedRevision") == revision
                 and applied
             ):
@@ -164,7 +164,7 @@ def test_the_kustomization_is_ready_only_once_every_destination_is_verified(
         ),
         s3_destination("old-logs", s3, secret="s3", archived=True),  # no Ready: never holds it
     )
-    body = platform.wait_ready("Unknown", revision, kind="Healthy", message="Running health checks")
+    body = platform.wait_until("Unknown", revision, kind="Healthy", message="Running health checks")
     assert condition(body, "Ready")["status"] == "Unknown"
     wait_for(cluster, TEAM, "logs", "Ready", "True", timeout=30)
     wait_for(cluster, TEAM, "backups", "Reconciling", "True", timeout=30)
@@ -172,7 +172,7 @@ def test_the_kustomization_is_ready_only_once_every_destination_is_verified(
     assert condition(platform.kustomization(), "Ready")["status"] == "Unknown"
 
     platform.relay.restore()
-    body = platform.wait_ready("True", revision)
+    body = platform.wait_until("True", revision)
     ready_at = since(condition(body, "Ready")["lastTransitionTime"])
     for name in ("logs", "backups"):
         verified = condition(get(cluster, TEAM, name), "Ready")
@@ -188,7 +188,7 @@ def test_a_stalled_destination_fails_the_kustomization_and_a_commit_heals_it(
         s3_destination("logs", s3, secret="s3"),
         s3_destination("audit", s3, secret="audit-keys"),
     )
-    body = platform.wait_ready("False", broken)
+    body = platform.wait_until("False", broken)
     ready = condition(body, "Ready")
     assert ready["reason"] == "HealthCheckFailed"
     # Flux names the Destination and its kstatus verdict; the reason is the Destination's
@@ -203,5 +203,5 @@ def test_a_stalled_destination_fails_the_kustomization_and_a_commit_heals_it(
         s3_destination("logs", s3, secret="s3"),
         s3_destination("audit", s3, secret="s3"),
     )
-    platform.wait_ready("True", fixed)
+    platform.wait_until("True", fixed)
     assert condition(get(cluster, TEAM, "audit"), "Ready")["status"] == "True"

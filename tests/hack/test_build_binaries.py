@@ -169,8 +169,34 @@ def test_the_default_set_adds_what_only_the_tests_use(
         f"kubernetes {VERSIONS['MIN_KUBERNETES_VERSION']} {' '.join(K8S)}",
         f"kstatus {VERSIONS['CLI_UTILS_VERSION']} kstatus",
         f"prometheus {VERSIONS['PROMETHEUS_VERSION']} prometheus promtool",
+        f"source-controller {VERSIONS['FLUX_SOURCE_CONTROLLER_VERSION']} source-controller",
+        "kustomize-controller"
+        f" {VERSIONS['FLUX_KUSTOMIZE_CONTROLLER_VERSION']} kustomize-controller",
     ]
     assert not (tmp_path / "cache").exists()
+
+
+def test_the_flux_controllers_bring_their_crds_into_the_bin_folder(
+    tmp_path: Path, no_go: str
+) -> None:
+    """From complete cache entries, without Go: each controller's crds/ is in flux-crds/."""
+    listed = run(tmp_path, "--list", path=no_go).stdout.splitlines()
+    for line in listed:
+        name, version, *binaries = line.split()
+        complete_entry(tmp_path, f"{name}-{version}", *binaries)
+    crds = {}
+    for name in ("source-controller", "kustomize-controller"):
+        version = next(line.split()[1] for line in listed if line.startswith(f"{name} "))
+        folder = tmp_path / "cache" / f"{name}-{version}" / "crds"
+        folder.mkdir()
+        crds[f"{name}.yaml"] = folder / f"{name}.yaml"
+        crds[f"{name}.yaml"].write_text("kind: CustomResourceDefinition\n")
+    done = run(tmp_path, "all", path=no_go)
+    assert done.returncode == 0, done.stderr
+    out = Path(done.stdout.strip())
+    assert {p.name: p.resolve() for p in (out / "flux-crds").iterdir()} == crds
+    for name in ("source-controller", "kustomize-controller"):
+        assert (out / name).resolve().parent.parent == crds[f"{name}.yaml"].parent.parent
 
 
 def test_the_control_plane_set_needs_only_its_own_cache_entries(tmp_path: Path, no_go: str) -> None:

@@ -9,6 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ASSETS_FILE := .cluster-assets
 AWS_REGIONS := operator/destination_operator/tools/aws_regions.py
+CHART_GENERATED := charts/destination-operator/templates/crds.yaml charts/destination-operator/README.md
 
 .PHONY: help venv binaries demo demo-down test test-unit test-cluster lint typecheck crds verify \
         cluster-up cluster-down image release bench clean
@@ -37,20 +38,24 @@ cluster-up: $(STAMP) ## start etcd, kube-apiserver, kube-controller-manager; pri
 cluster-down: $(STAMP) ## stop the control plane that cluster-up started
 	@$(BIN)/python hack/controlplane.py down --state .cluster
 
-lint: $(STAMP) ## ruff, mypy --strict, and the layer contracts (import-linter)
+lint: $(STAMP) ## ruff, mypy --strict, the layer contracts (import-linter), actionlint over .github/workflows
 	@$(BIN)/ruff check operator tests hack bench
 	@$(BIN)/ruff format --check operator tests hack bench
 	@$(BIN)/mypy
 	@PYTHONPATH=operator $(BIN)/lint-imports --no-cache
+	@# Without shellcheck and pyflakes (-shellcheck= -pyflakes=): nothing installs them, and
+	@# the result must not depend on what a machine happens to have on its PATH.
+	@bin=$$(bash hack/build-binaries.sh lint) && $$bin/actionlint -shellcheck= -pyflakes=
 
-crds: $(STAMP) binaries ## regenerate crds/ from the models, manifests/ from the chart, lint's AWS regions from botocore, the CLI reference from the parser
+crds: $(STAMP) binaries ## regenerate crds/ from the models, the chart's CRD template and manifests/ from them, the chart's README from its values, lint's AWS regions from botocore, the CLI reference from the parser
 	@$(BIN)/python -m destination_operator.tools.crdgen --write crds/destinations.destinations.io.yaml
 	@$(BIN)/python hack/chart.py render
+	@$(BIN)/python hack/chart_readme.py write
 	@$(BIN)/python hack/aws_regions.py --write $(AWS_REGIONS)
 	@$(BIN)/python hack/cli_reference.py write
 
-verify: crds ## fail when the committed CRD, manifests/, lint's AWS regions or the CLI reference drift from their sources
-	@git diff --exit-code -- crds/ manifests/ $(AWS_REGIONS) docs/cli-reference.md || { echo "verify: crds/, manifests/, $(AWS_REGIONS) or docs/cli-reference.md is stale: run 'make crds' and commit the result" >&2; exit 1; }
+verify: crds ## fail when the committed CRD, the chart's CRD template or README, manifests/, lint's AWS regions or the CLI reference drift from their sources
+	@git diff --exit-code -- crds/ $(CHART_GENERATED) manifests/ $(AWS_REGIONS) docs/cli-reference.md || { echo "verify: crds/, $(CHART_GENERATED), manifests/, $(AWS_REGIONS) or docs/cli-reference.md is stale: run 'make crds' and commit the result" >&2; exit 1; }
 
 test: $(STAMP) binaries verify lint ## the whole suite: lint, unit, providers, cluster
 	@bin=$$(bash hack/build-binaries.sh all) && DESTINATION_OPERATOR_BIN_DIR=$$bin $(BIN)/pytest $(PYTEST_ARGS)

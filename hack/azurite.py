@@ -47,6 +47,7 @@ from typing import Any
 
 from controlplane import die_with_parent, free_port, stop_child
 
+# renovate: datasource=npm depName=azurite
 AZURITE_VERSION = "3.35.0"
 CREDENTIALS_FILE = "credentials.json"
 ACCESS_LOG = "azurite.log"

@@ -18,6 +18,7 @@ if ! "$python" -c 'import venv, ensurepip' >/dev/null 2>&1; then
   fi
 fi
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+# renovate: datasource=pypi depName=pip
 "$venv/bin/python" -m pip install -q --upgrade pip==25.3
 "$venv/bin/python" -m pip install -q -e '.[dev]'
 echo "bootstrap: $venv is ready"

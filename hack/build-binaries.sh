@@ -9,10 +9,15 @@
 #     and kube-scheduler (for the install tests, hack/node.py), the test helper kstatus
 #     (hack/kstatus), prometheus and promtool (the alert rule tests), and the control
 #     plane of the oldest supported Kubernetes (MIN_KUBERNETES_VERSION, in the bin
-#     folder's minimum/ with the same etcd and helm).
+#     folder's minimum/ with the same etcd and helm), and Flux's source-controller and
+#     kustomize-controller with their CRDs (in the bin folder's flux-crds/, for the
+#     GitOps test).
+#   lint: actionlint, which `make lint` runs over the CI workflows (.github/workflows).
+#   release: helm, which `make release` packages and renders the chart with.
 #
 #   hack/build-binaries.sh [all]           build what is missing, print the bin folder
 #   hack/build-binaries.sh controlplane    the control plane only
+#   hack/build-binaries.sh lint            actionlint only
 #   hack/build-binaries.sh release         helm only (what `make release` uses); prints
 #                                          helm's own cache entry
 #   hack/build-binaries.sh --list [SET]    print the set's components (cache name,
@@ -22,7 +27,9 @@
 #   kstatus, kubelet, kube-scheduler, prometheus, promtool and the oldest version are
 #   built unless the folder has them too; without Go they are left out (a warning),
 #   since only the tests that pin kstatus verdicts, run pods on a node, test the
-#   alert rules, or run the oldest version need them.
+#   alert rules, or run the oldest version need them. Flux's controllers are never
+#   taken from the folder (their CRDs come from their modules); without Go they are left
+#   out too (only the GitOps test needs them).
 # DESTINATION_OPERATOR_CACHE: the cache root (default ~/.cache/destination-operator).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,13 +40,14 @@ cache=${DESTINATION_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/destination-
 log() { echo "build-binaries: $*" >&2; }
 die() { echo "build-binaries: error: $*" >&2; exit 1; }
 
-usage="hack/build-binaries.sh [--list] [controlplane|demo|release|all]"
+usage="hack/build-binaries.sh [--list] [controlplane|demo|all|lint|release]"
 set_name=all list=false
 while (($#)); do
   case $1 in
     --list) list=true ;;
     controlplane | demo) set_name=controlplane ;;
     all) set_name=all ;;
+    lint) set_name=lint ;;
     release) set_name=release ;;
     -h | --help) echo "usage: $usage"; exit 0 ;;
     *) die "unknown argument '$1'; usage: $usage" ;;
@@ -50,6 +58,10 @@ done
 # The components of a set, one a line: cache name, version, binaries. The cache
 # entry of a component is $cache/NAME-VERSION; the build below follows this list.
 components() {
+  if [[ $1 == lint ]]; then
+    echo "actionlint $ACTIONLINT_VERSION actionlint"
+    return 0
+  fi
   if [[ $1 == release ]]; then
     echo "helm $HELM_VERSION helm"
     return 0
@@ -62,6 +74,8 @@ components() {
   echo "kubernetes $MIN_KUBERNETES_VERSION kube-apiserver kube-controller-manager kubectl"
   echo "kstatus $CLI_UTILS_VERSION kstatus"
   echo "prometheus $PROMETHEUS_VERSION prometheus promtool"
+  echo "source-controller $FLUX_SOURCE_CONTROLLER_VERSION source-controller"
+  echo "kustomize-controller $FLUX_KUSTOMIZE_CONTROLLER_VERSION kustomize-controller"
 }
 if $list; then
   components "$set_name"
@@ -103,6 +117,7 @@ build_component() {
   done
   mkdir -p "$work/out"
   mv "$work/bin" "$work/out/bin"
+  if [[ -d "$work/crds" ]]; then mv "$work/crds" "$work/out/crds"; fi
   echo "$version built in $((SECONDS - start))s" >"$work/out/.complete"
   mv "$work/out" "$dest"
   rm -rf "$work"; trap - EXIT
@@ -198,6 +213,60 @@ build_prometheus() {
     github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool
 }
 
+# actionlint has no replace directives. Its `-version` reads the module version
+# from the build info that `go install module@version` records.
+build_actionlint() {
+  local version=$1
+  CGO_ENABLED=0 GOBIN="$PWD/bin" go install -trimpath -ldflags "-s -w" "github.com/rhysd/actionlint/cmd/actionlint@$version"
+}
+
+# The lint set needs no control plane: its one component's folder is the set's.
+if [[ $set_name == lint ]]; then
+  build_component actionlint "$ACTIONLINT_VERSION" build_actionlint actionlint
+  exit 0
+fi
+# Flux's controllers, for the GitOps test (tests/cluster/test_flux.py).
+# build_flux_controller MODULE@VERSION [OLD=NEW@VERSION]...: a wrapper module takes over
+# the controller module's replace directives (not its ./api, whose published version
+# the module requires anyway) plus the ones given, builds the controller, and copies
+# the CRDs it serves from the module into crds/. The cache entry is keyed by the
+# controller's version only: after changing FLUX_ARTIFACT_VERSION, remove its entry.
+build_flux_controller() {
+  local mod=${1%@*} version=${1##*@}; shift
+  local name=${mod##*/}
+  go mod init "wrapper.local/$name" >/dev/null
+  local info gomod dir
+  info=$(go mod download -json "$mod@$version")
+  gomod=$(echo "$info" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  dir=$(echo "$info" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  [[ -f "$gomod" && -d "$dir" ]] || { echo "no go.mod or source for $mod@$version"; return 1; }
+  local a b c d e
+  # Each replace line: OLD [V] => NEW [V], from single lines and replace ( ... ) blocks.
+  while read -r a b c d e; do
+    if [[ $b == "=>" ]]; then
+      [[ $c == ./* || $c == ../* ]] || go mod edit -replace "$a=$c${d:+@$d}"
+    else
+      [[ $d == ./* || $d == ../* ]] || go mod edit -replace "$a@$b=$d${e:+@$e}"
+    fi
+  done < <(go mod edit -print "$gomod" | sed 's#//.*##' |
+    awk '/^replace \(/ {b = 1; next} b && /^\)/ {b = 0; next} b && NF {print; next} /^replace / {sub(/^replace /, ""); print}')
+  local r
+  for r in "$@"; do go mod edit -replace "$r"; done
+  go get "$mod@$version"
+  mkdir -p bin crds
+  CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "-s -w" -o "bin/$name" "$mod"
+  cp "$dir"/config/crd/bases/*.yaml crds/
+}
+
+build_source_controller() {
+  local artifact="github.com/fluxcd/pkg/artifact@$FLUX_ARTIFACT_VERSION"
+  build_flux_controller "github.com/fluxcd/source-controller@$1" "${artifact%@*}=$artifact"
+}
+
+build_kustomize_controller() {
+  build_flux_controller "github.com/fluxcd/kustomize-controller@$1"
+}
+
 # Binaries from KUBEBUILDER_ASSETS are used as they are; only missing ones are built.
 from_assets() {
   [[ -n "${KUBEBUILDER_ASSETS:-}" ]] || return 1
@@ -260,9 +329,18 @@ elif [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && ! command -v go >/dev/null 2>&1; then
 else
   prometheus_dir=$(build_component prometheus "$PROMETHEUS_VERSION" build_prometheus prometheus promtool)
 fi
+if [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && ! command -v go >/dev/null 2>&1; then
+  log "warning: source-controller and kustomize-controller left out: Go is not installed (only the GitOps test needs them)"
+  flux_dirs=()
+else
+  source_dir=$(build_component source-controller "$FLUX_SOURCE_CONTROLLER_VERSION" build_source_controller source-controller)
+  kustomize_dir=$(build_component kustomize-controller "$FLUX_KUSTOMIZE_CONTROLLER_VERSION" build_kustomize_controller kustomize-controller)
+  flux_dirs=("$source_dir" "$kustomize_dir")
+fi
 
 # One folder with them all, keyed by the versions, for PATH and KUBEBUILDER_ASSETS users.
 key="kubernetes-$KUBERNETES_VERSION-min-$MIN_KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION-kstatus-$CLI_UTILS_VERSION-prometheus-$PROMETHEUS_VERSION"
+key+="-source-controller-$FLUX_SOURCE_CONTROLLER_VERSION-kustomize-controller-$FLUX_KUSTOMIZE_CONTROLLER_VERSION"
 [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && key="assets-$(echo "$KUBEBUILDER_ASSETS" | cksum | cut -d' ' -f1)"
 out="$cache/$key/bin"
 mkdir -p "$out"
@@ -279,6 +357,13 @@ for bin in prometheus promtool; do
 done
 for bin in kubelet kube-scheduler; do
   if [[ -n "$node_dir" ]]; then ln -sfn "$node_dir/$bin" "$out/$bin"; else rm -f "$out/$bin"; fi
+done
+# flux-crds/: the CRDs of Flux's controllers, beside their binaries.
+rm -rf "$out/flux-crds" "$out/source-controller" "$out/kustomize-controller"
+for dir in "${flux_dirs[@]}"; do
+  mkdir -p "$out/flux-crds"
+  for bin in "$dir"/*; do ln -sfn "$bin" "$out/${bin##*/}"; done
+  for crd in "$dir"/../crds/*.yaml; do ln -sfn "$(cd "${crd%/*}" && pwd)/${crd##*/}" "$out/flux-crds/${crd##*/}"; done
 done
 # minimum/: a whole bin folder of the oldest version, for a second ControlPlane.
 if [[ -n "$min_dir" ]]; then

@@ -10,6 +10,7 @@
 # DESTINATION_OPERATOR_CACHE: the cache root (default ~/.cache/destination-operator).
 set -euo pipefail
 
+# renovate: datasource=go depName=github.com/fsouza/fake-gcs-server
 version=${FAKE_GCS_SERVER_VERSION:-v1.56.1}
 cache=${DESTINATION_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/destination-operator}
 dest="$cache/fake-gcs-server-$version"

@@ -27,6 +27,8 @@ Archive naming convention (what the node fixture and the chart rely on):
   `ctr images import --base-name localhost/destination-operator` gives the same name).
   Pods use it with `imagePullPolicy: Never`.
 - `<archive>.json` beside it: name, key, build time, compressed and unpacked sizes.
+- `<cache>/images/destination-operator-named-<key>.tar`: another tree built under a name of
+  its own (`image.build(root, name)`: an older release, for the upgrade tests), pruned apart.
 - `<cache>/images/destination-operator-base-<key>.tar`: the base, named
   `localhost/destination-operator-base:<key>`, in the same form.
 - `<cache>/buildah/`: buildah's own storage (overlay), which holds the layer cache that
@@ -657,24 +659,28 @@ def build_base() -> Built:
 # --- the operator -----------------------------------------------------------------------
 
 
-def build(root: Path = ROOT) -> Built:
+def build(root: Path = ROOT, name: str | None = None) -> Built:
     """The operator image from the cache, or built now with buildah from the Dockerfile.
 
-    `root` is the source tree (a release builds a copy stamped with its version).
+    `root` and `name` build another tree (an older release's, for the upgrade tests) under a
+    name of its own; its archive is kept apart from the pruning of this tree's.
     """
     with _locked(), tempfile.TemporaryDirectory(prefix=".context-", dir=images_dir()) as tmp:
         base = build_base()
         context = Path(tmp)
         snapshot_context(context, root)
         key = operator_key(context)
-        name = f"{NAME}:{project_version(context)}"
-        archive = images_dir() / f"destination-operator-{key}.tar"
+        prefix = "destination-operator"
+        if name is not None:
+            key, prefix = _digest({"of": key, "name": name}), "destination-operator-named"
+        name = name or f"{NAME}:{project_version(context)}"
+        archive = images_dir() / f"{prefix}-{key}.tar"
         cached = _cached(archive)
         if cached is not None:
             return cached
         ensure_tools()
         started = time.monotonic()
-        logfile = images_dir() / f"destination-operator-{key}.log"
+        logfile = images_dir() / f"{prefix}-{key}.log"
         logfile.write_text("")
         cmd = [
             "bud",
@@ -700,7 +706,7 @@ def build(root: Path = ROOT) -> Built:
         _run(buildah_cmd(*cmd, str(context)), timeout=1800, what="buildah bud", logfile=logfile)
         _push(name, archive, logfile)
         built = _record(archive, name, key, time.monotonic() - started)
-        _prune("destination-operator", archive)
+        _prune(prefix, archive)
         log(built.summary())
         return built
 

@@ -74,7 +74,6 @@ def stage_sources(dest: Path, version: str, date: str) -> None:
     for rel in image.context_files(ROOT):
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, dest / rel)
-    # The chart's crds/ is a symbolic link to crds/: the copy holds the file itself.
     shutil.copytree(chart.CHART, dest / "chart")
     py = dest / PYPROJECT
     py.write_text(
@@ -158,13 +157,15 @@ def package_chart(helm: Path, chart_dir: Path, out: Path, version: str) -> Path:
 def install_manifest(helm: Path, package: Path, version: str) -> str:
     """The packaged chart rendered as `kubectl apply -f` wants it: CRD, Namespace, the rest.
 
-    The values are manifests/' (chart.BASE_VALUES); Helm's own labels are dropped, since
-    no Helm release owns these objects.
+    The values are manifests/' (chart.BASE_VALUES) with the chart's CRD template on and
+    without Helm's keep annotation; Helm's own labels are dropped, since no Helm release
+    owns these objects.
     """
-    rendered = chart.helm_template(
-        helm, chart_dir=package, values=chart.BASE_VALUES, include_crds=True
-    )
+    values = {**chart.BASE_VALUES, "crds": {"install": True, "keep": False}}
+    rendered = chart.helm_template(helm, chart_dir=package, values=values)
     docs = [chart.strip_helm_labels(doc) for doc in chart.documents(rendered)]
+    first = {"CustomResourceDefinition": 0, "Namespace": 1}
+    docs.sort(key=lambda doc: first.get(yaml.safe_load(doc)["kind"], 2))  # stable: Helm's order
     kinds = [yaml.safe_load(doc)["kind"] for doc in docs]
     if kinds[:2] != ["CustomResourceDefinition", "Namespace"]:
         raise ReleaseError(f"install.yaml would start with {kinds[:2]}, not the CRD and Namespace")

@@ -5,11 +5,14 @@ plane: the module starts a second one from the same binaries. No operator runs o
 `helm uninstall` or between stopping an old operator and starting a new one; statuses are
 written through the status subresource, as the operator writes them.
 
-- `helm upgrade` leaves the CRD as it was; `helm show crds … | kubectl apply --server-side
-  --force-conflicts` replaces it (without the flag, Helm's ownership of the fields refuses
-  it), and stored Destinations keep their spec (with the first CRD's defaults) and their
-  status; one whose interval the new rule refuses can still be edited elsewhere, and `lint`
-  on `kubectl get -o json` finds it;
+- `helm upgrade` (docs/upgrade.md's command) upgrades the chart's CRD in place, and stored
+  Destinations keep their spec (with the first CRD's defaults) and their status; one whose
+  interval the new rule refuses can still be edited elsewhere, and `lint` on `kubectl get -o
+  json` finds it; `helm uninstall` keeps the CRD (`crds.keep`) and every Destination;
+- with `crds.install=false`, Helm never touches a CRD applied by hand, and docs/upgrade.md's
+  command for that case upgrades it; with `crds.keep=false`, `helm uninstall` deletes it;
+- a CRD installed from a chart's `crds/` folder (the development snapshots') is handed to
+  the release by docs/upgrade.md's two commands, and the upgrade then upgrades it;
 - deleting the CRD deletes every Destination and no Secret, and waits for a Destination that
   still carries the first releases' finalizer until that finalizer is removed by hand.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -176,19 +180,44 @@ def wait(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
         time.sleep(0.25)
 
 
-def test_helm_upgrade_keeps_the_crd_and_the_charts_crd_applied_keeps_every_destination(
+def first_chart(folder: Path) -> Path:
+    """The chart as it was with the first CRD: its CRD template made from that CRD."""
+    first = folder / "first-chart"
+    shutil.copytree(chart.CHART, first)
+    template = chart.crd_template(yaml.safe_dump(first_release_crd()))
+    (first / chart.CRD_TEMPLATE.relative_to(chart.CHART)).write_text(template)
+    return first
+
+
+def upgrade_command(release: str, namespace: str) -> list[str]:
+    """docs/upgrade.md's `helm upgrade`, for the chart of this checkout."""
+    text = (ROOT / "docs" / "upgrade.md").read_text()
+    (block,) = [b for b in text.split("```sh\n")[1:] if b.startswith("helm upgrade")]
+    words = block.split("```", 1)[0].replace("\\\n", " ").split()
+    assert words[:5] == [
+        "helm", "upgrade", "destination-operator", "charts/destination-operator",
+        "-n",
+    ], words  # fmt: skip
+    return [words[1], release, str(chart.CHART), "-n", namespace, *words[6:]]
+
+
+def remove_crd(plane: Cluster) -> None:
+    plane.kubectl("delete", "crd", CRD_NAME, "--ignore-not-found", "--wait=false")
+    wait(
+        "the CRD to go",
+        lambda: plane.kubectl("get", "crd", CRD_NAME, check=False).returncode != 0,
+    )
+
+
+def test_helm_upgrade_upgrades_the_crd_and_uninstall_keeps_it_and_every_destination(
     plane: Cluster, tmp_path: Path
 ) -> None:
-    # A release installed from a chart whose CRD is the first one (copied: crds/ holds a link).
-    first = tmp_path / "first-chart"
-    shutil.copytree(chart.CHART, first)
-    (first / "crds" / chart.CRD_FILE).unlink()
-    (first / "crds" / chart.CRD_FILE).write_text(yaml.safe_dump(first_release_crd()))
+    # A release installed from a chart whose CRD is the first one.
     release, namespace, team = "upgrade", "upgrade-operator", "upgrade-team"
     plane.helm(
         "install",
         release,
-        str(first),
+        str(first_chart(tmp_path)),
         "-n",
         namespace,
         "--create-namespace",
@@ -196,6 +225,9 @@ def test_helm_upgrade_keeps_the_crd_and_the_charts_crd_applied_keeps_every_desti
         "replicas=0",
     )
     plane.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    installed = cluster_crd(plane)
+    assert installed["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert installed["metadata"]["annotations"]["meta.helm.sh/release-name"] == release
     plane.kubectl("create", "namespace", team)
     create(
         plane,
@@ -208,19 +240,17 @@ def test_helm_upgrade_keeps_the_crd_and_the_charts_crd_applied_keeps_every_desti
     old = write_status(plane, team, "old")
     assert old["spec"]["verification"] == {"mode": "WriteDelete", **FIRST_CRD_DEFAULTS}
 
-    # helm upgrade to this chart: the release changes, the CRD in the cluster does not
-    plane.helm("upgrade", release, str(chart.CHART), "-n", namespace, "--reuse-values")
-    for field, default in FIRST_CRD_DEFAULTS.items():
-        assert verification_schema(cluster_crd(plane))[field].get("default") == default
-
-    # the CRD, as docs/upgrade.md says. Helm created it, so Helm owns its fields: a
-    # server-side apply without --force-conflicts is refused on every field that changed.
-    crds = plane.helm("show", "crds", str(chart.CHART)).stdout
-    refused = plane.kubectl("apply", "--server-side", "-f", "-", input=crds, check=False)
-    assert refused.returncode != 0 and 'conflict with "helm"' in refused.stderr, refused
-    plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=crds)
+    # helm upgrade to this chart, as docs/upgrade.md says: the CRD is upgraded in place
+    plane.helm(*upgrade_command(release, namespace))
     plane.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
-    assert cluster_crd(plane)["spec"]["versions"] == committed_crd()["spec"]["versions"]
+    upgraded = cluster_crd(plane)
+    assert upgraded["spec"]["versions"] == committed_crd()["spec"]["versions"]
+    assert upgraded["metadata"]["uid"] == installed["metadata"]["uid"]
+    # --reset-then-reuse-values: the install's value stays, the new chart's defaults apply
+    deployment = json.loads(
+        plane.kubectl("get", "deployment", "-n", namespace, "-o", "json").stdout
+    )["items"][0]
+    assert deployment["spec"]["replicas"] == 0
 
     # stored objects keep what the first CRD defaulted, their status and their identity
     after = get_dst(plane, team, "old")
@@ -267,13 +297,117 @@ def test_helm_upgrade_keeps_the_crd_and_the_charts_crd_applied_keeps_every_desti
     create(plane, team, destination("new"))
     assert get_dst(plane, team, "new")["spec"]["verification"] == {"mode": "WriteDelete"}
 
-    # uninstall: the CRD, the Destinations and their status stay
-    plane.helm("uninstall", release, "-n", namespace, "--wait")
-    cluster_crd(plane)
+    # uninstall: the CRD (crds.keep), the Destinations and their status stay
+    done = plane.helm("uninstall", release, "-n", namespace, "--wait")
+    assert "kept due to the resource policy" in done.stdout + done.stderr, done
+    assert cluster_crd(plane)["metadata"]["uid"] == installed["metadata"]["uid"]
     assert get_dst(plane, team, "old")["status"] == VERIFIED_STATUS
+    assert get_dst(plane, team, "old")["metadata"]["uid"] == old["metadata"]["uid"]
+    # installed again under the same name, the release takes the kept CRD back
+    plane.helm(
+        "install", release, str(chart.CHART), "-n", namespace, "--set", "replicas=0"
+    )  # fmt: skip
+    assert cluster_crd(plane)["metadata"]["uid"] == installed["metadata"]["uid"]
+    plane.helm("uninstall", release, "-n", namespace, "--wait")
+
+
+def test_without_crds_install_helm_leaves_the_crd_to_you(plane: Cluster, tmp_path: Path) -> None:
+    """crds.install=false: the CRD applied by hand is never changed by the install, the
+    upgrade or the uninstall; docs/upgrade.md's command for that case upgrades it."""
+    remove_crd(plane)
+    plane.kubectl("create", "namespace", "by-hand-team")
+    first = yaml.safe_dump(first_release_crd())
+    plane.kubectl("apply", "--server-side", "-f", "-", input=first)
+    plane.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    create(plane, "by-hand-team", credentials(), destination("kept"))
+    applied = cluster_crd(plane)
+    release, namespace = "by-hand", "by-hand-operator"
+    plane.helm(
+        "install", release, str(chart.CHART), "-n", namespace, "--create-namespace",
+        "--set", "replicas=0,crds.install=false",
+    )  # fmt: skip
+    plane.helm(*upgrade_command(release, namespace))
+    assert (
+        cluster_crd(plane)["metadata"]["resourceVersion"] == applied["metadata"]["resourceVersion"]
+    )
+
+    # docs/upgrade.md: the CRD of the chart, applied by hand
+    text = (ROOT / "docs" / "upgrade.md").read_text()
+    (command,) = [
+        line.strip() for line in text.splitlines() if "--show-only templates/crds.yaml" in line
+    ]
+    template, apply_part = command.split(" | ")
+    words = template.split()
+    assert words[:4] == ["helm", "template", "destination-operator", "charts/destination-operator"]
+    crd = plane.helm("template", release, str(chart.CHART), *words[4:]).stdout
+    assert apply_part.split()[:3] == ["kubectl", "apply", "--server-side"], apply_part
+    plane.kubectl(*apply_part.split()[1:], input=crd)
+    plane.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    assert cluster_crd(plane)["spec"]["versions"] == committed_crd()["spec"]["versions"]
+
+    plane.helm("uninstall", release, "-n", namespace, "--wait")
+    assert cluster_crd(plane)["metadata"]["uid"] == applied["metadata"]["uid"]
+    assert get_dst(plane, "by-hand-team", "kept")["spec"]["verification"]["interval"] == "1h"
+
+
+def test_with_crds_keep_false_uninstall_deletes_the_crd(plane: Cluster) -> None:
+    remove_crd(plane)
+    release, namespace = "not-kept", "not-kept-operator"
+    plane.helm(
+        "install", release, str(chart.CHART), "-n", namespace, "--create-namespace",
+        "--set", "replicas=0,crds.keep=false",
+    )  # fmt: skip
+    plane.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    assert "helm.sh/resource-policy" not in cluster_crd(plane)["metadata"].get("annotations", {})
+    plane.helm("uninstall", release, "-n", namespace, "--wait")
+    wait(
+        "the CRD to go",
+        lambda: plane.kubectl("get", "crd", CRD_NAME, check=False).returncode != 0,
+    )
+
+
+def test_a_crd_from_the_charts_crds_folder_is_handed_to_the_release(
+    plane: Cluster, tmp_path: Path
+) -> None:
+    """The development snapshots' chart had the first CRD in crds/, which Helm installs
+    outside the release: the upgrade is refused until docs/upgrade.md's two commands (run as
+    written, so with its release name and namespace) hand the CRD over."""
+    remove_crd(plane)
+    legacy = first_chart(tmp_path)
+    (legacy / chart.CRD_TEMPLATE.relative_to(chart.CHART)).unlink()
+    (legacy / "crds").mkdir()
+    (legacy / "crds" / chart.CRD_FILE).write_text(yaml.safe_dump(first_release_crd()))
+    release, namespace = "destination-operator", "destination-operator-system"
+    plane.helm(
+        "install", release, str(legacy), "-n", namespace, "--create-namespace",
+        "--set", "replicas=0",
+    )  # fmt: skip
+    plane.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    installed = cluster_crd(plane)
+    refused = plane.helm(*upgrade_command(release, namespace), check=False)
+    assert refused.returncode != 0 and "invalid ownership metadata" in refused.stderr, refused
+
+    text = (ROOT / "docs" / "upgrade.md").read_text()
+    section = text.split("### From a chart whose CRD was in `crds/`", 1)[1]
+    commands = section.split("```sh\n", 1)[1].split("```", 1)[0].splitlines()
+    assert [line.split()[:3] for line in commands] == [
+        ["kubectl", "label", "crd"],
+        ["kubectl", "annotate", "crd"],
+    ]
+    for line in commands:
+        plane.kubectl(*shlex.split(line)[1:])
+    plane.helm(*upgrade_command(release, namespace))
+    plane.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    upgraded = cluster_crd(plane)
+    assert upgraded["metadata"]["uid"] == installed["metadata"]["uid"]
+    assert upgraded["spec"]["versions"] == committed_crd()["spec"]["versions"]
+    assert upgraded["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    plane.helm("uninstall", release, "-n", namespace, "--wait")
+    assert cluster_crd(plane)["metadata"]["uid"] == installed["metadata"]["uid"]
 
 
 def test_deleting_the_crd_deletes_every_destination_and_no_secret(plane: Cluster) -> None:
+    remove_crd(plane)
     plane.apply_crd(CRD_PATH)
     teams = ("crd-delete-a", "crd-delete-b")
     secrets: dict[str, str] = {}

@@ -169,8 +169,34 @@ def test_the_default_set_adds_what_only_the_tests_use(
         f"kubernetes {VERSIONS['MIN_KUBERNETES_VERSION']} {' '.join(K8S)}",
         f"kstatus {VERSIONS['CLI_UTILS_VERSION']} kstatus",
         f"prometheus {VERSIONS['PROMETHEUS_VERSION']} prometheus promtool",
+        f"source-controller {VERSIONS['FLUX_SOURCE_CONTROLLER_VERSION']} source-controller",
+        "kustomize-controller"
+        f" {VERSIONS['FLUX_KUSTOMIZE_CONTROLLER_VERSION']} kustomize-controller",
     ]
     assert not (tmp_path / "cache").exists()
+
+
+def test_the_flux_controllers_bring_their_crds_into_the_bin_folder(
+    tmp_path: Path, no_go: str
+) -> None:
+    """From complete cache entries, without Go: each controller's crds/ is in flux-crds/."""
+    listed = run(tmp_path, "--list", path=no_go).stdout.splitlines()
+    for line in listed:
+        name, version, *binaries = line.split()
+        complete_entry(tmp_path, f"{name}-{version}", *binaries)
+    crds = {}
+    for name in ("source-controller", "kustomize-controller"):
+        version = next(line.split()[1] for line in listed if line.startswith(f"{name} "))
+        folder = tmp_path / "cache" / f"{name}-{version}" / "crds"
+        folder.mkdir()
+        crds[f"{name}.yaml"] = folder / f"{name}.yaml"
+        crds[f"{name}.yaml"].write_text("kind: CustomResourceDefinition\n")
+    done = run(tmp_path, "all", path=no_go)
+    assert done.returncode == 0, done.stderr
+    out = Path(done.stdout.strip())
+    assert {p.name: p.resolve() for p in (out / "flux-crds").iterdir()} == crds
+    for name in ("source-controller", "kustomize-controller"):
+        assert (out / name).resolve().parent.parent == crds[f"{name}.yaml"].parent.parent
 
 
 def test_the_control_plane_set_needs_only_its_own_cache_entries(tmp_path: Path, no_go: str) -> None:
@@ -208,6 +234,20 @@ def test_an_unknown_set_is_one_line_that_names_the_sets(tmp_path: Path, no_go: s
     assert done.returncode == 1
     assert error_lines(done.stderr) == [
         "build-binaries: error: unknown argument 'tests';"
-        " usage: hack/build-binaries.sh [--list] [controlplane|demo|all]"
+        " usage: hack/build-binaries.sh [--list] [controlplane|demo|all|lint]"
     ]
     assert not (tmp_path / "cache").exists()
+
+
+def test_the_lint_set_is_actionlint_alone(tmp_path: Path, no_go: str) -> None:
+    listed = run(tmp_path, "--list", "lint", path=no_go)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == [f"actionlint {VERSIONS['ACTIONLINT_VERSION']} actionlint"]
+    # It builds nothing else: without Go the only error is Go's, and no control plane is tried.
+    done = run(tmp_path, "lint", path=no_go)
+    assert done.returncode == 1
+    assert "building" not in done.stderr and "kubernetes" not in done.stderr
+    assert error_lines(done.stderr) == [
+        "build-binaries: error: Go is not installed; install Go 1.24 or newer"
+        " (https://go.dev/dl) or set KUBEBUILDER_ASSETS to a folder with the binaries"
+    ]

@@ -19,7 +19,8 @@ Refusals use AWS's codes and HTTP statuses: `InvalidIdentityToken` (400:
 malformed, bad signature, untrusted issuer, wrong audience),
 `ExpiredTokenException` (400), `AccessDenied` (403: no role, or a trust policy
 that does not grant this subject). `exchanges` counts the calls that issued
-credentials (`issued_for`, by role), `calls` every call.
+credentials (`issued_for`, by role), `calls` every call; `claims` holds the verified
+claims of each token that got credentials (subject, audience, the pod a kubelet bound it to).
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ class AwsStsFront:
         self.exchanges = 0
         self.refusals: list[str] = []  # codes, in order
         self.issued_for: Counter[str] = Counter()  # role ARN -> credentials issued
+        self.claims: list[Mapping[str, Any]] = []  # of the tokens that got credentials
         self.secrets: set[str] = set()  # every token presented and secret issued (canaries)
         self._lock = threading.Lock()
         front = self
@@ -249,6 +251,7 @@ class AwsStsFront:
         canaries.register(*found)
         with self._lock:
             self.secrets.update(found)
+            self.claims.append(dict(claims.raw))
         expiration = issued["Expiration"].strftime("%Y-%m-%dT%H:%M:%SZ")
         return (
             f'<AssumeRoleWithWebIdentityResponse xmlns="{NS}">'

@@ -3,7 +3,8 @@
 - `helm lint`, `helm template` with the defaults and with `namespaces`, the
   values reaching the operator's own settings class, `values.schema.json`
   refusing wrong values at `helm template` and `helm install`;
-- the chart's CRD is the CRD; `manifests/` is the chart rendered (hack/chart.py);
+- the chart's CRD template is the CRD (test_chart_values.py says what crds.install and
+  crds.keep do); `manifests/` is the chart rendered (hack/chart.py);
   the API server accepts both (`kubectl apply --dry-run=server`);
 - a real `helm install` with `namespaces`, and the operator running out of
   cluster under that release's ServiceAccount token and with its Deployment's
@@ -86,6 +87,7 @@ def test_the_defaults_render_one_restricted_replica_watching_everything(cluster:
     assert sorted(item["kind"] for item in rendered) == [
         "ClusterRole",
         "ClusterRoleBinding",
+        "CustomResourceDefinition",
         "Deployment",
         "Lease",
         "Pod",
@@ -254,7 +256,23 @@ WRONG_VALUES = [
         "leaderElectionRetryPeriod=9",
         "leaderElectionRenewDeadline must be longer than 1.2 times leaderElectionRetryPeriod",
     ),
-    ("replica=1", "additional properties 'replica' not allowed"),
+    # the top level takes unknown keys (values files shared across charts); the chart's own
+    # objects refuse them: cert-manager's spelling of crds.install does nothing here
+    ("crds.enabled=true", "at '/crds': additional properties 'enabled' not allowed"),
+    ("image.tags=v1", "at '/image': additional properties 'tags' not allowed"),
+    (
+        "serviceMonitor.honorlabels=false",
+        "at '/serviceMonitor': additional properties 'honorlabels' not allowed",
+    ),
+    ("commonLabels.helm\\.sh/chart=mine", "invalid propertyName 'helm.sh/chart'"),
+    ("revisionHistoryLimit=-1", "at '/revisionHistoryLimit': minimum: got -1, want 0"),
+    ("extraArgs=--debug", "at '/extraArgs': got string, want array"),
+    (
+        "topologySpreadConstraints[0].maxSkew=1,topologySpreadConstraints[0].topologyKey=zone,"
+        "topologySpreadConstraints[0].whenUnsatisfiable=Never",
+        "at '/topologySpreadConstraints/0/whenUnsatisfiable': value must be one of",
+    ),
+    ("envFrom[0].secretRefs.name=s", "at '/envFrom/0': additional properties 'secretRefs'"),
     ("image.pullPolicy=Sometimes", "at '/image/pullPolicy': value must be one of"),
     ("namespaces=team-a", "at '/namespaces': got string, want array"),
     ("namespaces={Team_A}", "at '/namespaces/0': 'Team_A' does not match pattern"),
@@ -272,8 +290,9 @@ WRONG_VALUES = [
 
 @pytest.mark.parametrize(("value", "message"), WRONG_VALUES, ids=[v for v, _ in WRONG_VALUES])
 def test_wrong_values_are_refused_with_a_clear_message(
-    cluster: Cluster, namespace: str, value: str, message: str
+    cluster: Cluster, destination_crd: str, namespace: str, value: str, message: str
 ) -> None:
+    # (destination_crd: the namespace fixture's canary scan lists Destinations)
     with pytest.raises(chart.ChartError) as refused:
         render(cluster, set_values=[value])
     assert message in str(refused.value)
@@ -291,13 +310,20 @@ def test_wrong_values_are_refused_with_a_clear_message(
 
 
 def test_the_charts_crd_is_the_crd(cluster: Cluster) -> None:
-    linked = chart.CHART / "crds" / chart.CRD_FILE
-    assert linked.is_symlink(), "charts/destination-operator/crds/ must link to crds/"
-    assert linked.resolve() == CRD.resolve()
-    assert linked.read_bytes() == CRD.read_bytes()
+    """The chart's CRD template is crds/ wrapped (hack/chart.py, fresh), no crds/ folder of
+    the chart's own (Helm would install that too), and the CRD it renders is crds/' with the
+    chart's labels and the keep annotation; manifests/ holds crds/' file as it is."""
+    assert chart.CRD_TEMPLATE.read_text() == chart.crd_template(CRD.read_text()), (
+        "the chart's CRD template is stale: run 'python hack/chart.py render'"
+    )
+    assert not (chart.CHART / "crds").exists()
     assert (ROOT / "manifests" / "crd" / chart.CRD_FILE).read_bytes() == CRD.read_bytes()
-    with_crds = objects(render(cluster, include_crds=True))
-    assert one(with_crds, "CustomResourceDefinition") == yaml.safe_load(CRD.read_text())
+    rendered = one(objects(render(cluster)), "CustomResourceDefinition")
+    metadata = rendered.pop("metadata")
+    source = yaml.safe_load(CRD.read_text())
+    assert metadata.pop("annotations") == {"helm.sh/resource-policy": "keep"}
+    assert metadata.pop("labels")["app.kubernetes.io/managed-by"] == "Helm"
+    assert {**rendered, "metadata": metadata} == source
 
 
 def test_the_kustomize_base_is_the_chart_rendered(cluster: Cluster) -> None:
@@ -305,11 +331,10 @@ def test_the_kustomize_base_is_the_chart_rendered(cluster: Cluster) -> None:
     diffs = chart.stale(chart.manifests_files(helm_path))
     assert not diffs, "manifests/ is stale: run 'python hack/chart.py render'\n" + "".join(diffs)
     kustomized = objects(cluster.kubectl("kustomize", str(ROOT / "manifests")).stdout)
-    rendered = objects(
-        chart.strip_helm_labels(
-            chart.helm_template(helm_path, values=chart.BASE_VALUES, include_crds=True)
-        )
-    )
+    rendered = [
+        *objects(chart.strip_helm_labels(chart.helm_template(helm_path, values=chart.BASE_VALUES))),
+        yaml.safe_load(CRD.read_text()),  # the base's CRD is crds/' file
+    ]
 
     def key(item: dict[str, Any]) -> tuple[str, str, str]:
         meta = item["metadata"]
@@ -334,13 +359,12 @@ def test_the_api_server_accepts_the_chart_and_the_base(
     for name in (release_namespace, team):
         cluster.kubectl("create", "namespace", name)
     try:
-        defaults = render(cluster, namespace=release_namespace, include_crds=True)
+        defaults = render(cluster, namespace=release_namespace)
         assert len(_dry_run(cluster, "-f", "-", stdin=defaults)) == len(objects(defaults))
         everything = render(
             cluster,
             {"namespaces": [team], "networkPolicy": {"enabled": True}},
             namespace=release_namespace,
-            include_crds=True,
         )
         lines = _dry_run(cluster, "-f", "-", stdin=everything)
         assert len(lines) == len(objects(everything))
@@ -566,6 +590,7 @@ def release(
     values = {
         # no node here: the operator runs out of cluster, as the release's ServiceAccount
         "replicas": 0,
+        "crds": {"install": False},  # the session's CRD, shared with the other tests
         "namespaces": watched,
         "allowPrivateEndpoints": True,  # the S3 server is on loopback
         "secretGraceSeconds": 2,

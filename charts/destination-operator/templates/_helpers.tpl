@@ -30,12 +30,15 @@ app.kubernetes.io/component: operator
 {{ include "destination-operator.commonLabels" . }}
 {{- end }}
 
-{{/* Labels of every object that are not selectors. */}}
+{{/* Labels of every object that are not selectors, commonLabels among them. */}}
 {{- define "destination-operator.commonLabels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/part-of: destination-operator
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{- define "destination-operator.serviceAccountName" -}}

@@ -234,7 +234,7 @@ def test_an_unknown_set_is_one_line_that_names_the_sets(tmp_path: Path, no_go: s
     assert done.returncode == 1
     assert error_lines(done.stderr) == [
         "build-binaries: error: unknown argument 'tests';"
-        " usage: hack/build-binaries.sh [--list] [controlplane|demo|all|lint]"
+        " usage: hack/build-binaries.sh [--list] [controlplane|demo|all|lint|release]"
     ]
     assert not (tmp_path / "cache").exists()
 

@@ -61,7 +61,9 @@ def use_chart(monkeypatch: pytest.MonkeyPatch, notes_chart: Path) -> Iterator[No
 
 def rendered(helm: Path, values: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     """(the chart's objects, its NOTES) for these values."""
-    docs = [doc for doc in yaml.safe_load_all(chart.helm_template(helm, values=values)) if doc]
+    # chart_dir: helm_template's default was bound before `use_chart` replaced chart.CHART
+    text = chart.helm_template(helm, values=values, chart_dir=chart.CHART)
+    docs = [doc for doc in yaml.safe_load_all(text) if doc]
     notes = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "notes")
     docs.remove(notes)
     return docs, notes["data"]["notes"]
@@ -111,3 +113,19 @@ def test_the_defaults_log_json_and_warn_of_nothing(helm: Path) -> None:
     docs, notes = rendered(helm, {})
     assert operator_env(docs)["DESTINATION_OPERATOR_LOG_FORMAT"] == "json"
     assert "WARNING" not in notes
+
+
+@pytest.mark.parametrize(
+    ("crds", "says"),
+    [
+        ({}, "`helm upgrade` upgrades it. Uninstalling keeps it"),
+        ({"keep": False}, "Uninstalling DELETES it and every Destination"),
+        ({"install": False}, "apply each chart version's CRD yourself before `helm upgrade`"),
+    ],
+)
+@pytest.mark.usefixtures("use_chart")
+def test_the_notes_say_what_upgrade_and_uninstall_do_to_the_crd(
+    helm: Path, crds: dict[str, bool], says: str
+) -> None:
+    _, notes = rendered(helm, {"crds": crds} if crds else {})
+    assert says in " ".join(notes.split())

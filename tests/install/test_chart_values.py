@@ -195,7 +195,10 @@ def test_the_api_server_accepts_the_extras(cluster: Cluster, destination_crd: st
             values={**EXTRAS, "replicas": 2, "crds": {"install": False}},
         )
         # kubectl's field validation is strict: an unknown field fails the apply
-        done = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=text)
+        # server-side: objects of the same names that earlier tests left are not warned of
+        done = cluster.kubectl(
+            "apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", "-", input=text
+        )
         lines = [line for line in done.stdout.splitlines() if line.strip()]
         assert len(lines) == len(objects(text)), done.stdout
         assert all("(server dry run)" in line for line in lines), done.stdout

@@ -41,6 +41,10 @@ logger = logging.getLogger("destination_operator")
 WATCH_SECONDS = (300, 600)
 """How long one watch request lasts, drawn at random (as client-go does) so watches spread."""
 RETRY_BASE, RETRY_CAP = 0.5, 30.0
+# How long 401/403 answers in a row are retried before the watch ends (and /healthz
+# says so): a restarted kube-apiserver refuses until its RBAC cache is filled, which
+# takes seconds; a grant that is missing for good stays missing.
+FORBIDDEN_GRACE = 60.0
 
 
 class Seen(NamedTuple):
@@ -123,8 +127,10 @@ class SecretWatch:
         pool: ThreadPoolExecutor,
         rng: random.Random | None = None,
         page_size: int = secretmeta.PAGE_LIMIT,
+        forbidden_grace: float = FORBIDDEN_GRACE,
     ) -> None:
         self.index = index
+        self.forbidden_grace = forbidden_grace
         self.scope = scope
         self._pool = pool
         self.page_size = page_size
@@ -139,16 +145,22 @@ class SecretWatch:
         """Forever: a refusal a retry cannot change ends it (`watchhealth` reports that)."""
         version: str | None = None
         failures = 0
+        forbidden_since: float | None = None
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 if version is None:
                     version = await self._list()
                 version = await self._watch(version)
-                failures = 0
+                failures, forbidden_since = 0, None
             except Expired:
                 logger.info("Secret watch (%s) expired; listing again", self.scope or "all")
                 version = None
-            except ApiUnavailable as err:
+            except (ApiUnavailable, secretmeta.Forbidden) as err:
+                if isinstance(err, secretmeta.Forbidden):
+                    forbidden_since = forbidden_since or loop.time()
+                    if loop.time() - forbidden_since >= self.forbidden_grace:
+                        raise
                 failures += 1
                 delay = backoff.next_delay(failures, RETRY_BASE, RETRY_CAP, self._rng)
                 logger.info("Secret watch (%s): %s; again in %.1fs", self.scope, err, delay)

@@ -77,6 +77,12 @@ class WatchRefused(Exception):
     """The API server refused the list or watch for good (403, 404, a non-metadata answer)."""
 
 
+class Forbidden(WatchRefused):
+    """401 or 403. For good when the operator's RBAC lacks the grant, but also what a
+    kube-apiserver answers for a moment after it starts, before its authorizer has
+    read the RBAC objects: the watch retries it for a while before giving up."""
+
+
 def _path(namespace: str | None) -> str:
     return "/api/v1/secrets" if namespace is None else f"/api/v1/namespaces/{namespace}/secrets"
 
@@ -101,6 +107,8 @@ def _request(
             raise Expired(f"HTTP 410: {err.reason}") from None
         if err.status is None or err.status == 0 or err.status >= 500 or err.status == 429:
             raise ApiUnavailable(f"HTTP {err.status}: {err.reason}") from None
+        if err.status in (401, 403):
+            raise Forbidden(f"listing Secrets failed with HTTP {err.status}") from None
         raise WatchRefused(f"listing Secrets failed with HTTP {err.status}") from None
     except (urllib3.exceptions.HTTPError, OSError) as err:
         raise ApiUnavailable(f"{type(err).__name__}: {err}") from None

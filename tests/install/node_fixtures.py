@@ -25,13 +25,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import chart
 import image
 from cluster.dst import s3_destination
 from harness import Cluster
@@ -127,3 +128,40 @@ def destination(name: str, storage: Storage) -> dict[str, Any]:
         endpoint=storage.endpoint,
         verification={"interval": "0s", "timeout": "10s"},
     )
+
+
+def helm_install(
+    cluster: Cluster, release: str, namespace: str, operator_image: str, values: Mapping[str, Any]
+) -> None:
+    """`helm install --wait` of the chart into `namespace`, with the node's image (never
+    pulled) and `values`, each passed as --set-json; prints how long until Ready."""
+    repository, tag = operator_image.rsplit(":", 1)
+    every = {"image": {"repository": repository, "tag": tag, "pullPolicy": "Never"}, **values}
+    started = time.monotonic()
+    cluster.helm(
+        "install",
+        release,
+        str(chart.CHART),
+        "-n",
+        namespace,
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "240s",
+        *(
+            arg
+            for key, value in every.items()
+            for arg in ("--set-json", f"{key}={json.dumps(value)}")
+        ),
+        timeout=300,
+    )
+    print(f"helm install --wait: Ready in {time.monotonic() - started:.1f} s")
+
+
+def uninstall(cluster: Cluster, release: str, namespace: str, *others: str) -> None:
+    """`helm uninstall --wait`, then the release's namespace and `others` deleted and gone:
+    namespaces holding Destinations still delete once the operator is gone (no finalizer)."""
+    cluster.helm("uninstall", release, "-n", namespace, "--wait", "--timeout", "120s", timeout=300)
+    cluster.kubectl("delete", "namespace", *others, namespace, "--ignore-not-found", "--wait=false")
+    for name in (*others, namespace):
+        cluster.wait_namespace_gone(name, timeout=120)

@@ -37,7 +37,7 @@ from node_election import (
     watching,
     writes_per_destination,
 )
-from node_fixtures import Storage, destination, probes
+from node_fixtures import Storage, destination, helm_install, probes, uninstall
 
 import chart
 from cluster.dst import apply, condition, get, s3_secret, wait_for
@@ -62,24 +62,8 @@ def test_two_replicas_hand_over_on_sigkill_and_on_upgrade_and_do_nothing_twice(
 ) -> None:
     suffix = secrets.token_hex(3)
     release, namespace, team = f"ha-{suffix}", f"ha-operator-{suffix}", f"ha-team-{suffix}"
-    repository, tag = operator_image.rsplit(":", 1)
-    image_values = {"repository": repository, "tag": tag, "pullPolicy": "Never"}
-    cluster.helm(
-        "install",
-        release,
-        str(chart.CHART),
-        "-n",
-        namespace,
-        "--create-namespace",
-        "--wait",
-        "--timeout",
-        "240s",
-        "--set-json",
-        f"image={json.dumps(image_values)}",
-        "--set",
-        "allowPrivateEndpoints=true,replicas=2,crds.install=false",  # the session's CRD
-        timeout=300,
-    )
+    values = {"allowPrivateEndpoints": True, "replicas": 2, "crds": {"install": False}}
+    helm_install(cluster, release, namespace, operator_image, values)  # the session's CRD
     names: list[str] = []
     try:
         deployment = json.loads(
@@ -161,9 +145,4 @@ def test_two_replicas_hand_over_on_sigkill_and_on_upgrade_and_do_nothing_twice(
         for name in names:
             assert condition(get(cluster, team, name), "Ready")["status"] == "True", name
     finally:
-        cluster.helm(
-            "uninstall", release, "-n", namespace, "--wait", "--timeout", "120s", timeout=300
-        )
-    cluster.kubectl("delete", "namespace", team, namespace, "--wait=false")
-    cluster.wait_namespace_gone(team, timeout=120)
-    cluster.wait_namespace_gone(namespace, timeout=120)
+        uninstall(cluster, release, namespace, team)

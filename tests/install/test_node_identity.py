@@ -22,10 +22,9 @@ from typing import Any
 
 import pytest
 from awssts import AUDIENCE, AwsStsFront
-from node_fixtures import Storage, pod_names
+from node_fixtures import Storage, helm_install, pod_names, uninstall
 from oidc import ClusterIssuer
 
-import chart
 from cluster.dst import apply, wait_for
 from harness import Cluster
 from node import Node
@@ -82,9 +81,7 @@ def test_the_operator_pods_own_token_verifies_an_amazon_s3_destination(
     role = front.create_role(
         f"operator-{suffix}", subject=subject, allow=["s3:PutObject", "s3:DeleteObject"]
     )
-    repository, tag = operator_image.rsplit(":", 1)
     values = {
-        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
         "allowPrivateEndpoints": True,  # the S3 server is on the node's gateway
         "serviceAccount": {"name": account},
         "operatorIdentity": True,
@@ -92,25 +89,7 @@ def test_the_operator_pods_own_token_verifies_an_amazon_s3_destination(
         "crds": {"install": False},  # the session's CRD, shared with the other tests
     }
     try:
-        started = time.monotonic()
-        cluster.helm(
-            "install",
-            release,
-            str(chart.CHART),
-            "-n",
-            namespace,
-            "--create-namespace",
-            "--wait",
-            "--timeout",
-            "240s",
-            *(
-                arg
-                for key, value in values.items()
-                for arg in ("--set-json", f"{key}={json.dumps(value)}")
-            ),
-            timeout=300,
-        )
-        print(f"helm install --wait: Ready in {time.monotonic() - started:.1f} s")
+        helm_install(cluster, release, namespace, operator_image, values)
         (pod,) = pod_names(cluster, namespace)
         cluster.kubectl("create", "namespace", team)
         apply(cluster, team, _destination("own-identity", bucket))
@@ -148,17 +127,4 @@ def test_the_operator_pods_own_token_verifies_an_amazon_s3_destination(
         log = cluster.kubectl("logs", "-n", namespace, pod).stdout
         assert front.secrets and not [value for value in front.secrets if value in log]
     finally:
-        cluster.helm(
-            "uninstall",
-            release,
-            "-n",
-            namespace,
-            "--wait",
-            "--timeout",
-            "120s",
-            timeout=300,
-            check=False,
-        )
-    cluster.kubectl("delete", "namespace", team, namespace, "--ignore-not-found", "--wait=false")
-    cluster.wait_namespace_gone(team, timeout=120)
-    cluster.wait_namespace_gone(namespace, timeout=120)
+        uninstall(cluster, release, namespace, team)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from node_fixtures import Storage, destination, pod_names, probes
+from node_fixtures import Storage, destination, helm_install, pod_names, probes, uninstall
 
 import chart
 from cluster.dst import apply, s3_secret, wait_for
@@ -69,27 +69,9 @@ def test_the_chart_on_the_node_verifies_and_survives_what_operations_do(
 ) -> None:
     suffix = secrets.token_hex(3)
     release, namespace, team = f"e2e-{suffix}", f"e2e-operator-{suffix}", f"e2e-team-{suffix}"
-    repository, tag = operator_image.rsplit(":", 1)
-    image_values = {"repository": repository, "tag": tag, "pullPolicy": "Never"}
-    started = time.monotonic()
-    cluster.helm(
-        "install",
-        release,
-        str(chart.CHART),
-        "-n",
-        namespace,
-        "--create-namespace",
-        "--wait",
-        "--timeout",
-        "240s",
-        "--set-json",
-        f"image={json.dumps(image_values)}",
-        "--set",
-        # the S3 server is on the node's gateway; the CRD is the session's, shared
-        "allowPrivateEndpoints=true,crds.install=false",
-        timeout=300,
-    )
-    print(f"helm install --wait: Ready in {time.monotonic() - started:.1f} s")
+    # the S3 server is on the node's gateway; the CRD is the session's, shared
+    values = {"allowPrivateEndpoints": True, "crds": {"install": False}}
+    helm_install(cluster, release, namespace, operator_image, values)
     try:
         deployment = json.loads(
             cluster.kubectl("get", "deployment", "-n", namespace, "-o", "json").stdout
@@ -140,13 +122,7 @@ def test_the_chart_on_the_node_verifies_and_survives_what_operations_do(
         apply(cluster, team, destination("after-upgrade", storage))
         wait_for(cluster, team, "after-upgrade", "Ready", "True", timeout=120)
     finally:
-        cluster.helm(
-            "uninstall", release, "-n", namespace, "--wait", "--timeout", "120s", timeout=300
-        )
-    # uninstalled: namespaces holding Destinations still delete (no finalizer is left)
-    cluster.kubectl("delete", "namespace", team, namespace, "--wait=false")
-    cluster.wait_namespace_gone(team, timeout=120)
-    cluster.wait_namespace_gone(namespace, timeout=120)
+        uninstall(cluster, release, namespace, team)
 
 
 def test_the_kustomize_base_on_the_node_verifies_a_destination(

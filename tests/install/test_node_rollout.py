@@ -45,7 +45,7 @@ from node_election import (
     ready_pods,
     watching,
 )
-from node_fixtures import Storage, destination, probes
+from node_fixtures import Storage, destination, probes, uninstall
 
 import chart
 import image
@@ -320,9 +320,4 @@ def test_upgrade_from_main_before_election_rolls_and_rolls_back_doing_nothing_tw
         for name in names:
             assert condition(get(cluster, team, name), "Ready")["status"] == "True", name
     finally:
-        cluster.helm(
-            "uninstall", release, "-n", namespace, "--wait", "--timeout", "120s", timeout=300
-        )
-    cluster.kubectl("delete", "namespace", team, namespace, "--wait=false")
-    cluster.wait_namespace_gone(team, timeout=120)
-    cluster.wait_namespace_gone(namespace, timeout=120)
+        uninstall(cluster, release, namespace, team)

@@ -18,10 +18,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from kubernetes import client
 from node_fixtures import Storage, destination, pod_names
@@ -82,15 +82,29 @@ class LeaseWatch:
         raise AssertionError(f"the Lease: {what} not after {timeout} s: {self.changes}")
 
 
+class Polling(Protocol):
+    """A watcher polling in its own thread until `stopped` is set."""
+
+    thread: threading.Thread
+    stopped: threading.Event
+
+
+P = TypeVar("P", bound=Polling)
+
+
 @contextmanager
-def watching(cluster: Cluster, namespace: str) -> Iterator[LeaseWatch]:
-    watch = LeaseWatch(cluster, namespace)
+def running(watch: P) -> Iterator[P]:
+    """`watch` with its thread started, and stopped on leaving."""
     watch.thread.start()
     try:
         yield watch
     finally:
         watch.stopped.set()
         watch.thread.join(5)
+
+
+def watching(cluster: Cluster, namespace: str) -> AbstractContextManager[LeaseWatch]:
+    return running(LeaseWatch(cluster, namespace))
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float = 30) -> None:

@@ -130,18 +130,28 @@ def destination(name: str, storage: Storage) -> dict[str, Any]:
     )
 
 
+def image_values(name: str) -> dict[str, str]:
+    """The chart's `image` for an image imported into the node: never pulled."""
+    repository, tag = name.rsplit(":", 1)
+    return {"repository": repository, "tag": tag, "pullPolicy": "Never"}
+
+
 def helm_install(
-    cluster: Cluster, release: str, namespace: str, operator_image: str, values: Mapping[str, Any]
+    cluster: Cluster,
+    release: str,
+    namespace: str,
+    operator_image: str,
+    values: Mapping[str, Any],
+    chart_dir: Path = chart.CHART,
 ) -> None:
-    """`helm install --wait` of the chart into `namespace`, with the node's image (never
-    pulled) and `values`, each passed as --set-json; prints how long until Ready."""
-    repository, tag = operator_image.rsplit(":", 1)
-    every = {"image": {"repository": repository, "tag": tag, "pullPolicy": "Never"}, **values}
+    """`helm install --wait` of the chart (or `chart_dir`) into `namespace`, with the
+    node's image and `values`, each passed as --set-json; prints how long until Ready."""
+    every = {"image": image_values(operator_image), **values}
     started = time.monotonic()
     cluster.helm(
         "install",
         release,
-        str(chart.CHART),
+        str(chart_dir),
         "-n",
         namespace,
         "--create-namespace",
@@ -165,3 +175,17 @@ def uninstall(cluster: Cluster, release: str, namespace: str, *others: str) -> N
     cluster.kubectl("delete", "namespace", *others, namespace, "--ignore-not-found", "--wait=false")
     for name in (*others, namespace):
         cluster.wait_namespace_gone(name, timeout=120)
+
+
+def operator_deployment(cluster: Cluster, namespace: str) -> dict[str, Any]:
+    """The one Deployment of the release in `namespace`."""
+    body = json.loads(cluster.kubectl("get", "deployment", "-n", namespace, "-o", "json").stdout)
+    (deployment,) = body["items"]
+    found: dict[str, Any] = deployment
+    return found
+
+
+def user_of(deployment: dict[str, Any]) -> str:
+    """The API server's user name of the Deployment's pods (its ServiceAccount)."""
+    account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    return f"system:serviceaccount:{deployment['metadata']['namespace']}:{account}"

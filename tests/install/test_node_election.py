@@ -37,7 +37,15 @@ from node_election import (
     watching,
     writes_per_destination,
 )
-from node_fixtures import Storage, destination, helm_install, probes, uninstall
+from node_fixtures import (
+    Storage,
+    destination,
+    helm_install,
+    operator_deployment,
+    probes,
+    uninstall,
+    user_of,
+)
 
 import chart
 from cluster.dst import apply, condition, get, s3_secret, wait_for
@@ -66,11 +74,7 @@ def test_two_replicas_hand_over_on_sigkill_and_on_upgrade_and_do_nothing_twice(
     helm_install(cluster, release, namespace, operator_image, values)  # the session's CRD
     names: list[str] = []
     try:
-        deployment = json.loads(
-            cluster.kubectl("get", "deployment", "-n", namespace, "-o", "json").stdout
-        )["items"][0]
-        account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
-        user = f"system:serviceaccount:{namespace}:{account}"
+        user = user_of(operator_deployment(cluster, namespace))
         cluster.kubectl("create", "namespace", team)
         with watching(cluster, namespace) as lease:
             pods = ready_pods(cluster, namespace, 2)

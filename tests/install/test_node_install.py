@@ -19,7 +19,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from node_fixtures import Storage, destination, helm_install, pod_names, probes, uninstall
+from node_fixtures import (
+    Storage,
+    destination,
+    helm_install,
+    operator_deployment,
+    pod_names,
+    probes,
+    uninstall,
+    user_of,
+)
 
 import chart
 from cluster.dst import apply, s3_secret, wait_for
@@ -73,12 +82,8 @@ def test_the_chart_on_the_node_verifies_and_survives_what_operations_do(
     values = {"allowPrivateEndpoints": True, "crds": {"install": False}}
     helm_install(cluster, release, namespace, operator_image, values)
     try:
-        deployment = json.loads(
-            cluster.kubectl("get", "deployment", "-n", namespace, "-o", "json").stdout
-        )["items"][0]
-        name = deployment["metadata"]["name"]
-        account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
-        user = f"system:serviceaccount:{namespace}:{account}"
+        deployment = operator_deployment(cluster, namespace)
+        name, user = deployment["metadata"]["name"], user_of(deployment)
 
         cluster.kubectl("create", "namespace", team)
         apply(cluster, team, s3_secret(storage.server), destination("on-node", storage))

@@ -31,8 +31,7 @@ import tarfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,9 +42,19 @@ from node_election import (
     operator_writes,
     pod_of,
     ready_pods,
+    running,
     watching,
 )
-from node_fixtures import Storage, destination, probes, uninstall
+from node_fixtures import (
+    Storage,
+    destination,
+    helm_install,
+    image_values,
+    operator_deployment,
+    probes,
+    uninstall,
+    user_of,
+)
 
 import chart
 import image
@@ -128,21 +137,8 @@ class PodWatch:
         return max([0.0, *spans])
 
 
-@contextmanager
-def pods_watched(cluster: Cluster, namespace: str) -> Iterator[PodWatch]:
-    watch = PodWatch(cluster, namespace)
-    watch.thread.start()
-    try:
-        yield watch
-    finally:
-        watch.stopped.set()
-        watch.thread.join(5)
-
-
 def strategy(cluster: Cluster, namespace: str) -> str:
-    body = json.loads(cluster.kubectl("get", "deployment", "-n", namespace, "-o", "json").stdout)
-    (deployment,) = body["items"]
-    found: str = deployment["spec"]["strategy"]["type"]
+    found: str = operator_deployment(cluster, namespace)["spec"]["strategy"]["type"]
     return found
 
 
@@ -180,11 +176,6 @@ def test_upgrade_from_main_before_election_rolls_and_rolls_back_doing_nothing_tw
     suffix = secrets.token_hex(3)
     release, namespace, team = f"up-{suffix}", f"up-operator-{suffix}", f"up-team-{suffix}"
 
-    def values(name: str) -> list[str]:
-        repository, tag = name.rsplit(":", 1)
-        pull = {"repository": repository, "tag": tag, "pullPolicy": "Never"}
-        return ["--set-json", f"image={json.dumps(pull)}", "--set", "allowPrivateEndpoints=true"]
-
     def made(name: str) -> None:
         apply(cluster, team, destination(name, storage))
         names.append(name)
@@ -194,25 +185,9 @@ def test_upgrade_from_main_before_election_rolls_and_rolls_back_doing_nothing_tw
         return time.time()
 
     names: list[str] = []
-    cluster.helm(
-        "install",
-        release,
-        str(old_chart),
-        "-n",
-        namespace,
-        "--create-namespace",
-        "--wait",
-        "--timeout",
-        "240s",
-        *values(OLD_IMAGE),
-        timeout=300,
-    )
+    helm_install(cluster, release, namespace, OLD_IMAGE, {"allowPrivateEndpoints": True}, old_chart)
     try:
-        deployment = json.loads(
-            cluster.kubectl("get", "deployment", "-n", namespace, "-o", "json").stdout
-        )["items"][0]
-        account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
-        user = f"system:serviceaccount:{namespace}:{account}"
+        user = user_of(operator_deployment(cluster, namespace))
         cluster.kubectl("create", "namespace", team)
         apply(cluster, team, s3_secret(storage.server))
         for name in FIRST:
@@ -221,7 +196,7 @@ def test_upgrade_from_main_before_election_rolls_and_rolls_back_doing_nothing_tw
             verified(name)
         first = {name: get(cluster, team, name) for name in FIRST}
         assert strategy(cluster, namespace) == "Recreate"
-        with pods_watched(cluster, namespace) as pods, watching(cluster, namespace) as lease:
+        with running(PodWatch(cluster, namespace)) as pods, watching(cluster, namespace) as lease:
             offset = time.time() - time.monotonic()  # the Lease's times are monotonic
 
             def holders(since: float) -> list[tuple[float, str]]:
@@ -264,9 +239,10 @@ def test_upgrade_from_main_before_election_rolls_and_rolls_back_doing_nothing_tw
                 "upgrade",
                 release,
                 str(chart.CHART),
-                *values(operator_image),
+                "--set-json",
+                f"image={json.dumps(image_values(operator_image))}",
                 "--set",
-                "crds.install=false",
+                "allowPrivateEndpoints=true,crds.install=false",
             ]
             upgraded = recreated("upgrade", [*today, "--set", "replicas=2"], [old_pod], 2)
             assert {pods.image[pod] for pod in upgraded} == {operator_image}

@@ -14,8 +14,6 @@ unknown keys, too. `make crds` writes the README and `make verify` fails when it
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import json
 import re
 import sys
@@ -24,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+import generated
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "destination-operator"
@@ -208,25 +208,8 @@ def expected() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["write", "check"])
-    args = parser.parse_args(argv)
-    want = expected()
-    if args.command == "write":
-        README.write_text(want, encoding="utf-8")
-        print(f"chart_readme: wrote {README.relative_to(ROOT)}")
-        return 0
-    have = README.read_text(encoding="utf-8") if README.exists() else ""
-    if have != want:
-        sys.stderr.writelines(
-            difflib.unified_diff(
-                have.splitlines(keepends=True), want.splitlines(keepends=True), "README.md", "new"
-            )
-        )
-        print("chart_readme: README.md is stale: run 'make crds' and commit it", file=sys.stderr)
-        return 1
-    print("chart_readme: README.md matches values.yaml")
-    return 0
+    description = __doc__.splitlines()[0]
+    return generated.main("chart_readme", description, README, "README.md", expected, argv)
 
 
 if __name__ == "__main__":

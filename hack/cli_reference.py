@@ -15,10 +15,10 @@ tests/unit/test_cli_reference.py compares it as well.
 from __future__ import annotations
 
 import argparse
-import difflib
 import sys
 from pathlib import Path
 
+import generated
 from destination_operator import cli
 from destination_operator.settings import (
     CHART_SECTIONS,
@@ -206,31 +206,8 @@ def reference() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["write", "check"])
-    args = parser.parse_args(argv)
-    text = reference()
-    if args.command == "write":
-        PAGE.write_text(text, encoding="utf-8")
-        print(f"cli_reference: wrote {PAGE.name}")
-        return 0
-    have = PAGE.read_text(encoding="utf-8") if PAGE.exists() else ""
-    if have != text:
-        sys.stderr.writelines(
-            difflib.unified_diff(
-                have.splitlines(keepends=True),
-                text.splitlines(keepends=True),
-                "docs/cli-reference.md",
-                "docs/cli-reference.md (generated)",
-            )
-        )
-        print(
-            "cli_reference: docs/cli-reference.md is stale: run 'make crds' and commit it",
-            file=sys.stderr,
-        )
-        return 1
-    print("cli_reference: docs/cli-reference.md is fresh")
-    return 0
+    description = __doc__.splitlines()[0]
+    return generated.main("cli_reference", description, PAGE, PAGE.name, reference, argv)
 
 
 if __name__ == "__main__":

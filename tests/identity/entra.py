@@ -17,7 +17,8 @@ Azurite (`--oauth basic`) checks a bearer token's audience against Storage's, it
 prefix (`https://sts.windows.net/`, any tenant) and its time; it verifies no signature and no
 role. This service is the strict verifier; Azurite only shows the storage takes the token.
 
-Every request is recorded (`records`: path, status, AADSTS code), never a token.
+Every request is recorded (`records`: path, status, AADSTS code), never a token;
+`presented` names each assertion by its digest (which token an exchange used).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
-from oidc import ClusterIssuer, TokenRefused
+from oidc import ClusterIssuer, TokenRefused, digest
 from threaded import ThreadedServer
 
 STORAGE = "https://storage.azure.com"
@@ -140,6 +141,7 @@ class Entra:
 
     applications: dict[tuple[str, str], list[Federated]] = field(default_factory=dict)
     records: list[Record] = field(default_factory=list)
+    presented: list[str] = field(default_factory=list)  # `oidc.digest` of each assertion
     lock: threading.Lock = field(default_factory=threading.Lock)
     key: rsa.RSAPrivateKey = field(
         default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -176,6 +178,8 @@ class Entra:
             return refuse("invalid_scope", "AADSTS70011", "The provided value for the input "
                           "parameter 'scope' is not valid.")  # fmt: skip
         assertion = form.get("client_assertion", "")
+        with self.lock:
+            self.presented.append(digest(assertion))
         claims = _claims(assertion)
         if form.get("client_assertion_type") != JWT_BEARER or claims is None:
             return refuse("invalid_client", *_REFUSALS["malformed"])

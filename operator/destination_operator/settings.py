@@ -296,9 +296,9 @@ class OperatorSettings(BaseSettings):
     )
     identity_ca_bundle: str | None = Field(
         default=None,
-        description="a CA file the TLS of Entra ID (azure_entra_endpoint) and of the blob "
-        "endpoint azure_blob_endpoint names is checked with (private endpoints, tests); "
-        "unset: the system's CAs",
+        description="a CA file the TLS of the token services (Google's STS and IAM "
+        "Credentials, Entra ID) and of the blob endpoint azure_blob_endpoint names is checked "
+        "with (private endpoints, tests); unset: the system's CAs",
     )
 
     leader_elect: bool = Field(

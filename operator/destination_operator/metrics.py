@@ -89,11 +89,11 @@ LEADER = Gauge(
     ["lease"],
 )
 
-CONDITIONS = ("Ready", "Verified", "Stalled", "Reconciling", "Archived")
+CONDITIONS = ("Ready", "Verified", "Stalled", "Reconciling", "Archived", "CredentialsExpiring")
 STATUSES = ("True", "False", "Unknown")
 SERIES_PER_DESTINATION = len(CONDITIONS) * len(STATUSES) + 1 + 3
-"""A condition's three statuses each, the Verified reason, the three timestamps (the
-credentials' expiry only where it can be read)."""
+"""At most: a condition's three statuses each, the Verified reason, the three timestamps
+(CredentialsExpiring and the credentials' expiry only where an expiry can be read)."""
 
 
 PER_OBJECT_LABELS = ("namespace", "name", "type")

@@ -28,6 +28,7 @@ import time
 from typing import Any
 
 import kopf
+from kopf._core.reactor.inventory import ResourceMemories, ResourceMemory
 
 from . import metrics
 from .election import Timing
@@ -53,6 +54,29 @@ WATCHERS_GRACE_SECONDS = 30.0
 
 EXIT_LEASE_LOST = 3
 """The exit status after losing the Lease (cli.RUN_EXIT_STATUS)."""
+
+
+class NoMemories(ResourceMemories):
+    """kopf's per-object memories, kept for no object: a fresh one for each event.
+
+    kopf keeps one (with a copy of the memo, an error throttler, indexing and daemon
+    state) for every object it has seen, about 1 KiB each: 10 MiB at 10,000 Destinations.
+    Only the handlers here would read it, and they keep nothing in it: no daemons, no
+    indexes, no change or resume handlers, the engine holds what it needs. After an error
+    of its own with one object, kopf then pauses that object for its first delay each time
+    rather than a growing one."""
+
+    async def recall(
+        self,
+        raw_body: Any,
+        *,
+        memobase: Any = None,
+        noticed_by_listing: bool = False,
+        ephemeral: bool = False,
+    ) -> ResourceMemory:
+        return await super().recall(
+            raw_body, memobase=memobase, noticed_by_listing=noticed_by_listing, ephemeral=True
+        )
 
 
 class Shutdown:

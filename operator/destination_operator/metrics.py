@@ -146,7 +146,7 @@ def _epoch(value: Any) -> float | None:
     return parsed.timestamp()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per Destination: no __dict__ each
 class Seen:
     """What a Destination's status says, as the metrics show it."""
 

@@ -1,7 +1,7 @@
 """The engine's cache of watched Destinations, and which of them name which Secret.
 
 A watch event replaces a Destination's cached body (`slim`med: only what
-decisions read, the status as compact JSON); the status this engine wrote
+decisions read, the status compressed); the status this engine wrote
 is kept beside it until the watch shows it. Each Destination is linked to
 the Secret it names, so a Secret's change finds the Destinations to queue
 without a scan.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,15 +72,17 @@ def slim(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def packed(status: Mapping[str, Any]) -> bytes:
-    """A status as compact JSON: read only through `Entry.status` (once or twice a pass),
-    it costs a third of the memory of its dicts and strings, about 1 KiB a Destination."""
-    return json.dumps(status, separators=(",", ":"), ensure_ascii=False).encode()
+    """A status as compressed compact JSON. It is read only through `Entry.status` (once
+    or twice a pass), and a verified status then costs about 400 bytes instead of about
+    1.5 KiB as dicts and strings. Packing costs some 70 us a watch event, reading 15 us."""
+    text = json.dumps(status, separators=(",", ":"), ensure_ascii=False).encode()
+    return zlib.compress(text, 1)
 
 
 def unpacked(status: Any) -> dict[str, Any]:
-    """A kept status as a new dict: `packed` JSON, or a mapping (a body not `slim`med)."""
+    """A kept status as a new dict: `packed`, or a mapping (a body not `slim`med)."""
     if isinstance(status, bytes):
-        found = json.loads(status)
+        found = json.loads(zlib.decompress(status))
         return found if isinstance(found, dict) else {}
     return dict(status or {})
 

@@ -35,6 +35,7 @@ from .election import Timing
 from .engine.elector import Elector
 from .engine.engine import Engine
 from .engine.secretwatch import SecretIndex, watch_secrets
+from .engine.trim import trim_forever
 from .engine.watchhealth import WatcherTracker
 from .kube.client import GROUP, PLURAL, VERSION, connection_info
 from .settings import OperatorSettings
@@ -106,6 +107,7 @@ class EngineHolder:
         self.watchers = WatcherTracker(required=("destinations.", "secrets."))
         self.secrets: SecretIndex | None = None
         self.secret_watches: list[asyncio.Task[None]] = []
+        self.trim: asyncio.Task[None] | None = None
 
     async def lead(self) -> None:
         self.leading = True
@@ -162,6 +164,7 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     if holder.leading:
         holder.engine.start()
     metrics.serve(operator_settings.metrics_port)
+    holder.trim = asyncio.create_task(trim_forever(), name="malloc-trim")
     if operator_settings.leader_elect:
         holder.elector = _elector(operator_settings, holder, memo.get("shutdown") or Shutdown())
         holder.elector.start()
@@ -192,7 +195,7 @@ def _engine(memo: kopf.Memo) -> Engine:
 async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
     holder: EngineHolder | None = memo.get("engine")
     if holder is not None:
-        for task in holder.secret_watches:
+        for task in [*holder.secret_watches, *([holder.trim] if holder.trim else [])]:
             task.cancel()
         if holder.engine is not None:
             await holder.engine.stop()

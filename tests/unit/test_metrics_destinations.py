@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import tracemalloc
 import urllib.request
 from typing import Any
@@ -297,3 +298,15 @@ def test_only_an_exporting_replica_has_series_per_destination() -> None:
     standby.export_per_object(False)
     assert samples(registry, "ns", "a") == {}
     assert registry.get_sample_value(count, labels | {"reason": "ProbeSucceeded"}) == 1
+
+
+def test_a_seen_status_shares_its_words_with_every_other() -> None:
+    # each read of a kept status parses it anew: the words must not be copied per Destination
+    text = '{"conditions": [{"type": "Verified", "status": "True", "reason": "ProbeSucceeded"}]}'
+    one = metrics.read_status("S3Compatible", json.loads(text))
+    other = metrics.read_status("S3Compatible", json.loads(text))
+    assert one == other
+    (first_type, (first_status, first_reason)), *_ = one.conditions.items()
+    (second_type, (second_status, second_reason)), *_ = other.conditions.items()
+    assert first_type is second_type and first_status is second_status
+    assert first_reason is second_reason

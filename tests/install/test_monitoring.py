@@ -94,6 +94,17 @@ def stack(
     namespace = f"monitoring-{secrets.token_hex(3)}"
     cluster.kubectl("create", "namespace", namespace)
     cluster.kubectl("apply", "--server-side", "-k", str(ROOT / "manifests" / "rbac"))
+    # watching one namespace, kopf lists and watches namespaces: the chart grants that with
+    # watchNamespaces, and without it kopf retries its 403s for about a minute
+    listing = f"{namespace}-list-namespaces"
+    cluster.kubectl("create", "clusterrole", listing, "--verb=list,watch", "--resource=namespaces")
+    cluster.kubectl(
+        "create",
+        "clusterrolebinding",
+        listing,
+        f"--clusterrole={listing}",
+        f"--serviceaccount={OPERATOR_NAMESPACE}:{OPERATOR_SA}",
+    )
     kubeconfig = cluster.token_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_SA, out_dir=folder)
     metrics_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DESTINATION_OPERATOR_")}
@@ -162,6 +173,7 @@ def stack(
         receiver.shutdown()
         receiver.server_close()
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        cluster.kubectl("delete", "clusterrolebinding,clusterrole", listing, check=False)
 
 
 def named(stack: Stack, alert: str, name: str) -> list[dict[str, str]]:

@@ -18,11 +18,11 @@ from destination_operator.errors import (
     IdentityNotConfiguredError,
 )
 from destination_operator.identity.aws import ROLE_ANNOTATION, Aws
-from destination_operator.identity.cache import CredentialCache, refresh_margin
 from destination_operator.identity.clouds import OperatorTarget, Target, read_token_file
 from destination_operator.identity.resolve import Identities
 from destination_operator.kube.serviceaccounts import IssuedToken, ServiceAccountView
 from destination_operator.providers.issued import AwsSession
+from destination_operator.providers.tokencache import TokenCache, refresh_margin
 from destination_operator.settings import OperatorSettings
 
 ROLE = "arn:aws:iam::123456789012:role/uploader"
@@ -207,7 +207,7 @@ class Clock:
 
 def test_entries_are_refetched_shortly_before_they_expire() -> None:
     clock = Clock()
-    cache = CredentialCache(clock=clock)
+    cache = TokenCache(clock=clock)
     made: list[int] = []
 
     def make() -> tuple[int, float]:
@@ -224,7 +224,7 @@ def test_entries_are_refetched_shortly_before_they_expire() -> None:
 
 def test_expired_values_are_not_kept_and_failures_keep_nothing() -> None:
     clock = Clock()
-    cache = CredentialCache(clock=clock)
+    cache = TokenCache(clock=clock)
     cache.put(("old",), "v", clock.now - 1)
     assert cache.get(("old",)) is None and len(cache) == 0
 
@@ -237,7 +237,7 @@ def test_expired_values_are_not_kept_and_failures_keep_nothing() -> None:
 
 
 def test_the_cache_is_bounded_and_forgets_on_demand() -> None:
-    cache = CredentialCache(max_entries=3)
+    cache = TokenCache(max_entries=3)
     for n in range(5):
         cache.put((n,), n, time.time() + 3600)
     assert len(cache) == 3 and cache.get((0,)) is None and cache.get((4,)) == 4
@@ -246,7 +246,7 @@ def test_the_cache_is_bounded_and_forgets_on_demand() -> None:
 
 
 def test_concurrent_fetches_of_one_key_make_one_call() -> None:
-    cache = CredentialCache()
+    cache = TokenCache()
     started = threading.Event()
     calls: list[int] = []
 
@@ -262,3 +262,23 @@ def test_concurrent_fetches_of_one_key_make_one_call() -> None:
     for thread in threads:
         thread.join(5)
     assert calls == [1] and cache.get(("k",)) == "v"
+
+
+def test_a_caller_waits_for_anothers_fetch_no_longer_than_its_wait() -> None:
+    """A probe's deadline bounds its wait for another probe's exchange: then it makes its own."""
+    cache = TokenCache()
+    release = threading.Event()
+
+    def stuck() -> tuple[str, float]:
+        release.wait(5)
+        return "slow", time.time() + 3600
+
+    first = threading.Thread(target=cache.fetch, args=(("k",), stuck))
+    first.start()
+    time.sleep(0.1)  # the first holds the key's fetch
+    began = time.monotonic()
+    assert cache.fetch(("k",), lambda: ("own", time.time() + 3600), wait=0.2) == "own"
+    waited = time.monotonic() - began
+    release.set()
+    first.join(5)
+    assert 0.2 <= waited < 2

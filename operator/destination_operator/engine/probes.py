@@ -39,6 +39,7 @@ from destination_operator.probe import verify
 from destination_operator.probe.control import ProbeControl
 from destination_operator.providers.issued import Issued
 from destination_operator.providers.registry import Registry, registry_for
+from destination_operator.providers.tokencache import shared_tokens
 from destination_operator.settings import OperatorSettings
 
 __all__ = ["UNREAD", "ApiCall", "Probes"]
@@ -73,7 +74,7 @@ class Probes:
         self.pool = ThreadPoolExecutor(
             max_workers=settings.probe_concurrency * 2, thread_name_prefix="probe"
         )
-        self.identities = Identities(settings)
+        self.identities = Identities(settings, cache=shared_tokens())
         self.registry: Registry = registry_for(aws_s3_endpoint=settings.aws_s3_endpoint)
         # (namespace, type, ServiceAccount or "") -> the fingerprint its last verification read
         self.identity_fingerprints: dict[tuple[str, str, str], str] = {}

@@ -18,20 +18,19 @@ The steps, each raising the `DestinationError` that names it:
    (`TokenRequestForbiddenError`), or the operator's projected token file;
 4. the exchange (`IdentityExchangeFailedError`).
 
-Tokens and issued credentials are cached (`CredentialCache`) until shortly before they
+Tokens and issued credentials are cached (`providers.tokencache`) until shortly before they
 expire; the ServiceAccount is read at every verification, so a changed annotation takes
 effect (and changes the fingerprint) at the next one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
 from destination_operator.api.spec import DestinationSpec
 from destination_operator.errors import IdentityNotAllowedError
-from destination_operator.identity.cache import CacheKey, CredentialCache
 from destination_operator.identity.clouds import (
     TOKEN_SECONDS,
     Cloud,
@@ -47,6 +46,7 @@ from destination_operator.kube.serviceaccounts import (
 )
 from destination_operator.outcome import fingerprint
 from destination_operator.providers.issued import Issued
+from destination_operator.providers.tokencache import TokenCache
 from destination_operator.settings import OperatorSettings, flag
 
 __all__ = ["Identities", "Resolved"]
@@ -62,7 +62,7 @@ class Resolved:
     issued: Issued
     fingerprint: str
     described: str  # "ServiceAccount 'x' as role ..." or "the operator's own identity ..."
-    cache_key: CacheKey  # to forget credentials the storage refused
+    cache_key: Hashable  # to forget credentials the storage refused
 
 
 def account_fingerprint(account: ServiceAccountView, cloud: Cloud) -> str:
@@ -84,13 +84,13 @@ class Identities:
         settings: OperatorSettings,
         *,
         clouds: dict[Any, Cloud] | None = None,
-        cache: CredentialCache | None = None,
+        cache: TokenCache | None = None,
         read_account: ReadAccount = read_service_account,
         token_for: RequestToken = request_token,
     ) -> None:
         self.settings = settings
         self.clouds = clouds if clouds is not None else clouds_for(settings)
-        self.cache = cache or CredentialCache()
+        self.cache = cache or TokenCache()
         self._read_account = read_account
         self._token_for = token_for
 
@@ -147,7 +147,7 @@ class Identities:
             issued = cloud.exchange(token, target, timeout_seconds)
             return issued, issued.expires_at
 
-        key: CacheKey = (cloud.name, account.uid, *target.key)
+        key = (cloud.name, account.uid, *target.key)
         issued = self.cache.fetch(key, exchanged)
         return Resolved(
             issued=issued,
@@ -173,7 +173,7 @@ class Identities:
             issued = cloud.exchange(token, target, timeout_seconds)
             return issued, issued.expires_at
 
-        key: CacheKey = ("operator", cloud.name, *target.key)
+        key = ("operator", cloud.name, *target.key)
         issued = self.cache.fetch(key, exchanged)
         digest = fingerprint({"operator": "\n".join(target.key).encode()}, "operator")
         return Resolved(

@@ -234,7 +234,6 @@ class _JsonApiProbe:
         self._sessions: list[Any] = []
         self._blob: Any = None
         self.token = ""
-        self.cached = False
 
     def _session(self, session: Any) -> Any:
         self._sessions.append(session)
@@ -245,9 +244,12 @@ class _JsonApiProbe:
         time; a probe waits for another's no longer than its own timeout)."""
         sdk = self._sdk = _sdk()
         request = sdk.auth_requests.Request(self._session(sdk.requests.Session()))
-        found, self.cached = shared_tokens().get(
-            key, lambda: source(sdk, request, timeout), wait=timeout[0]
-        )
+
+        def exchanged() -> tuple[AccessToken, float]:
+            token = source(sdk, request, timeout)
+            return token, token.expires_at
+
+        found: AccessToken = shared_tokens().fetch(key, exchanged, wait=timeout[0])
         self.token = found.token
 
     def use(self, issued: AccessToken) -> None:

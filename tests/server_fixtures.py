@@ -3,19 +3,15 @@ servers that misbehave (one that never answers, a closed port, an untrusted cert
 
 from __future__ import annotations
 
-import datetime
 import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 import canaries
+from certs import issue
 from loopback import LoopbackServer, SilentServer
 from s3server import S3Server
 
@@ -50,35 +46,6 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "untrusted.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("untrusted.test")]), critical=False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "tls.crt", folder / "tls.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
-
-
 class UntrustedTLSServer(LoopbackServer):
     """Offers a TLS handshake with a certificate no client trusts."""
 
@@ -99,7 +66,7 @@ class UntrustedTLSServer(LoopbackServer):
 @pytest.fixture
 def untrusted_tls_server(tmp_path: Path) -> Iterator[int]:
     """A TLS server whose certificate no client trusts (self-signed, another host name)."""
-    server = UntrustedTLSServer(*_self_signed(tmp_path))
+    server = UntrustedTLSServer(*issue("untrusted.test", hosts=["untrusted.test"]).write(tmp_path))
     try:
         yield server.port
     finally:

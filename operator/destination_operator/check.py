@@ -44,7 +44,8 @@ import yaml
 
 from .api import API_VERSION, KIND
 from .api.spec import DestinationType, SpecError, parse_spec
-from .api.status import Reason
+from .api.status import Reason, rfc3339
+from .conditions import EXPIRY_WINDOW, expiring
 from .outcome import Outcome, invalid_spec
 from .probe import verify
 from .providers.registry import ProviderNotFoundError, default_registry
@@ -290,6 +291,23 @@ def _report(outcome: Outcome, name: str, kind: str) -> dict[str, Any]:
             "message": outcome.message,
         },
         "lastProbe": outcome.last_probe(),
+        "credentialsExpiry": rfc3339(outcome.expiry.at) if outcome.expiry else None,
+        "credentialsExpiring": _expiring(outcome),
+    }
+
+
+def _expiring(outcome: Outcome) -> dict[str, str] | None:
+    """The CredentialsExpiring condition the operator would write (its default window),
+    None when no expiry can be read."""
+    if outcome.expiry is None:
+        return None
+    now = outcome.time or datetime.datetime.now(datetime.UTC)
+    status, reason, message = expiring(outcome.expiry, now, EXPIRY_WINDOW)
+    return {
+        "type": "CredentialsExpiring",
+        "status": status,
+        "reason": reason.value,
+        "message": message,
     }
 
 
@@ -306,6 +324,12 @@ def _text(report: Mapping[str, Any], *, hint: bool) -> str:
         f"Verified={condition['status']} reason={condition['reason']}",
         f"message: {condition['message']}",
     ]
+    expiring_ = report["credentialsExpiring"]
+    if expiring_ is not None:
+        lines.append(
+            f"CredentialsExpiring={expiring_['status']} reason={expiring_['reason']}: "
+            f"{expiring_['message']}"
+        )
     probe = report["lastProbe"]
     if probe is not None:
         lines.append(

@@ -17,14 +17,13 @@ Azurite (`--oauth basic`) checks a bearer token's audience against Storage's, it
 prefix (`https://sts.windows.net/`, any tenant) and its time; it verifies no signature and no
 role. This service is the strict verifier; Azurite only shows the storage takes the token.
 
-Every request is recorded (`records`: path, status, AADSTS code), never a token.
+Every request is recorded (`records`: path, status, AADSTS code), never a token;
+`presented` names each assertion by its digest (which token an exchange used).
 """
 
 from __future__ import annotations
 
 import base64
-import datetime
-import ipaddress
 import json
 import secrets
 import ssl
@@ -37,12 +36,12 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
-from oidc import ClusterIssuer, TokenRefused
+from oidc import ClusterIssuer, TokenRefused, digest
 from threaded import ThreadedServer
+
+from certs import issue
 
 STORAGE = "https://storage.azure.com"
 STORAGE_SCOPE = f"{STORAGE}/.default"
@@ -51,42 +50,6 @@ CLIENT_CREDENTIALS = "client_credentials"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 TOKEN_LIFETIME = 3599
 MAX_BODY = 64 * 1024
-
-
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and localhost, signed by its own key: (cert, key) files.
-    The certificate is its own trust anchor (the clients' CA bundle)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    cert_file, key_file = folder / "tls.crt", folder / "tls.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
 
 
 def _b64(data: bytes) -> str:
@@ -140,6 +103,7 @@ class Entra:
 
     applications: dict[tuple[str, str], list[Federated]] = field(default_factory=dict)
     records: list[Record] = field(default_factory=list)
+    presented: list[str] = field(default_factory=list)  # `oidc.digest` of each assertion
     lock: threading.Lock = field(default_factory=threading.Lock)
     key: rsa.RSAPrivateKey = field(
         default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -176,6 +140,8 @@ class Entra:
             return refuse("invalid_scope", "AADSTS70011", "The provided value for the input "
                           "parameter 'scope' is not valid.")  # fmt: skip
         assertion = form.get("client_assertion", "")
+        with self.lock:
+            self.presented.append(digest(assertion))
         claims = _claims(assertion)
         if form.get("client_assertion_type") != JWT_BEARER or claims is None:
             return refuse("invalid_client", *_REFUSALS["malformed"])
@@ -280,7 +246,9 @@ class EntraServer(ThreadedServer):
 
     def __init__(self, folder: Path) -> None:
         super().__init__(_Handler, "entra")
-        self.cert_file, self.key_file = self_signed(folder)
+        # the certificate is its own trust anchor: the clients' CA bundle
+        server = issue("127.0.0.1", hosts=["localhost", "127.0.0.1"], ca=True)
+        self.cert_file, self.key_file = server.write(folder)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(str(self.cert_file), str(self.key_file))
         self.socket = context.wrap_socket(self.socket, server_side=True)

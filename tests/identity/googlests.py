@@ -18,8 +18,9 @@ checks, for the workload identity tests.
   front (`hack/gcsserver.py --introspect`), which then checks the identity's permissions on
   the bucket: `permissions` lists what each principal or service account may do.
 
-Every request is recorded (`requests`, with the refusal's reason), so a test can count
-exchanges and see that none was made. Never a token in the record.
+Every request is recorded (`records`, with the refusal's reason), so a test can count
+exchanges and see that none was made; `presented` names each subject token by its digest,
+so a test can tell which token an exchange used. Never a token in the record.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from oidc import ClusterIssuer, TokenRefused
+from oidc import ClusterIssuer, TokenRefused, digest
 from threaded import ThreadedServer
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -96,6 +97,7 @@ class Google:
     permissions: dict[str, frozenset[str]] = field(default_factory=dict)  # identity -> perms
     tokens: dict[str, Issued] = field(default_factory=dict)
     records: list[Record] = field(default_factory=list)
+    presented: list[str] = field(default_factory=list)  # `oidc.digest` of each subject token
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- configuring ---
@@ -153,6 +155,8 @@ class Google:
                 "because it doesn't exist.",
             )
         token = form.get("subject_token", "")
+        with self.lock:
+            self.presented.append(digest(token))
         claims = None
         refusal = None
         for audience in provider.allowed_audiences:

@@ -15,6 +15,7 @@ anonymously; the tests fetch them with any client that can reach the API server.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import ssl
 import time
@@ -38,6 +39,11 @@ class TokenRefused(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason  # malformed, signature, issuer, audience, subject, expired
         self.detail = detail
+
+
+def digest(token: str) -> str:
+    """A short one-way name of a token, for the services' records (never the token)."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
 def _b64url(part: str) -> bytes:
@@ -67,11 +73,14 @@ class Claims:
 
 class ClusterIssuer:
     """One cluster's OIDC issuer, as a cloud configures it: the issuer URL, and its keys
-    fetched through discovery (`fetch(url) -> bytes`)."""
+    fetched through discovery (`fetch(url) -> bytes`). `now` is the verifier's clock: the
+    API server mints tokens for 600 s at least, so a test moves this clock past `exp` to
+    see a service refuse a token of the API server's as expired."""
 
     def __init__(self, issuer: str, fetch: Callable[[str], bytes]) -> None:
         self.issuer = issuer.rstrip("/")
         self._fetch = fetch
+        self.now: Callable[[], float] = time.time
         self._keys: dict[str, rsa.RSAPublicKey] = {}
 
     @classmethod
@@ -146,7 +155,7 @@ class ClusterIssuer:
             raise TokenRefused("audience", "the token is not meant for this audience")
         if subject is not None and body.get("sub") != subject:
             raise TokenRefused("subject", "the token's subject is not trusted")
-        moment = time.time() if now is None else now
+        moment = self.now() if now is None else now
         expires = float(body.get("exp", 0))
         if expires <= moment:
             raise TokenRefused("expired", "the token has expired")

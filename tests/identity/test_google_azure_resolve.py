@@ -281,11 +281,13 @@ def test_refusals_name_their_step_and_reason(fronts: Fronts, kind: str) -> None:
     cluster.add("other", ANNOTATED)  # another subject than the federated one
     cluster.add("bare", {})
     found = identities(fronts, cluster)
+    code = {"GoogleCloudStorage": ": PERMISSION_DENIED: ", "AzureBlobStorage": " AADSTS70021 "}
     for namespace, name in (("team-b", "uploader"), (NS, "other")):
         with pytest.raises(IdentityExchangeFailedError) as refused:
             found.resolve(namespace, spec(kind, {"serviceAccountName": name}), 5)
         assert refused.value.reason == Reason.IdentityExchangeFailed
         assert refused.value.message.startswith("exchange at ")
+        assert code[kind] in refused.value.message
     no_default = Identities(
         OperatorSettings(object_level_identity=True),
         clouds={

@@ -14,11 +14,9 @@ import uuid
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from webhookserver import VERIFICATION_TOKEN, WebhookReceiver, make_jwt
 
+from certs import issue
 from destination_operator.api.spec import parse_spec
 from destination_operator.api.status import Reason, rfc3339
 from destination_operator.expiry import Expiry
@@ -70,20 +68,8 @@ def shown(outcome: Outcome) -> str:
 
 def authority(not_after: datetime.datetime) -> str:
     """A CA certificate (PEM) that ends at `not_after`."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "retired CA")])
-    made = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_after - datetime.timedelta(days=365))
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return made.public_bytes(serialization.Encoding.PEM).decode()
+    not_before = not_after - datetime.timedelta(days=365)
+    return issue("retired CA", ca=True, not_before=not_before, not_after=not_after).pem
 
 
 def test_a_jwt_bearer_tokens_exp_rides_in_a_probe_that_passed(

@@ -4,7 +4,6 @@ test_transport.py, beside this file."""
 
 from __future__ import annotations
 
-import datetime
 import os
 import stat
 import tempfile
@@ -12,11 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from certs import issue
 from destination_operator.api.spec import DestinationSpec, Environment, parse_spec, spec_problems
 from destination_operator.api.status import Reason
 from destination_operator.errors import InvalidSpecError, ProbeFailedError
@@ -37,21 +33,7 @@ CANARY = "canary-SECRET-never-show-me-51c0e8a7"
 
 
 def certificate_pem(name: str = "transport test CA") -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    return issue(name, ca=True).pem
 
 
 PRIVATE_KEY = f"-----BEGIN PRIVATE KEY-----\n{CANARY}\n-----END PRIVATE KEY-----\n"

@@ -7,6 +7,8 @@ The probes against real servers are in tests/providers/test_check_command.py.
 
 from __future__ import annotations
 
+import base64
+import datetime
 import io
 import json
 from pathlib import Path
@@ -348,3 +350,55 @@ def test_a_disabled_destination_is_probed_all_the_same(
     dest = write(tmp_path / "d.yaml", destination(enabled=False))
     run = Run(["-f", dest, "--secret-file", write(tmp_path / "s.yaml", secret())], capsys)
     assert run.code == 1 and "reason=EndpointBlocked" in run.out
+
+
+def _jwt(exp: int) -> str:
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'none'})}.{part({'exp': exp, 'note': CANARY})}.c2ln"
+
+
+@pytest.mark.parametrize(
+    ("exp", "status", "reason", "code"),
+    [
+        (1_600_000_000, "True", "CredentialsExpired", 1),  # 2020: refused, nothing sent
+        (4_100_000_000, "False", "CredentialsExpireLater", 1),  # 2099: probed (port 9 refuses)
+    ],
+    ids=["expired", "later"],
+)
+def test_a_readable_expiry_is_printed_as_the_operator_would_write_it(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    exp: int,
+    status: str,
+    reason: str,
+    code: int,
+) -> None:
+    token = _jwt(exp)
+    files = (
+        write(
+            tmp_path / "d.yaml",
+            destination(kind="Webhook", member={"url": "https://127.0.0.1:9/hook"}),
+        ),
+        write(tmp_path / "s.yaml", secret(verificationToken="hook-check", bearerToken=token)),
+    )
+    args = ["-f", files[0], "--secret-file", files[1], "--allow-private-endpoints"]
+    text = Run(args, capsys)
+    assert text.code == code
+    at = datetime.datetime.fromtimestamp(exp, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    expected = f"CredentialsExpiring={status} reason={reason}: the JWT in the Secret's bearerToken"
+    assert expected in text.out and at in text.out, text.out
+    assert token not in text.out and token.split(".")[1] not in text.out
+    report = Run([*args, "-o", "json"], capsys).json()
+    assert report["credentialsExpiry"] == at
+    assert report["credentialsExpiring"]["status"] == status
+    assert report["credentialsExpiring"]["reason"] == reason
+
+
+def test_no_readable_expiry_prints_none(
+    files: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = Run(["-f", files[0], "--secret-file", files[1], "-o", "json"], capsys).json()
+    assert report["credentialsExpiry"] is None and report["credentialsExpiring"] is None
+    assert "CredentialsExpiring" not in Run(["-f", files[0], "--secret-file", files[1]], capsys).out

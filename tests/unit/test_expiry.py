@@ -10,11 +10,8 @@ import json
 import time
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from certs import issue
 from destination_operator.expiry import (
     MAX_CERTIFICATES,
     MAX_TOKEN_CHARS,
@@ -166,20 +163,7 @@ def test_the_webhook_provider_reads_its_bearer_tokens_exp() -> None:
 
 
 def certificate(name: str, not_after: datetime.datetime) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    made = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(at(2026, 1, 1))
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return made.public_bytes(serialization.Encoding.PEM).decode()
+    return issue(name, ca=True, not_before=at(2026, 1, 1), not_after=not_after).pem
 
 
 def test_the_earliest_not_after_in_a_bundle_is_read() -> None:

@@ -222,6 +222,28 @@ def test_entries_are_refetched_shortly_before_they_expire() -> None:
     assert refresh_margin(600) == 120 and refresh_margin(3600) == 300
 
 
+def test_the_cache_given_is_the_one_used_even_empty(tmp_path: Path) -> None:
+    """An empty `TokenCache` is falsy (it has a length): Identities kept it anyway, and
+    its clock decides when the operator's own token file is read and exchanged again."""
+    recorder = Recorder(tmp_path)
+    clock = Clock()
+    cache = TokenCache(clock=clock)
+    identities = Identities(
+        OperatorSettings(operator_identity=True),
+        clouds={DestinationType.AmazonS3: recorder},
+        cache=cache,
+    )
+    assert identities.cache is cache
+    identities.resolve("team-a", _spec(OWN), 5)
+    recorder.token_file.write_text("rotated-token\n")  # the kubelet rotates the file
+    identities.resolve("team-a", _spec(OWN), 5)
+    assert len(cache) == 1
+    clock.now = time.time() + 3600 - 299  # within the margin before the credentials' expiry
+    identities.resolve("team-a", _spec(OWN), 5)
+    exchanges = [call for call in recorder.calls if call.startswith("exchange")]
+    assert exchanges == [f"exchange operator-token {ROLE}", f"exchange rotated-token {ROLE}"]
+
+
 def test_expired_values_are_not_kept_and_failures_keep_nothing() -> None:
     clock = Clock()
     cache = TokenCache(clock=clock)

@@ -90,7 +90,8 @@ class Identities:
     ) -> None:
         self.settings = settings
         self.clouds = clouds if clouds is not None else clouds_for(settings)
-        self.cache = cache or TokenCache()
+        # Not `cache or ...`: an empty cache is falsy (`__len__`), and it would be dropped.
+        self.cache = cache if cache is not None else TokenCache()
         self._read_account = read_account
         self._token_for = token_for
 

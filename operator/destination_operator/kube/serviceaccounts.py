@@ -120,9 +120,12 @@ def request_token(account: ServiceAccountView, audience: str, seconds: int = 600
                 "Destination's namespace"
             ) from None
         if err.status in (401, 403):
+            # The refused grant first: messages are cut at 240 characters, and Google's
+            # audience alone is some 130.
             raise TokenRequestForbiddenError(
-                f"token request for ServiceAccount {account.name!r} (audience {audience!r}): "
+                f"token request for ServiceAccount {account.name!r}: "
                 + _refusal(err, "create", "serviceaccounts/token", account.namespace)
+                + f" (audience {audience!r})"
             ) from None
         raise TokenRequestForbiddenError(
             f"token request for ServiceAccount {account.name!r} failed with HTTP {err.status}"

@@ -27,7 +27,7 @@ def group_of(item: pytest.Item) -> str:
     return "install" if INSTALL_TESTS in Path(item.path).parents else "main"
 
 
-@pytest.hookimpl(trylast=True)
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks into the test ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         item.add_marker(pytest.mark.xdist_group(group_of(item)))

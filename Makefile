@@ -60,7 +60,7 @@ verify: crds ## fail when the committed CRD, the chart's CRD template or README,
 	@git diff --exit-code -- crds/ $(CHART_GENERATED) manifests/ $(AWS_REGIONS) docs/cli-reference.md || { echo "verify: crds/, $(CHART_GENERATED), manifests/, $(AWS_REGIONS) or docs/cli-reference.md is stale: run 'make crds' and commit the result" >&2; exit 1; }
 
 test: $(STAMP) binaries verify lint ## the whole suite: lint, unit, providers, cluster
-	@bin=$$(bash hack/build-binaries.sh all) && DESTINATION_OPERATOR_BIN_DIR=$$bin $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	@bin=$$(bash hack/build-binaries.sh all) && DESTINATION_OPERATOR_BIN_DIR=$$bin $(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## unit and docs tests (no control plane)
 	@$(BIN)/pytest tests/unit tests/docs $(PYTEST_ARGS)

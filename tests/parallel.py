@@ -1,5 +1,4 @@
-"""Which tests share a worker when `make test` runs them in two (pytest-xdist, `--dist
-loadgroup`).
+"""How `make test` shares the tests between its two pytest-xdist workers.
 
 Two groups, each run in collection order by one worker with a control plane of its own:
 
@@ -16,18 +15,24 @@ so side by side they take about as long as the longer one (docs/benchmarks.md).
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
-import pytest
+from xdist.scheduler import LoadScopeScheduling
 
-INSTALL_TESTS = Path(__file__).parent / "install"
-
-
-def group_of(item: pytest.Item) -> str:
-    return "install" if INSTALL_TESTS in Path(item.path).parents else "main"
+INSTALL_TESTS = "tests/install/"
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks into the test ids
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group_of(item)))
+def group_of(nodeid: str) -> str:
+    return "install" if nodeid.startswith(INSTALL_TESTS) else "main"
+
+
+class ByGroup(LoadScopeScheduling):
+    """xdist's scope scheduling, a scope being a group: each group goes whole to one
+    worker, in collection order."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return group_of(nodeid)
+
+
+def pytest_xdist_make_scheduler(config: Any, log: Any) -> ByGroup:
+    return ByGroup(config, log)

@@ -126,6 +126,16 @@ def _endpoint_url(value: str | None) -> str | None:
     return value.rstrip("/")
 
 
+def _account_template(value: str | None) -> str | None:
+    """An http(s) URL with `{account}` (the storage account's name) in its host or path."""
+    if value is None:
+        return None
+    if value.count("{account}") != 1:
+        raise ValueError(f"{value!r} must hold {{account}} once (the storage account's name)")
+    _endpoint_url(value.replace("{account}", "account"))
+    return value.rstrip("/")
+
+
 def _upper(value: object) -> object:
     return value.upper() if isinstance(value, str) else value
 
@@ -244,8 +254,9 @@ class OperatorSettings(BaseSettings):
         description="a ServiceAccount name: a Destination asking for the operator's identity "
         "gets this ServiceAccount of its own namespace instead (needs object_level_identity)",
     )
-    # Token and storage endpoints for the clouds, one setting each: for tests and private
-    # endpoints only, never read from a Destination. Unset: the SDK's public endpoint.
+    # Token and storage endpoints for the clouds, one setting each: for tests, private
+    # endpoints and sovereign clouds only, never read from a Destination. Unset: the SDK's
+    # public endpoint.
     aws_sts_endpoint: Annotated[str | None, AfterValidator(_endpoint_url)] = Field(
         default=None, description="AWS STS URL for web-identity exchanges; unset: AWS's regional"
     )
@@ -258,6 +269,11 @@ class OperatorSettings(BaseSettings):
     gcp_iamcredentials_endpoint: Annotated[str | None, AfterValidator(_endpoint_url)] = Field(
         default=None, description="IAM Credentials URL (impersonation); unset: Google's"
     )
+    gcp_storage_endpoint: Annotated[str | None, AfterValidator(_endpoint_url)] = Field(
+        default=None,
+        description="Cloud Storage JSON API URL for GoogleCloudStorage Destinations (tests, "
+        "private endpoints); unset: Google's",
+    )
     gcp_workload_identity_provider: str | None = Field(
         default=None,
         description="projects/N/locations/global/workloadIdentityPools/P/providers/X, for "
@@ -267,14 +283,22 @@ class OperatorSettings(BaseSettings):
     azure_entra_endpoint: Annotated[str | None, AfterValidator(_endpoint_url)] = Field(
         default=None, description="Entra ID authority (https); unset: login.microsoftonline.com"
     )
+    azure_blob_endpoint: Annotated[str | None, AfterValidator(_account_template)] = Field(
+        default=None,
+        description="blob endpoint of AzureBlobStorage Destinations that name none, with "
+        "{account} for the storage account (https://{account}.blob.core.usgovcloudapi.net; "
+        "tests: Azurite's https://host:port/{account}); unset: https://{account}.blob."
+        "core.windows.net",
+    )
     azure_tenant_id: str | None = Field(
         default=None,
         description="the tenant of ServiceAccounts without a tenant-id annotation",
     )
     identity_ca_bundle: str | None = Field(
         default=None,
-        description="a CA file the token services' TLS is checked with (private token "
-        "services, tests); unset: the system's CAs",
+        description="a CA file the TLS of the token services (Google's STS and IAM "
+        "Credentials, Entra ID) and of the blob endpoint azure_blob_endpoint names is checked "
+        "with (private endpoints, tests); unset: the system's CAs",
     )
 
     leader_elect: bool = Field(

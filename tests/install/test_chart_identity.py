@@ -6,7 +6,7 @@ audience the cloud's token service expects, mounted read-only, and the environme
 `identity/aws.py`, `google.py` and `azure.py` read for the operator's own identity, the
 token file's path pointing into that mount. Nothing of it without the value. The pod's
 token really being the kubelet's, and really accepted, is tests/install/test_node_identity.py
-(AWS only)."""
+(AWS) and test_node_identity_clouds.py (Google, Azure)."""
 
 from __future__ import annotations
 
@@ -143,6 +143,35 @@ def test_all_three_clouds_at_once_keep_their_own_mounts(helm: Path) -> None:
     }
 
 
+def test_the_identity_ca_config_map_is_mounted_and_is_the_bundle_the_operator_reads(
+    helm: Path,
+) -> None:
+    template = "https://10.0.0.1:10000/{account}"
+    values = {"identityCaConfigMap": "private-ca", "azure": {"blobEndpoint": template}}
+    spec = pod(helm, values)
+    found = env(spec)
+    bundle = found["DESTINATION_OPERATOR_IDENTITY_CA_BUNDLE"]
+    (container,) = spec["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if bundle.startswith(m["mountPath"] + "/")]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    (item,) = volume["configMap"]["items"]
+    assert volume["configMap"]["name"] == "private-ca"
+    assert f"{mount['mountPath']}/{item['path']}" == bundle and item["key"] == "ca.crt"
+    # the settings the operator reads: the bundle, and the endpoint it is trusted at
+    settings = OperatorSettings(
+        identity_ca_bundle=bundle,
+        azure_blob_endpoint=found["DESTINATION_OPERATOR_AZURE_BLOB_ENDPOINT"],
+    )
+    assert settings.azure_blob_endpoint == template
+    assert "DESTINATION_OPERATOR_IDENTITY_CA_BUNDLE" not in env(pod(helm, {}))
+    own_path = {"identityCaBundle": "/etc/ssl/private-ca.pem"}
+    assert (
+        env(pod(helm, own_path))["DESTINATION_OPERATOR_IDENTITY_CA_BUNDLE"]
+        == own_path["identityCaBundle"]
+    )
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -163,6 +192,11 @@ def test_all_three_clouds_at_once_keep_their_own_mounts(helm: Path) -> None:
             },
             "serviceAccount",
         ),
+        (
+            {"identityCaBundle": "/etc/ca.pem", "identityCaConfigMap": "private-ca"},
+            "set one",
+        ),
+        ({"azure": {"blobEndpoint": "https://10.0.0.1:10000/probeaccount"}}, "blobEndpoint"),
     ],
 )
 def test_incomplete_or_malformed_identity_values_are_refused(

@@ -102,6 +102,8 @@ def _values(name: str) -> tuple[str, list[str], Any]:
         return "3", [option, "5"], 5
     if base is float:
         return "0.25", [option, "0.5"], 0.5
+    if name == "azure_blob_endpoint":  # a template: the account's name goes in its place
+        return "http://{account}.env", [option, "https://{account}.flag"], "https://{account}.flag"
     if base is str and name.endswith("_endpoint"):
         return "http://from-env", [option, "https://from-flag"], "https://from-flag"
     if base is str:

@@ -75,7 +75,12 @@ class Probes:
             max_workers=settings.probe_concurrency * 2, thread_name_prefix="probe"
         )
         self.identities = Identities(settings, cache=shared_tokens())
-        self.registry: Registry = registry_for(aws_s3_endpoint=settings.aws_s3_endpoint)
+        self.registry: Registry = registry_for(
+            aws_s3_endpoint=settings.aws_s3_endpoint,
+            gcp_storage_endpoint=settings.gcp_storage_endpoint,
+            azure_blob_endpoint=settings.azure_blob_endpoint,
+            azure_blob_ca_bundle=settings.identity_ca_bundle,
+        )
         # (namespace, type, ServiceAccount or "") -> the fingerprint its last verification read
         self.identity_fingerprints: dict[tuple[str, str, str], str] = {}
 

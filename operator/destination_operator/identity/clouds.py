@@ -119,6 +119,7 @@ def clouds_for(settings: OperatorSettings) -> dict[DestinationType, Cloud]:
             sts_url=settings.gcp_sts_endpoint,
             iamcredentials_url=settings.gcp_iamcredentials_endpoint,
             default_provider=settings.gcp_workload_identity_provider,
+            ca_bundle=settings.identity_ca_bundle,
         ),
         Azure(
             authority_host=settings.azure_entra_endpoint,

@@ -51,11 +51,13 @@ class Google:
         sts_url: str | None = None,
         iamcredentials_url: str | None = None,
         default_provider: str | None = None,
+        ca_bundle: str | None = None,
         environ: Any = None,
     ) -> None:
-        """The endpoints are the operator's (settings; unset: Google's public ones);
-        `default_provider` serves ServiceAccounts without the provider annotation and the
-        operator's own identity."""
+        """The endpoints are the operator's (settings; unset: Google's public ones), checked
+        with `ca_bundle` when given; `default_provider` serves ServiceAccounts without the
+        provider annotation and the operator's own identity."""
+        self.ca_bundle = ca_bundle
         self.sts_url = sts_url or federation.STS_TOKEN_URL
         self.iamcredentials_url = iamcredentials_url or federation.IAM_CREDENTIALS_URL
         self.default_provider = default_provider
@@ -106,6 +108,7 @@ class Google:
                 timeout_seconds=timeout_seconds,
                 sts_url=self.sts_url,
                 iamcredentials_url=self.iamcredentials_url,
+                ca_bundle=self.ca_bundle,
             )
         except federation.FederationRefused as refused:
             service = "Google STS" if refused.step == "sts" else "IAM Credentials"

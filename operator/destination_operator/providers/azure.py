@@ -3,14 +3,10 @@
 Where the probe connects. `spec.azureBlobStorage.endpoint` when set (sovereign
 clouds, Azure Stack, emulators such as `http://127.0.0.1:10000/<account>`): the
 Destination's author chose it, so `endpoints()` returns it and the endpoint
-guard checks and pins it. Unset, it is `https://<account>.blob.core.windows.net`.
-That host is made from the account name, as an S3 virtual-hosted bucket makes
-one, but it is not guarded (as AWS's own endpoints are not): the name is 3-24
-lowercase letters and digits under Microsoft's own zone, so it cannot be
-pointed at an address of the author's choosing, and with Azure Private Link
-that very name rightly resolves to a private address in the customer's
-network, which the guard would refuse. Every host the probe resolves itself
-still gets the `ProbeControl`'s refusal of cloud-metadata and link-local
+guard checks and pins it. Unset, it is the operator's (a setting: sovereign clouds,
+tests), guarded too, else Azure's public one, made from the account name
+(`providers.azure_target` says why that one is not guarded). Every host the probe resolves
+itself still gets the `ProbeControl`'s refusal of cloud-metadata and link-local
 addresses. A `dfs` endpoint (Databricks' `abfss://` host) becomes its `blob` twin.
 
 Secret keys, one of: `accountKey` (Shared Key, for `storageAccountName`),
@@ -48,12 +44,11 @@ import base64
 import binascii
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any, ClassVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
-from destination_operator.api.backends.azure import AzureProduct
 from destination_operator.api.spec import DestinationSpec, DestinationType, VerificationMode
 from destination_operator.errors import (
     AccessDeniedError,
@@ -70,6 +65,7 @@ from destination_operator.errors import (
 )
 from destination_operator.expiry import Expiry, sas_expiry
 from destination_operator.outcome import StepName, StepOutcome, StepResult
+from destination_operator.providers.azure_target import AzureTarget, azure_target, same_endpoint
 from destination_operator.providers.base import (
     PROBE_BODY,
     ProbeResult,
@@ -104,9 +100,6 @@ AZURE_SECRET_KEYS = SecretKeys(
         "the first present in that order is used"
     ),
 )
-
-DEFAULT_SUFFIX = "core.windows.net"
-"""Azure's public cloud: the blob endpoint is `https://<account>.blob.core.windows.net`."""
 
 _MIN_TIMEOUT = 0.1
 _DATABRICKS_NOTE = (
@@ -273,62 +266,6 @@ def load_credentials(data: Mapping[str, str]) -> AzureCredentials:
 # --- where the probe goes ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class AzureTarget:
-    """The container a probe writes to, and the blob service URL it connects to."""
-
-    account: str
-    container: str
-    endpoint: str  # no trailing slash
-    user_endpoint: bool  # the Destination's author chose it: guard it
-    databricks: bool
-
-
-def _blob_twin(url: str, account: str) -> str:
-    """`url` with an `<account>.dfs.` host turned into `<account>.blob.`; else `url` as it is."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    prefix = f"{account}.dfs."
-    if not host.lower().startswith(prefix):
-        return url
-    netloc = f"{account}.blob.{host[len(prefix) :]}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return parts._replace(netloc=netloc).geturl()
-
-
-def azure_target(spec: DestinationSpec) -> AzureTarget:
-    """Account, container and blob endpoint for `spec`."""
-    member = spec.azure_blob_storage
-    if member is None:
-        raise InvalidSpecError("type AzureBlobStorage needs the azureBlobStorage block")
-    account = member.storage_account_name
-    chosen = (member.endpoint or "").strip()
-    endpoint = _blob_twin(chosen, account) if chosen else f"https://{account}.blob.{DEFAULT_SUFFIX}"
-    return AzureTarget(
-        account=account,
-        container=member.container_name,
-        endpoint=endpoint.rstrip("/"),
-        user_endpoint=bool(chosen),
-        databricks=member.product == AzureProduct.Databricks,
-    )
-
-
-def _same_endpoint(first: str, second: str) -> bool:
-    """Scheme, host, port and path are the same (case of the host and a final `/` aside)."""
-
-    def key(url: str) -> tuple[str, str, int | None, str]:
-        parts = urlsplit(url.strip())
-        scheme = parts.scheme.lower()
-        port = parts.port or {"https": 443, "http": 80}.get(scheme)
-        return scheme, (parts.hostname or "").lower(), port, parts.path.rstrip("/")
-
-    try:
-        return key(first) == key(second)
-    except ValueError:  # a port that is not a number
-        return False
-
-
 def check_location(target: AzureTarget, credentials: AzureCredentials) -> None:
     """Refuse a connection string that names another account or endpoint than the spec."""
     if credentials.account_name and credentials.account_name.lower() != target.account.lower():
@@ -336,7 +273,7 @@ def check_location(target: AzureTarget, credentials: AzureCredentials) -> None:
             "the Secret's connectionString is for another storage account than "
             f"spec.azureBlobStorage.storageAccountName ({target.account})"
         )
-    if credentials.blob_endpoint and not _same_endpoint(credentials.blob_endpoint, target.endpoint):
+    if credentials.blob_endpoint and not same_endpoint(credentials.blob_endpoint, target.endpoint):
         raise InvalidSpecError(
             "the Secret's connectionString names another blob endpoint than the spec "
             f"({target.endpoint}); the spec alone says where data goes"
@@ -486,14 +423,23 @@ class AzureBlobStorageProvider:
     """`type: AzureBlobStorage`: Put Blob, then Delete Blob, in the spec's container.
 
     `ca_bundle` and `https_proxy` go to every probe's client (see `ClientOptions`),
-    unless the probe's own transport sets them.
+    unless the probe's own transport sets them. `blob_endpoint` (with `{account}`) replaces
+    Azure's public endpoint, and `blob_ca_bundle` is trusted there only (operator settings).
     """
 
     type: ClassVar[DestinationType] = DestinationType.AzureBlobStorage
     secret_keys: ClassVar[SecretKeys] = AZURE_SECRET_KEYS
 
-    def __init__(self, *, ca_bundle: str | None = None, https_proxy: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        ca_bundle: str | None = None,
+        https_proxy: str | None = None,
+        blob_endpoint: str | None = None,
+        blob_ca_bundle: str | None = None,
+    ) -> None:
         self.options = ConnectionOptions(ca_bundle=ca_bundle, https_proxy=https_proxy)
+        self.blob_endpoint, self.blob_ca_bundle = blob_endpoint, blob_ca_bundle
 
     def load_credentials(self, data: Mapping[str, str]) -> AzureCredentials:
         """The first credential set in the Secret; surrounding whitespace is ignored."""
@@ -519,9 +465,10 @@ class AzureBlobStorageProvider:
         return [found] if found is not None else []
 
     def endpoints(self, spec: DestinationSpec) -> list[str]:
-        """The blob endpoint when the Destination's author chose it; [] for Azure's own."""
-        target = azure_target(spec)
-        return [target.endpoint] if target.user_endpoint else []
+        """The blob endpoint when the Destination's author or the operator chose it; [] for
+        Azure's own."""
+        target = azure_target(spec, self.blob_endpoint)
+        return [target.endpoint] if target.user_endpoint or self.blob_endpoint else []
 
     def probe(
         self,
@@ -548,7 +495,9 @@ class AzureBlobStorageProvider:
             verify=connection.verify,
         )
         try:
-            target = azure_target(spec)
+            target = azure_target(spec, self.blob_endpoint)
+            if not target.user_endpoint and self.blob_ca_bundle and not options.ca_bundle:
+                options = replace(options, ca_bundle=self.blob_ca_bundle)
             check_location(target, credentials)
             sdk = _sdk()
             client = container_client(target, credentials, options)

@@ -15,7 +15,8 @@ token to Cloud Storage.
   `credential_source` could make the operator read its own files or ask the node's
   metadata server), and never through `google.auth.default()`.
 - Where: the token and impersonation URLs are the operator's (settings; Google's public
-  ones by default), never a Destination's. One attempt per request, each bounded by the
+  ones by default, checked with the operator's CA bundle when it names one), never a
+  Destination's. One attempt per request, each bounded by the
   caller's timeout; no redirect followed.
 
 Refusals raise `FederationRefused`, which names the step (`sts` or `iamcredentials`), the
@@ -146,6 +147,7 @@ class _Calls:
     inner: Any
     timeout: float
     sts_url: str
+    ca_bundle: str | None = None  # per request: a session's would yield to REQUESTS_CA_BUNDLE
     last: tuple[str, int] = ("", 0)
 
     def __call__(
@@ -158,6 +160,8 @@ class _Calls:
         **kwargs: Any,
     ) -> Any:
         self.last = ("sts" if url == self.sts_url else "iamcredentials", 0)
+        if self.ca_bundle:
+            kwargs["verify"] = self.ca_bundle
         answer = self.inner(
             url=url, method=method, body=body, headers=headers, timeout=self.timeout, **kwargs
         )
@@ -186,8 +190,11 @@ def exchange(
     timeout_seconds: float,
     sts_url: str = STS_TOKEN_URL,
     iamcredentials_url: str = IAM_CREDENTIALS_URL,
+    ca_bundle: str | None = None,
 ) -> AccessToken:
-    """An access token for Cloud Storage from the ServiceAccount `token` (blocking)."""
+    """An access token for Cloud Storage from the ServiceAccount `token` (blocking).
+    `ca_bundle`: the CA certificates both services are checked with (private endpoints,
+    tests); the system's by default."""
     try:
         identity_pool = importlib.import_module("google.auth.identity_pool")
         auth_exceptions = importlib.import_module("google.auth.exceptions")
@@ -218,7 +225,7 @@ def exchange(
     )
     session = requests.Session()
     session.max_redirects = 0
-    calls = _Calls(auth_requests.Request(session), max(1.0, timeout_seconds), sts_url)
+    calls = _Calls(auth_requests.Request(session), max(1.0, timeout_seconds), sts_url, ca_bundle)
     started = time.time()
     try:
         credentials.refresh(calls)

@@ -97,17 +97,32 @@ def default_registry() -> Registry:
         return _default
 
 
-def registry_for(*, aws_s3_endpoint: str | None = None) -> Registry:
-    """The shipped providers, with AmazonS3 sent to `aws_s3_endpoint` when it is set (an
-    operator setting for tests and private endpoints; the guard checks it like any)."""
-    if aws_s3_endpoint is None:
+def registry_for(
+    *,
+    aws_s3_endpoint: str | None = None,
+    gcp_storage_endpoint: str | None = None,
+    azure_blob_endpoint: str | None = None,
+    azure_blob_ca_bundle: str | None = None,
+) -> Registry:
+    """The shipped providers, with the storage endpoints the operator's settings name (tests,
+    private endpoints, sovereign clouds; never a Destination's): AmazonS3 sent to
+    `aws_s3_endpoint`, GoogleCloudStorage's JSON API to `gcp_storage_endpoint`, and
+    AzureBlobStorage without an endpoint of its own to `azure_blob_endpoint` (with
+    `{account}`), trusting `azure_blob_ca_bundle` there. The guard checks each like any."""
+    if aws_s3_endpoint is None and gcp_storage_endpoint is None and azure_blob_endpoint is None:
         return default_registry()
-    from destination_operator.providers import s3
+    from destination_operator.providers import azure, gcs, s3
 
     registry = Registry()
     for provider in default_registry():
-        if provider.type == DestinationType.AmazonS3:
+        if provider.type == DestinationType.AmazonS3 and aws_s3_endpoint:
             provider = s3.AmazonS3Provider(endpoint_override=aws_s3_endpoint)
+        elif provider.type == DestinationType.GoogleCloudStorage and gcp_storage_endpoint:
+            provider = gcs.GoogleCloudStorageProvider(api_endpoint=gcp_storage_endpoint)
+        elif provider.type == DestinationType.AzureBlobStorage and azure_blob_endpoint:
+            provider = azure.AzureBlobStorageProvider(
+                blob_endpoint=azure_blob_endpoint, blob_ca_bundle=azure_blob_ca_bundle
+            )
         registry.register(provider)
     return registry
 

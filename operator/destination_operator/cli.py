@@ -252,6 +252,7 @@ def _start(settings: OperatorSettings) -> int | None:
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
             memo=kopf.Memo(operator_settings=settings, shutdown=shutdown),
+            memories=main.NoMemories(),
             liveness_endpoint=liveness,
             stop_flag=shutdown.flag,
         )

@@ -106,7 +106,7 @@ class Policy:
     expiry_window: float = conditions.EXPIRY_WINDOW.total_seconds()
 
 
-@dataclass
+@dataclass(slots=True)  # one per Destination: no __dict__ each
 class Memory:
     """What this process remembers of one Destination between passes (lost on restart)."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import socketserver
+import sys
 import threading
 import urllib.parse
 import zlib
@@ -89,11 +90,11 @@ LEADER = Gauge(
     ["lease"],
 )
 
-CONDITIONS = ("Ready", "Verified", "Stalled", "Reconciling", "Archived")
+CONDITIONS = ("Ready", "Verified", "Stalled", "Reconciling", "Archived", "CredentialsExpiring")
 STATUSES = ("True", "False", "Unknown")
 SERIES_PER_DESTINATION = len(CONDITIONS) * len(STATUSES) + 1 + 3
-"""A condition's three statuses each, the Verified reason, the three timestamps (the
-credentials' expiry only where it can be read)."""
+"""At most: a condition's three statuses each, the Verified reason, the three timestamps
+(CredentialsExpiring and the credentials' expiry only where an expiry can be read)."""
 
 
 PER_OBJECT_LABELS = ("namespace", "name", "type")
@@ -146,7 +147,7 @@ def _epoch(value: Any) -> float | None:
     return parsed.timestamp()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per Destination: no __dict__ each
 class Seen:
     """What a Destination's status says, as the metrics show it."""
 
@@ -164,14 +165,21 @@ class Seen:
 
 
 def read_status(kind: str, status: Mapping[str, Any]) -> Seen:
-    """The metrics' view of a status dict (pure: no condition is computed, only read)."""
+    """The metrics' view of a status dict (pure: no condition is computed, only read).
+
+    Its words are interned: one `Seen` is kept per Destination, and a status read from the
+    engine's cache is parsed anew each time, so each would hold its own "True",
+    "ProbeSucceeded", ... (about 500 bytes a Destination)."""
     conditions: dict[str, tuple[str, str]] = {}
     for item in status.get("conditions") or []:
         if not isinstance(item, Mapping) or item.get("type") not in CONDITIONS:
             continue
-        conditions[str(item["type"])] = (str(item.get("status", "")), str(item.get("reason", "")))
+        conditions[sys.intern(str(item["type"]))] = (
+            sys.intern(str(item.get("status", ""))),
+            sys.intern(str(item.get("reason", ""))),
+        )
     return Seen(
-        type=kind,
+        type=sys.intern(kind),
         conditions=conditions,
         last_verified=_epoch(status.get("lastVerifiedTime")),
         next_verification=_epoch(status.get("nextVerificationTime")),

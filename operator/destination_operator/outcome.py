@@ -50,7 +50,7 @@ class StepName(StrEnum):
     Delete = "Delete"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StepResult:
     """One step of a probe: what, how it ended, how long it took, and a short message."""
 
@@ -71,7 +71,7 @@ class StepResult:
         return item
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one kept per Destination: no __dict__ each
 class Outcome:
     """The result of one verification (or of deciding not to start one)."""
 

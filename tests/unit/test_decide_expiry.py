@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import random
+from dataclasses import replace
 from typing import Any
 
 from destination_operator import conditions, decide
@@ -160,7 +161,7 @@ def test_expired_credentials_are_stalled_until_the_secret_changes() -> None:
 def test_an_authentication_failure_without_an_expiry_is_still_retried() -> None:
     memory = Memory()
     refused = failure(AuthenticationFailedError("403 AuthenticationFailed"), time=T0)
-    refused = Outcome(**{**refused.__dict__, "probed": True, "fingerprint": "f1"})
+    refused = replace(refused, probed=True, fingerprint="f1")
     plan = probed(observed(), refused, memory)
     assert condition(plan.status, "Stalled") is None
     reconciling = condition(plan.status, "Reconciling")
@@ -207,7 +208,7 @@ def test_no_readable_expiry_writes_neither_field_nor_condition() -> None:
     rotated = observed(
         T0 + datetime.timedelta(hours=1), status=first.status, secret=SecretView("s-uid", "f2")
     )
-    plain = Outcome(**{**success(T0).__dict__, "expiry": None, "fingerprint": "f2"})
+    plain = replace(success(T0), expiry=None, fingerprint="f2")
     plan = probed(rotated, plain, memory)
     assert plan.status["credentialsExpiry"] is None  # a merge patch removes it
     assert condition(plan.status, "CredentialsExpiring") is None

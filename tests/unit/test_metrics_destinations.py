@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import tracemalloc
 import urllib.request
 from typing import Any
@@ -44,7 +45,10 @@ def status(
             {"type": "Archived", "status": "False", "reason": "NotArchived"},
         ]
     }
-    if times:
+    if times:  # an expiry is known: CredentialsExpiring is there too
+        found["conditions"].append(
+            {"type": "CredentialsExpiring", "status": "False", "reason": "CredentialsExpireLater"}
+        )
         found |= {
             "lastVerifiedTime": LAST,
             "nextVerificationTime": NEXT,
@@ -67,12 +71,12 @@ def samples(registry: CollectorRegistry, namespace: str, name: str) -> dict[str,
     return found
 
 
-def test_a_destination_has_19_series() -> None:
+def test_a_destination_has_22_series() -> None:
     registry = CollectorRegistry()
     shown = metrics.Destinations(registry=registry)
     shown.record("team", "a", "AmazonS3", status())
     found = samples(registry, "team", "a")
-    assert len(found) == metrics.SERIES_PER_DESTINATION == 19
+    assert len(found) == metrics.SERIES_PER_DESTINATION == 22
     condition = "destination_operator_destination_condition"
     assert found[f"{condition}{{condition=Verified,status=True,type=AmazonS3}}"] == 1
     assert found[f"{condition}{{condition=Verified,status=False,type=AmazonS3}}"] == 0
@@ -113,9 +117,10 @@ def test_an_expiry_that_is_no_longer_read_drops_its_series() -> None:
     shown.record("team", "a", "AmazonS3", status())
     rotated = status()
     del rotated["credentialsExpiry"]  # a Secret without a readable expiry now
+    rotated["conditions"] = [c for c in rotated["conditions"] if c["type"] != "CredentialsExpiring"]
     shown.record("team", "a", "AmazonS3", rotated)
     found = samples(registry, "team", "a")
-    assert not any("credentials_expiry" in key for key in found)
+    assert not any("credentials_expiry" in key or "CredentialsExpiring" in key for key in found)
     assert len(found) == 18
 
 
@@ -126,7 +131,7 @@ def test_forget_removes_every_series_and_the_count() -> None:
     shown.record("team", "b", "AmazonS3", status())
     shown.forget("team", "a")
     assert samples(registry, "team", "a") == {}
-    assert len(samples(registry, "team", "b")) == 19
+    assert len(samples(registry, "team", "b")) == 22
     labels = {"type": "AmazonS3", "condition": "Ready", "status": "True"}
     count = "destination_operator_destinations_by_condition"
     assert registry.get_sample_value(count, labels | {"reason": "ProbeSucceeded"}) == 1
@@ -200,7 +205,7 @@ def test_the_engine_shows_watched_and_written_statuses_and_forgets_them(
     assert samples(REGISTRY, "metrics-engine", "a") == {}
     engine.status_metrics.export_per_object(True)  # what Engine.start does
     assert verified("metrics-engine", "a", "False") == 1
-    assert len(samples(REGISTRY, "metrics-engine", "a")) == 19
+    assert len(samples(REGISTRY, "metrics-engine", "a")) == 22
 
     written = status()
 
@@ -293,3 +298,15 @@ def test_only_an_exporting_replica_has_series_per_destination() -> None:
     standby.export_per_object(False)
     assert samples(registry, "ns", "a") == {}
     assert registry.get_sample_value(count, labels | {"reason": "ProbeSucceeded"}) == 1
+
+
+def test_a_seen_status_shares_its_words_with_every_other() -> None:
+    # each read of a kept status parses it anew: the words must not be copied per Destination
+    text = '{"conditions": [{"type": "Verified", "status": "True", "reason": "ProbeSucceeded"}]}'
+    one = metrics.read_status("S3Compatible", json.loads(text))
+    other = metrics.read_status("S3Compatible", json.loads(text))
+    assert one == other
+    (first_type, (first_status, first_reason)), *_ = one.conditions.items()
+    (second_type, (second_status, second_reason)), *_ = other.conditions.items()
+    assert first_type is second_type and first_status is second_status
+    assert first_reason is second_reason

@@ -1,14 +1,17 @@
 """The engine's cache of watched Destinations, and which of them name which Secret.
 
 A watch event replaces a Destination's cached body (`slim`med: only what
-decisions read); the status this engine wrote is kept beside it until the
-watch shows it. Each Destination is linked to the Secret it names, so a
-Secret's change finds the Destinations to queue without a scan.
+decisions read, the status compressed); the status this engine wrote
+is kept beside it until the watch shows it. Each Destination is linked to
+the Secret it names, so a Secret's change finds the Destinations to queue
+without a scan.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +19,17 @@ from typing import Any
 from destination_operator import decide
 from destination_operator.api import VERIFY_REQUESTED_AT
 
-__all__ = ["KEPT_METADATA", "Cache", "Entry", "Key", "key_of", "slim", "version"]
+__all__ = [
+    "KEPT_METADATA",
+    "Cache",
+    "Entry",
+    "Key",
+    "key_of",
+    "packed",
+    "slim",
+    "unpacked",
+    "version",
+]
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -46,14 +59,32 @@ def slim(body: Mapping[str, Any]) -> dict[str, Any]:
     Destinations those were most of the operator's memory."""
     meta = body.get("metadata") or {}
     kept: dict[str, Any] = {key: meta[key] for key in KEPT_METADATA if key in meta}
+    if isinstance(kept.get("namespace"), str):  # one copy per namespace, not per Destination
+        kept["namespace"] = sys.intern(kept["namespace"])
     request = (meta.get("annotations") or {}).get(VERIFY_REQUESTED_AT)
     if request is not None:
         kept["annotations"] = {VERIFY_REQUESTED_AT: request}
     return {
         "metadata": kept,
         "spec": _interned(body.get("spec") or {}),
-        "status": _interned(body.get("status") or {}),
+        "status": packed(body.get("status") or {}),
     }
+
+
+def packed(status: Mapping[str, Any]) -> bytes:
+    """A status as compressed compact JSON. It is read only through `Entry.status` (once
+    or twice a pass), and a verified status then costs about 400 bytes instead of about
+    1.5 KiB as dicts and strings. Packing costs some 70 us a watch event, reading 15 us."""
+    text = json.dumps(status, separators=(",", ":"), ensure_ascii=False).encode()
+    return zlib.compress(text, 1)
+
+
+def unpacked(status: Any) -> dict[str, Any]:
+    """A kept status as a new dict: `packed`, or a mapping (a body not `slim`med)."""
+    if isinstance(status, bytes):
+        found = json.loads(zlib.decompress(status))
+        return found if isinstance(found, dict) else {}
+    return dict(status or {})
 
 
 def key_of(body: Mapping[str, Any]) -> Key:
@@ -75,7 +106,7 @@ def _interned(value: Any) -> Any:
     return value
 
 
-@dataclass
+@dataclass(slots=True)  # one per Destination: no __dict__ each
 class Entry:
     """One Destination in the engine's cache (its body `slim`med)."""
 
@@ -106,12 +137,17 @@ class Entry:
         the watched body's."""
         if self.written_status is not None and not self._watch_caught_up():
             return dict(self.written_status)
-        return dict(self.body.get("status") or {})
+        return unpacked(self.body.get("status"))
 
     def wrote(self, stored: Mapping[str, Any]) -> None:
-        """The engine wrote this status; `stored` is the object as the API server stored it."""
-        self.written_status = dict(stored.get("status") or {})
+        """The engine wrote this status; `stored` is the object as the API server stored it.
+
+        Kept only while the watch is behind: the watch event of this very write often
+        arrives before the patch's answer, and a status kept then would never be let go
+        (no later event comes at rest), a second copy of every status."""
+        self.written_status = _interned(stored.get("status") or {})
         self.written_version = version((stored.get("metadata") or {}).get("resourceVersion"))
+        self.drop_written_status_once_watched()
 
     def drop_written_status_once_watched(self) -> None:
         """Let go of the status this engine wrote once the watched body shows it (or newer)."""

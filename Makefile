@@ -7,6 +7,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# make test: the node's tests beside the rest (tests/parallel.py); 0: one process
+TEST_WORKERS ?= 2
 ASSETS_FILE := .cluster-assets
 AWS_REGIONS := operator/destination_operator/tools/aws_regions.py
 CHART_GENERATED := charts/destination-operator/templates/crds.yaml charts/destination-operator/README.md
@@ -58,7 +60,7 @@ verify: crds ## fail when the committed CRD, the chart's CRD template or README,
 	@git diff --exit-code -- crds/ $(CHART_GENERATED) manifests/ $(AWS_REGIONS) docs/cli-reference.md || { echo "verify: crds/, $(CHART_GENERATED), manifests/, $(AWS_REGIONS) or docs/cli-reference.md is stale: run 'make crds' and commit the result" >&2; exit 1; }
 
 test: $(STAMP) binaries verify lint ## the whole suite: lint, unit, providers, cluster
-	@bin=$$(bash hack/build-binaries.sh all) && DESTINATION_OPERATOR_BIN_DIR=$$bin $(BIN)/pytest $(PYTEST_ARGS)
+	@bin=$$(bash hack/build-binaries.sh all) && DESTINATION_OPERATOR_BIN_DIR=$$bin $(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## unit and docs tests (no control plane)
 	@$(BIN)/pytest tests/unit tests/docs $(PYTEST_ARGS)

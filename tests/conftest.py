@@ -13,4 +13,5 @@ pytest_plugins = [
     "operator_fixtures",  # tests/cluster/: the operator under test; the end-of-run checks
     "node_fixtures",  # tests/install/: a real node beside the control plane
     "release_fixtures",  # tests/install/: a release built once into dist/, installed from there
+    "parallel",  # tests/: which tests share a worker under pytest-xdist
 ]

@@ -244,11 +244,13 @@ class EntraServer(ThreadedServer):
         server.authority, server.ca_file, server.entra.add_application(...)
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, tls: tuple[Path, Path] | None = None) -> None:
+        """`tls`: its (certificate, key) files, a certificate that is its own trust anchor
+        (the clients' CA bundle); by default one for loopback is made in `folder`."""
         super().__init__(_Handler, "entra")
-        # the certificate is its own trust anchor: the clients' CA bundle
-        server = issue("127.0.0.1", hosts=["localhost", "127.0.0.1"], ca=True)
-        self.cert_file, self.key_file = server.write(folder)
+        if tls is None:
+            tls = issue("127.0.0.1", hosts=["localhost", "127.0.0.1"], ca=True).write(folder)
+        self.cert_file, self.key_file = tls
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(str(self.cert_file), str(self.key_file))
         self.socket = context.wrap_socket(self.socket, server_side=True)

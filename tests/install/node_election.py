@@ -3,8 +3,9 @@
 
 - `watching(cluster, namespace)`: a `LeaseWatch` of the chart's Lease (each change of
   holder, timed) for as long as the block runs;
-- `follow_rollout(...)`: while a rollout of the chart runs, a Destination made at each
-  release of the Lease, timed until it is verified;
+- `follow_rollout(...)`: a helm command run while the Lease is followed, and a
+  Destination made at each release of the Lease during the rollout it starts, timed
+  until it is verified;
 - `operator_writes` and `writes_per_destination`: the operator's writes in a namespace from
   the audit log, each with its Destination, the pod that made it (its ServiceAccount token
   names the pod) and its time;
@@ -18,6 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -184,23 +186,33 @@ def follow_rollout(
     old: list[str],
     names: list[str],
     prefix: str,
+    command: Callable[[], object],
 ) -> list[tuple[float, float]]:
-    """Until no pod of `old` is left and one of the new ones holds the Lease: at each
-    release, a Destination `<prefix>-<n>` is made (its name added to `names`) and waited
+    """Run `command` (the helm command that starts the rollout) in a thread and follow
+    the Lease from before it began, so no release is missed however long helm takes:
+    until no pod of `old` is left and one of the new ones holds the Lease, at each
+    release a Destination `<prefix>-<n>` is made (its name added to `names`) and waited
     for; returns (the release's time, the verification's time) of each, monotonic."""
     handovers: list[tuple[float, float]] = []
     deadline, seen = time.monotonic() + 300, len(lease.changes)
-    while pod_of(lease.holder) in {"", *old} or set(pod_names(cluster, namespace)) & set(old):
-        assert time.monotonic() < deadline, f"the rollout never ended: {lease.changes}"
-        found = lease.release_after(seen)
-        if found is None:
-            time.sleep(0.05)
-            continue
-        seen, at = found
-        name = f"{prefix}-{len(handovers)}"
-        apply(cluster, team, destination(name, storage))
-        names.append(name)
-        wait_for(cluster, team, name, "Ready", "True", timeout=60)
-        handovers.append((at, time.monotonic()))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        started = pool.submit(command)
+        while (
+            not started.done()
+            or pod_of(lease.holder) in {"", *old}
+            or set(pod_names(cluster, namespace)) & set(old)
+        ):
+            assert time.monotonic() < deadline, f"the rollout never ended: {lease.changes}"
+            found = lease.release_after(seen)
+            if found is None:
+                time.sleep(0.05)
+                continue
+            seen, at = found
+            name = f"{prefix}-{len(handovers)}"
+            apply(cluster, team, destination(name, storage))
+            names.append(name)
+            wait_for(cluster, team, name, "Ready", "True", timeout=60)
+            handovers.append((at, time.monotonic()))
+        started.result()  # helm's own failure, if any
     cluster.kubectl("rollout", "status", "-n", namespace, "deployment", "--timeout=180s")
     return handovers

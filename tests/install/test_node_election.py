@@ -125,19 +125,20 @@ def test_two_replicas_hand_over_on_sigkill_and_on_upgrade_and_do_nothing_twice(
             # helm upgrade: each leader releases on SIGTERM; a Destination made at each
             # release is verified within 5 s of it
             old = ready_pods(cluster, namespace, 2)  # the killed container restarted
-            cluster.helm(
-                "upgrade",
-                release,
-                str(chart.CHART),
-                "-n",
-                namespace,
-                "--reuse-values",
-                "--set",
-                "logLevel=DEBUG",
-                timeout=300,
+            upgrade = (
+                *("upgrade", release, str(chart.CHART), "-n", namespace, "--reuse-values"),
+                *("--set", "logLevel=DEBUG"),
             )
             handovers = follow_rollout(
-                cluster, namespace, team, storage, lease, old, names, "handover"
+                cluster,
+                namespace,
+                team,
+                storage,
+                lease,
+                old,
+                names,
+                "handover",
+                lambda: cluster.helm(*upgrade, timeout=300),
             )
             timeline = [
                 (round(at - killed, 1), pod_of(h) or "(released)") for at, h in lease.changes

@@ -24,8 +24,6 @@ services saw are the kubelet's, bound to the operator's pod.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import secrets
 import time
 import urllib.parse
@@ -35,19 +33,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import entra
 import pytest
 from blobfront import CONTRIBUTOR, Account, BlobFront
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from entra import EntraServer, Federated
 from googlests import GoogleServer, principal
 from node_fixtures import helm_install, pod_names, uninstall
 from oidc import Claims, ClusterIssuer
 
 from azurite import Azurite
+from certs import issue
 from cluster.dst import apply, wait_for
 from gcsserver import GcsServer
 from harness import Cluster
@@ -80,35 +74,8 @@ class Recording(ClusterIssuer):
 def certificate(folder: Path, gateway: str) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1, localhost and the node's gateway (where the
     pod connects): (cert, key) files; the certificate is its own trust anchor."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "destination-operator tests")])
-    now = datetime.datetime.now(datetime.UTC)
-    addresses = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", gateway)]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), *addresses]), critical=False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    cert_file, key_file = folder / "tls.crt", folder / "tls.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
+    hosts = ["localhost", "127.0.0.1", gateway]
+    return issue("destination-operator tests", hosts=hosts, ca=True).write(folder)
 
 
 @dataclass
@@ -157,10 +124,7 @@ def fronts(
 
     ports: dict[int, tuple[str, int]] = {}
 
-    with pytest.MonkeyPatch.context() as patch:
-        # entra.py makes a certificate for loopback only; the pod connects to the gateway
-        patch.setattr(entra, "self_signed", lambda _folder: tls)
-        entra_server = EntraServer(folder / "entra")
+    entra_server = EntraServer(folder / "entra", tls=tls)  # the pod connects to the gateway
     with (
         GoogleServer() as google,
         GcsServer(folder / "gcs", introspect=google.introspection_url) as gcs,

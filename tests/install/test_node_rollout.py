@@ -249,9 +249,17 @@ def test_upgrade_from_main_before_election_rolls_and_rolls_back_doing_nothing_tw
 
             # 2. a value changed: RollingUpdate, old and new pods of today's chart together
             began = time.time()
-            cluster.helm(*today, "--set", "replicas=2,logLevel=DEBUG", "-n", namespace, timeout=300)
+            rolling = [*today, "--set", "replicas=2,logLevel=DEBUG", "-n", namespace]
             handovers = follow_rollout(
-                cluster, namespace, team, storage, lease, upgraded, names, "rolling"
+                cluster,
+                namespace,
+                team,
+                storage,
+                lease,
+                upgraded,
+                names,
+                "rolling",
+                lambda: cluster.helm(*rolling, timeout=300),
             )
             rolled = ready_pods(cluster, namespace, 2)
             assert strategy(cluster, namespace) == "RollingUpdate"

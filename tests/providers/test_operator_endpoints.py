@@ -14,11 +14,11 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
-from entra import self_signed
 from googlests import GoogleServer, principal
 from localissuer import LocalIssuer
 
 from azurite import Azurite
+from certs import issue
 from destination_operator.api.spec import DestinationSpec, DestinationType, parse_spec
 from destination_operator.api.status import Reason
 from destination_operator.errors import IdentityExchangeFailedError
@@ -66,7 +66,9 @@ def test_the_operators_cloud_storage_endpoint_is_guarded() -> None:
 def test_the_operators_blob_endpoint_is_guarded_and_its_ca_trusted_there_only(
     tmp_path: Path,
 ) -> None:
-    cert, key = self_signed(tmp_path / "tls")
+    cert, key = issue("127.0.0.1", hosts=["localhost", "127.0.0.1"], ca=True).write(
+        tmp_path / "tls"
+    )
     with Azurite(tmp_path / "azurite", oauth_tls=(cert, key)) as azurite:
         template = azurite.endpoint.rsplit("/", 1)[0] + "/{account}"
         registry = registry_for(azure_blob_endpoint=template, azure_blob_ca_bundle=str(cert))
@@ -93,7 +95,9 @@ def test_the_operators_blob_endpoint_is_guarded_and_its_ca_trusted_there_only(
 
 
 def test_the_operators_ca_bundle_checks_googles_token_services(tmp_path: Path) -> None:
-    cert, key = self_signed(tmp_path / "tls")
+    cert, key = issue("127.0.0.1", hosts=["localhost", "127.0.0.1"], ca=True).write(
+        tmp_path / "tls"
+    )
     server = GoogleServer()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(cert), str(key))

@@ -25,10 +25,11 @@ from blobfront import CONTRIBUTOR, Account, BlobFront
 from blobfront import READER as READER_ROLE
 from entra import EntraServer, Federated
 from googlests import GoogleServer, principal
+from identityprobe import probe, spec
 from localissuer import LocalIssuer
 
 from azurite import Azurite
-from destination_operator.api.spec import DestinationSpec, DestinationType, parse_spec
+from destination_operator.api.spec import DestinationType
 from destination_operator.api.status import Reason
 from destination_operator.errors import (
     IdentityExchangeFailedError,
@@ -37,9 +38,8 @@ from destination_operator.errors import (
 )
 from destination_operator.identity.azure import Azure
 from destination_operator.identity.google import Google
-from destination_operator.identity.resolve import Identities, Resolved
+from destination_operator.identity.resolve import Identities
 from destination_operator.kube.serviceaccounts import IssuedToken, ServiceAccountView
-from destination_operator.probe.verify import verify
 from destination_operator.providers.azure import AzureBlobStorageProvider
 from destination_operator.providers.gcs import GoogleCloudStorageProvider
 from destination_operator.providers.registry import Registry
@@ -147,17 +147,6 @@ def identities(fronts: Fronts, cluster: Cluster, **settings: Any) -> Identities:
     )
 
 
-def spec(kind: str, credentials: dict[str, Any], **member: str) -> DestinationSpec:
-    block = {
-        "GoogleCloudStorage": ("googleCloudStorage", {"bucket": "destinations"}),
-        "AzureBlobStorage": (
-            "azureBlobStorage",
-            {"storageAccountName": "probeaccount", "containerName": "destinations"},
-        ),
-    }[kind]
-    return parse_spec({"type": kind, block[0]: {**block[1], **member}, "credentials": credentials})
-
-
 def test_n_resolutions_cost_one_token_request_and_one_exchange_per_identity(
     fronts: Fronts,
 ) -> None:
@@ -218,7 +207,7 @@ def test_the_tokens_issued_verify_the_destinations_within_their_roles(
                 ("reader", Reason.AccessDenied),
             ):
                 destination = spec(kind, {"serviceAccountName": name}, **member)
-                outcome = probe(destination, found.resolve(NS, destination, 5), registry)
+                outcome = probe(destination, found.resolve(NS, destination, 5), registry, NOW)
                 assert outcome.reason == reason, outcome
     logged = gcs.requests()  # the GCS probes came first: their lines are written
     assert any(f" {WRITER} 200" in line for line in logged)
@@ -226,20 +215,6 @@ def test_the_tokens_issued_verify_the_destinations_within_their_roles(
     made = [(r.method, r.who, r.status) for r in account.records]
     assert made == [("PUT", CLIENT, 201), ("DELETE", CLIENT, 202), ("PUT", READER_CLIENT, 403)]
     assert any(f" {WRITER} 200" in line for line in gcs.requests())
-
-
-def probe(destination: DestinationSpec, resolved: Resolved, registry: Registry) -> Any:
-    return verify(
-        destination,
-        None,
-        secret_uid="",
-        object_key=f"probes/{uuid.uuid4()}.txt",
-        allow_private=True,
-        now=NOW,
-        registry=registry,
-        issued=resolved.issued,
-        credentials_fingerprint=resolved.fingerprint,
-    )
 
 
 def test_the_operators_own_identity_reads_its_projected_token(

@@ -34,11 +34,12 @@ from awssts import AwsStsFront
 from blobfront import CONTRIBUTOR, Account, BlobFront
 from entra import EXCHANGE_AUDIENCE, EntraServer, Federated
 from googlests import GoogleServer, principal
+from identityprobe import probe, spec
 from kubernetes import client
 from oidc import ClusterIssuer, digest
 
 from azurite import Azurite
-from destination_operator.api.spec import DestinationSpec, DestinationType, parse_spec
+from destination_operator.api.spec import DestinationType
 from destination_operator.api.status import Reason
 from destination_operator.errors import (
     DestinationError,
@@ -57,10 +58,7 @@ from destination_operator.kube.serviceaccounts import (
     ServiceAccountView,
     request_token,
 )
-from destination_operator.probe.verify import verify
-from destination_operator.providers.azure import AzureBlobStorageProvider
-from destination_operator.providers.gcs import GoogleCloudStorageProvider
-from destination_operator.providers.registry import Registry
+from destination_operator.providers.registry import Registry, registry_for
 from destination_operator.providers.tokencache import TokenCache
 from destination_operator.settings import OperatorSettings
 from gcsserver import GcsServer
@@ -184,20 +182,6 @@ def service_account(cluster: Cluster, namespace: str, name: str, annotations: An
     core = client.CoreV1Api(cluster.api_client())
     body = {"metadata": {"name": name, "annotations": dict(annotations)}}
     return str(core.create_namespaced_service_account(namespace, body).metadata.uid)
-
-
-def spec(kind: DestinationType, credentials: dict[str, Any], **member: str) -> DestinationSpec:
-    block = {
-        GCS: ("googleCloudStorage", {"bucket": "destinations"}),
-        BLOB: (
-            "azureBlobStorage",
-            {"storageAccountName": "probeaccount", "containerName": "destinations"},
-        ),
-        S3: ("amazonS3", {"bucket": "destinations", "region": "us-east-1"}),
-    }[kind]
-    return parse_spec(
-        {"type": kind.value, block[0]: {**block[1], **member}, "credentials": credentials}
-    )
 
 
 def identities(
@@ -384,33 +368,22 @@ def storage(fronts: Fronts, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         Azurite(folder / "azurite", oauth_tls=tls) as azurite,
         BlobFront(account, azurite, *tls) as blob,
     ):
-        registry = Registry()
-        registry.register(GoogleCloudStorageProvider(api_endpoint=gcs.endpoint))
-        registry.register(AzureBlobStorageProvider(ca_bundle=str(tls[0])))
+        # the operator-level endpoints, as the settings gcp_storage_endpoint and
+        # azure_blob_endpoint (with identity_ca_bundle) give them
+        registry = registry_for(
+            gcp_storage_endpoint=gcs.endpoint,
+            azure_blob_endpoint=blob.endpoint.rsplit("/", 1)[0] + "/{account}",
+            azure_blob_ca_bundle=str(tls[0]),
+        )
         yield Storage(gcs, blob, account, registry)
 
 
-def probe(kind: DestinationType, found: Identities, namespace: str, storage: Storage) -> Any:
-    """Resolve the operator's own identity for `kind`, then probe the storage with it."""
-    resolved = found.resolve(namespace, spec(kind, {"operatorIdentity": {}}), 10)
+def probe_own(kind: DestinationType, found: Identities, namespace: str, storage: Storage) -> Any:
+    """Resolve the operator's own identity for `kind`, then probe the storage with it, at the
+    operator's storage endpoints (`storage.registry`)."""
     destination = spec(kind, {"operatorIdentity": {}})
-    if kind == BLOB:
-        # The operator's token never goes to an endpoint a Destination names, and Azure has
-        # no operator-level blob endpoint (AWS has aws_s3_endpoint): the probe reaches the
-        # front through a spec that may name it, with the token the operator's identity got.
-        member = {"endpoint": storage.blob.endpoint}
-        destination = spec(kind, {"serviceAccountName": "operator"}, **member)
-    return resolved, verify(
-        destination,
-        None,
-        secret_uid="",
-        object_key=f"probes/{uuid.uuid4()}.txt",
-        allow_private=True,
-        now=datetime.datetime.now(datetime.UTC),
-        registry=storage.registry,
-        issued=resolved.issued,
-        credentials_fingerprint=resolved.fingerprint,
-    )
+    resolved = found.resolve(namespace, destination, 10)
+    return resolved, probe(destination, resolved, storage.registry)
 
 
 @pytest.mark.parametrize("kind", [GCS, BLOB], ids=["google", "azure"])
@@ -451,7 +424,7 @@ def test_the_operators_own_projected_token_verifies_and_its_rotation_is_read_nea
         fronts, environ=environ, token_for=no_token_request, clock=lambda: time.time() + skew[0]
     )
     before = fronts.exchanges()
-    outcomes = [probe(kind, found, namespace, storage) for _ in range(5)]
+    outcomes = [probe_own(kind, found, namespace, storage) for _ in range(5)]
     assert [o.reason for _, o in outcomes] == [Reason.ProbeSucceeded] * 5, outcomes[0][1]
     assert sum(fronts.exchanges()) - sum(before) == 1  # five probes, one exchange
     assert presented[-1] == digest(first)
@@ -460,13 +433,13 @@ def test_the_operators_own_projected_token_verifies_and_its_rotation_is_read_nea
 
     second = pod_token(cluster, namespace, pod, audience)
     volume.write(second)  # the kubelet rotates the file; the cached credentials still serve
-    assert probe(kind, found, namespace, storage)[0].issued.token == resolved.issued.token
+    assert probe_own(kind, found, namespace, storage)[0].issued.token == resolved.issued.token
     assert sum(fronts.exchanges()) - sum(before) == 1
 
     # Within the refresh margin (five minutes before a one-hour token's expiry): the file is
     # read again and its new token exchanged, once for the next N probes.
     skew[0] = resolved.issued.expires_at - 299 - time.time()
-    later = [probe(kind, found, namespace, storage) for _ in range(5)]
+    later = [probe_own(kind, found, namespace, storage) for _ in range(5)]
     assert [o.reason for _, o in later] == [Reason.ProbeSucceeded] * 5, later[0][1]
     assert sum(fronts.exchanges()) - sum(before) == 2
     assert presented[-1] == digest(second) != digest(first)

@@ -31,6 +31,13 @@ UNRELATED_NAMESPACE = "bench-unrelated"
 FLOOR_GRACE_SECONDS = 10.0  # the floor is done: how long its last patches may take to be seen
 
 
+def ratio(measured: float | None, floor: float | None) -> float | None:
+    """measured / floor, to two places; None without both."""
+    if measured is None or not floor:
+        return None
+    return round(measured / floor, 2)
+
+
 class NotReached(Exception):
     """A state the scenario waits for did not come in time: a result, not a harness failure."""
 
@@ -117,6 +124,27 @@ class Bench:
 
     def track(self, namespace: str, predicate: Predicate = verified) -> StatusTracker:
         return StatusTracker(self.env.admin_client, namespace, predicate).start()
+
+    def create_and_wait(
+        self,
+        namespace: str,
+        what: str,
+        *,
+        floor: FloorRun | None = None,
+        maker: ObjectMaker | None = None,
+    ) -> tuple[float, float]:
+        """Create N from the start of the clock, through `maker` (the admin's by default):
+        (creation seconds, seconds to all Verified)."""
+        count = self.settings.count
+        bodies = self.bodies(namespace, count)
+        tracker = self.track(namespace)
+        try:
+            started = time.monotonic()
+            creation = (maker or self.maker).create(bodies)
+            met = self.wait_all(tracker, count, what, floor=floor)
+        finally:
+            tracker.stop()
+        return round(creation, 2), round(max(met.values()) - started, 2)
 
     def wait_all(
         self,

@@ -59,6 +59,11 @@ class BenchEnvironment:
         assert self.cluster is not None
         return self.cluster.api_client()
 
+    def client_for(self, kubeconfig: Path) -> client.ApiClient:
+        """An API client of another identity, from its kubeconfig."""
+        assert self.cluster is not None
+        return self.cluster.api_client(str(kubeconfig))
+
     def operator_kubeconfig(self) -> Path:
         """A kubeconfig with a fresh token of the operator's ServiceAccount (valid 1 h)."""
         assert self.cluster is not None

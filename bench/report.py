@@ -239,6 +239,45 @@ def _single(r: dict[str, Any]) -> Figure:
     )
 
 
+def _requests(counted: dict[str, dict[str, Any]], top: int = 3) -> str:
+    """The busiest `schema/level` pairs of a phase: dispatched, seconds waited, rejected."""
+    return "; ".join(
+        f"{pair}: {found.get('dispatched', 0):,} dispatched, {found.get('waited_s', 0)} s waited, "
+        f"{found.get('rejected', 0)} rejected"
+        for pair, found in list(counted.items())[:top]
+    )
+
+
+def _flowschema(r: dict[str, Any]) -> list[Figure]:
+    floor = _with_creation(r.get("floor_all_verified_s"), r.get("floor_creation_s"))
+    rows = []
+    for label, text in (("without", "without a FlowSchema"), ("with", "with the chart's")):
+        classified = r.get(f"{label}_classified") or {}
+        rows += [
+            Figure(
+                f"{_count(r.get('count'))} new, created by a ServiceAccount, operator {text}",
+                _with_creation(r.get(f"{label}_all_verified_s"), r.get(f"{label}_creation_s")),
+                floor,
+                _ratio(r.get(f"ratio_{label}")),
+                "-",
+                None,
+            ),
+            Figure(
+                "  classified (schema/level): "
+                + ", ".join(
+                    f"{who} {found.get('flow_schema')}/{found.get('priority_level')}"
+                    for who, found in classified.items()
+                ),
+                _requests(r.get(f"{label}_requests") or {}),
+                "-",
+                "-",
+                "-",
+                None,
+            ),
+        ]
+    return rows
+
+
 def figures(scenarios: dict[str, dict[str, Any]], count: int) -> list[Figure]:
     """The table's rows, for the scenarios that recorded anything."""
     rows: list[Figure] = []
@@ -258,6 +297,8 @@ def figures(scenarios: dict[str, dict[str, Any]], count: int) -> list[Figure]:
         rows.append(_single(scenarios["single"]))
     if "secrets" in scenarios:
         rows += _secrets(scenarios["secrets"])
+    if "flowschema" in scenarios:
+        rows += _flowschema(scenarios["flowschema"])
     return rows
 
 

@@ -6,6 +6,7 @@
     python bench/run.py --count 10000 --scenarios new,writes,restart-verified,rss
     python bench/run.py --count 10000 --scenarios restart-unverified,rss
     python bench/run.py --scenarios secrets --unrelated-secrets 0,1000,5000
+    python bench/run.py --count 1000 --scenarios flowschema
 
 Starts its own control plane (with an audit log of writes), the moto S3
 server and the operator as a separate process under the ServiceAccount and
@@ -13,8 +14,8 @@ rules of manifests/rbac, all on loopback. The floor (bench/floor.py) runs
 under the same ServiceAccount token with the operator's probe concurrency, in
 a namespace of its own, while the operator is stopped. Scenarios (see
 bench/scenarios.py): single, new, writes, restart-verified,
-restart-unverified, rotation, rss, secrets; writes, restart-verified and rss
-need new and add it.
+restart-unverified, rotation, rss, secrets, flowschema; writes,
+restart-verified and rss need new and add it.
 
 Prints progress on stderr as it goes, then one JSON document and a table
 (figure | measured | floor | ratio | target) on stdout. A figure outside its

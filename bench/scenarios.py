@@ -14,6 +14,8 @@
 | `rss`                | peak RSS (VmHWM) of every operator process of the run           |
 | `secrets`            | peak and steady RSS over N unrelated Secrets, against none      |
 |                      | (bench/secret_footprint.py)                                     |
+| `flowschema`         | N created by an ordinary ServiceAccount -> all Verified, beside |
+|                      | the operator without and with the chart's FlowSchema (apf.py)   |
 
 Times are wall seconds on time.monotonic. "Verified" is Verified=True for the
 object's current generation, as a watch (`tracker`) sees it; the operator's
@@ -29,7 +31,8 @@ from collections.abc import Callable, Iterable
 
 import boto3
 
-from context import Bench, FloorRun, NotReached
+from apf import flowschema
+from context import Bench, FloorRun, NotReached, ratio
 from logs import S3Request, by_kind, probe_writes
 from objects import destination, name_of, probe_prefix, secret
 from operator_process import PROBES, STATUS_WRITES, SYNCED, TRACKED
@@ -56,12 +59,6 @@ def percentiles(values: Iterable[float]) -> dict[str, float | int]:
         "p99": rank(99),
         "max": round(ordered[-1], 3),
     }
-
-
-def ratio(measured: float | None, floor: float | None) -> float | None:
-    if measured is None or not floor:
-        return None
-    return round(measured / floor, 2)
 
 
 def _probe_puts(bench: Bench, s3_mark: int, namespace: str) -> list[S3Request]:
@@ -128,22 +125,6 @@ def single(bench: Bench) -> None:
 # --- new -------------------------------------------------------------------------------------
 
 
-def _create_and_wait(
-    bench: Bench, namespace: str, what: str, floor: FloorRun | None = None
-) -> tuple[float, float]:
-    """Create N from the start of the clock: (creation seconds, seconds to all Verified)."""
-    count = bench.settings.count
-    bodies = bench.bodies(namespace, count)
-    tracker = bench.track(namespace)
-    try:
-        started = time.monotonic()
-        creation = bench.maker.create(bodies)
-        met = bench.wait_all(tracker, count, what, floor=floor)
-    finally:
-        tracker.stop()
-    return round(creation, 2), round(max(met.values()) - started, 2)
-
-
 FLOORS = {"floor": False, "contract_floor": True}
 """The floors each timed scenario runs, by the name its figures carry: the one-patch floor,
 and the contract floor (a first-sight Reconciling patch, then the result)."""
@@ -159,7 +140,9 @@ def new(bench: Bench) -> None:
         floor_ns = bench.namespace(f"bench-new-{label.replace('_', '-')}")
         run = bench.spawn_floor(floor_ns, count, wait_ready=True, contract=contract)
         try:
-            creation, floors[label] = _create_and_wait(bench, floor_ns, f"{label}: Verified", run)
+            creation, floors[label] = bench.create_and_wait(
+                floor_ns, f"{label}: Verified", floor=run
+            )
         finally:
             bench.record("new", f"{label}_process", bench.end_floor(run))
             bench.drop(floor_ns)
@@ -169,7 +152,7 @@ def new(bench: Bench) -> None:
     bench.start_operator("new")
     namespace = bench.namespace("bench-new")
     audit_mark, s3_mark = bench.audit.mark(), bench.s3_log.mark()
-    creation, seconds = _create_and_wait(bench, namespace, "operator: Verified")
+    creation, seconds = bench.create_and_wait(namespace, "operator: Verified")
     bench.state["new"] = {"namespace": namespace, "audit_mark": audit_mark}
     bench.record("new", "operator_creation_s", creation)
     bench.record("new", "operator_all_verified_s", seconds)
@@ -417,6 +400,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "rotation": rotation,
     "rss": rss,
     "secrets": secrets,
+    "flowschema": flowschema,
 }
 """In the order they run, whatever order they are asked in."""
 

@@ -18,7 +18,7 @@ did is evidenced twice: the X-Kubernetes-PF-FlowSchema-UID and
 -PriorityLevel-UID headers of a request of each identity, and the API
 server's apiserver_flowcontrol_* counters over each phase (requests
 dispatched, rejected and the seconds they waited for a seat, by flow schema
-and priority level).
+and priority level; each level's nominal seats and the share of them in use).
 """
 
 from __future__ import annotations
@@ -43,7 +43,14 @@ FLOWCONTROL = ("flowcontrol.apiserver.k8s.io", "v1")
 DISPATCHED = "apiserver_flowcontrol_dispatched_requests_total"
 REJECTED = "apiserver_flowcontrol_rejected_requests_total"
 WAITED = "apiserver_flowcontrol_request_wait_duration_seconds_sum"
-COUNTED = (DISPATCHED, REJECTED, WAITED)
+COUNTED = {DISPATCHED: "dispatched", REJECTED: "rejected", WAITED: "waited_s"}
+SEATS = "apiserver_flowcontrol_nominal_limit_seats"
+USED = "apiserver_flowcontrol_priority_level_seat_utilization"  # seats in use / limit
+READ = {*COUNTED, SEATS, f"{USED}_sum", f"{USED}_count", f"{USED}_bucket"}
+
+Readings = dict[tuple[str, str, str, str], float]
+"""(sample, flow schema, priority level, histogram bound) -> value; "" for a label a
+sample does not have."""
 
 
 def chart_flowcontrol(bin_dir: Path) -> list[dict[str, Any]]:
@@ -59,39 +66,64 @@ def chart_flowcontrol(bin_dir: Path) -> list[dict[str, Any]]:
     return found
 
 
-def flowcontrol_counters(api: client.ApiClient) -> dict[tuple[str, str, str], float]:
-    """The API server's APF counters now: (sample, flow schema, priority level) -> value,
-    summed over the other labels."""
+def flowcontrol_readings(api: client.ApiClient) -> Readings:
+    """The API server's APF metrics now (`READ`), summed over the labels not kept."""
     response = api.rest_client.pool_manager.request(
         "GET", f"{api.configuration.host}/metrics", timeout=30
     )
     if response.status != 200:
         raise RuntimeError(f"GET /metrics: HTTP {response.status}")
-    counters: dict[tuple[str, str, str], float] = {}
+    readings: Readings = {}
     for family in text_string_to_metric_families(response.data.decode()):
         for sample in family.samples:
-            if sample.name in COUNTED:
-                key = (sample.name, sample.labels["flow_schema"], sample.labels["priority_level"])
-                counters[key] = counters.get(key, 0.0) + sample.value
-    if not any(name == DISPATCHED for name, _, _ in counters):
+            if sample.name in READ:
+                labels = sample.labels
+                key = (sample.name, labels.get("flow_schema", ""))
+                key += (labels.get("priority_level", ""), labels.get("le", ""))
+                readings[key] = readings.get(key, 0.0) + sample.value
+    if not any(key[0] == DISPATCHED for key in readings):
         raise RuntimeError("the API server reports no apiserver_flowcontrol counters: APF is off")
-    return counters
+    return readings
 
 
-def counted_between(
-    before: dict[tuple[str, str, str], float], after: dict[tuple[str, str, str], float]
-) -> dict[str, dict[str, float]]:
+def counted_between(before: Readings, after: Readings) -> dict[str, dict[str, float]]:
     """Per `schema/level`, what happened between two readings: requests dispatched and
     rejected, and the seconds they waited for a seat (exempt requests never wait)."""
-    names = {DISPATCHED: "dispatched", REJECTED: "rejected", WAITED: "waited_s"}
     out: dict[str, dict[str, float]] = {}
     for key, value in after.items():
+        sample, schema, level, _ = key
         grew = value - before.get(key, 0.0)
-        if grew > 0:
-            sample, schema, level = key
+        if sample in COUNTED and grew > 0:
             found = out.setdefault(f"{schema}/{level}", {})
-            found[names[sample]] = round(grew, 3) if sample == WAITED else int(grew)
+            found[COUNTED[sample]] = round(grew, 3) if sample == WAITED else int(grew)
     return dict(sorted(out.items(), key=lambda item: -item[1].get("dispatched", 0)))
+
+
+def seats_between(before: Readings, after: Readings, levels: Iterable[str]) -> dict[str, Any]:
+    """Per priority level: its nominal seats, and the share of them in use between two
+    readings, on average and at most (the lowest histogram bound all samples are under)."""
+    out: dict[str, Any] = {}
+    for level in levels:
+
+        def grew(sample: str, bound: str = "", level: str = level) -> float:
+            key = (sample, "", level, bound)
+            return after.get(key, 0.0) - before.get(key, 0.0)
+
+        found: dict[str, Any] = {"nominal_seats": int(after.get((SEATS, "", level, ""), 0))}
+        samples = grew(f"{USED}_count")
+        if samples > 0:
+            found["mean_utilization"] = round(grew(f"{USED}_sum") / samples, 4)
+            bounds = sorted(
+                (float(key[3]), key[3])
+                for key in after
+                if key[0] == f"{USED}_bucket" and key[2] == level
+            )
+            found["peak_utilization_at_most"] = next(
+                (b for b, text in bounds if grew(f"{USED}_bucket", text) >= samples and b <= 1e9),
+                None,
+            )
+        out[level] = found
+    return out
 
 
 def classified(api: client.ApiClient, uids: dict[str, str]) -> dict[str, str]:
@@ -158,13 +190,15 @@ def _phase(bench: Bench, maker: ObjectMaker, creator: client.ApiClient, label: s
             {"creator": classified(creator, uids), "operator": classified(operator, uids)},
         )
         namespace = bench.namespace(f"bench-apf-{label}")
-        before = flowcontrol_counters(admin)
+        before = flowcontrol_readings(admin)
         creation, seconds = bench.create_and_wait(
             namespace, f"{label} FlowSchema: Verified", maker=maker
         )
-        bench.record(
-            scenario, f"{label}_requests", counted_between(before, flowcontrol_counters(admin))
-        )
+        after = flowcontrol_readings(admin)
+        counted = counted_between(before, after)
+        bench.record(scenario, f"{label}_requests", counted)
+        levels = {pair.split("/")[1] for pair in counted} - {"exempt"}
+        bench.record(scenario, f"{label}_seats", seats_between(before, after, sorted(levels)))
     finally:
         admin.close()
         operator.close()

@@ -248,6 +248,14 @@ def _requests(counted: dict[str, dict[str, Any]], top: int = 3) -> str:
     )
 
 
+def _seats(levels: dict[str, Any]) -> str:
+    return "; ".join(
+        f"{level}: {found.get('nominal_seats')} seats, {found.get('mean_utilization')} / "
+        f"<= {found.get('peak_utilization_at_most')}"
+        for level, found in levels.items()
+    )
+
+
 def _flowschema(r: dict[str, Any]) -> list[Figure]:
     floor = _with_creation(r.get("floor_all_verified_s"), r.get("floor_creation_s"))
     rows = []
@@ -269,6 +277,14 @@ def _flowschema(r: dict[str, Any]) -> list[Figure]:
                     for who, found in classified.items()
                 ),
                 _requests(r.get(f"{label}_requests") or {}),
+                "-",
+                "-",
+                "-",
+                None,
+            ),
+            Figure(
+                "  seats in use / nominal seats, mean and at most",
+                _seats(r.get(f"{label}_seats") or {}),
                 "-",
                 "-",
                 "-",

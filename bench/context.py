@@ -58,6 +58,7 @@ class Settings:
     unrelated_secrets: tuple[int, ...] = (0, 1000)  # `secrets`: each N, ascending
     secret_kib: int = 100  # `secrets`: each unrelated Secret's data
     secret_destinations: int = 20  # `secrets`: Destinations sharing one Secret
+    flowschema_first: bool = False  # `flowschema`: the phase with the FlowSchema first
 
 
 @dataclass

@@ -105,6 +105,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--secret-kib", type=int, default=100, help="secrets: KiB per unrelated Secret"
     )
+    parser.add_argument(
+        "--flowschema-first",
+        action="store_true",
+        help="flowschema: run the phase with the FlowSchema before the one without",
+    )
     parser.add_argument("--operator-log-level", default="INFO")
     parser.add_argument(
         "--background-secrets",
@@ -151,6 +156,7 @@ def run(args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], bool]:
         background_secret_bytes=args.background_secret_bytes,
         unrelated_secrets=tuple(int(n) for n in args.unrelated_secrets.split(",") if n.strip()),
         secret_kib=args.secret_kib,
+        flowschema_first=args.flowschema_first,
     )
     operator_settings = dict(_setting(item) for item in args.operator_setting)
     names = selected(args.scenarios)

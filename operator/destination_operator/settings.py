@@ -239,9 +239,9 @@ class OperatorSettings(BaseSettings):
     initial_streaming: bool = Field(
         default=False,
         description="open the watch of Destinations with sendInitialEvents (the API's streaming "
-        "list) instead of listing them first; needs the API server's WatchList feature gate (on "
-        "by default since 1.32): where it is off the watch is refused and nothing is watched. "
-        "Secrets are listed in pages either way",
+        "list) instead of listing them first; needs the API server's WatchList feature gate (beta, "
+        "on by default in 1.32 and 1.34): where it is off the watch is refused and the operator "
+        "exits 1. Secrets are listed in pages either way",
     )
 
     # --- workload identity (identity/): who the operator may act as ---------------------------

@@ -193,15 +193,17 @@ def test_the_operator_verifies_a_destination(
     operator = OperatorProcess(kubeconfig, tmp_path / "operator.log")
     operator.start()
     try:
-        apply(
-            oldest,
-            oldest_namespace,
-            s3_secret(s3, "s3-minimum"),
-            s3_destination("on-minimum", s3, secret="s3-minimum"),
-        )
+        # its Secret comes second, so both Events are posted: the failure and the recovery
+        apply(oldest, oldest_namespace, s3_destination("on-minimum", s3, secret="s3-minimum"))
+        wait_for(oldest, oldest_namespace, "on-minimum", "Verified", "False", timeout=90)
+        apply(oldest, oldest_namespace, s3_secret(s3, "s3-minimum"))
         body = wait_for(oldest, oldest_namespace, "on-minimum", "Verified", "True", timeout=90)
         assert condition(body, "Ready")["status"] == "True"
-        assert [e["reason"] for e in events(oldest, oldest_namespace, "on-minimum")] == ["Verified"]
+        posted = events(oldest, oldest_namespace, "on-minimum")
+        assert sorted((e["type"], e["reason"]) for e in posted) == [
+            ("Normal", "Verified"),
+            ("Warning", "VerificationFailed"),
+        ], posted
         assert operator.alive(), operator.text()[-3000:]
     finally:
         operator.stop()

@@ -51,6 +51,8 @@ class Settings:
     unrelated_secrets: tuple[int, ...] = (0, 1000)  # `secrets`: each N, ascending
     secret_kib: int = 100  # `secrets`: each unrelated Secret's data
     secret_destinations: int = 20  # `secrets`: Destinations sharing one Secret
+    # `restart-verified`: one more start for each, with these operator settings on top
+    restart_variants: tuple[dict[str, str], ...] = ()
 
 
 @dataclass

@@ -59,6 +59,8 @@ class Settings:
     secret_kib: int = 100  # `secrets`: each unrelated Secret's data
     secret_destinations: int = 20  # `secrets`: Destinations sharing one Secret
     flowschema_first: bool = False  # `flowschema`: the phase with the FlowSchema first
+    # `restart-verified`: one more start for each, with these operator settings on top
+    restart_variants: tuple[dict[str, str], ...] = ()
 
 
 @dataclass

@@ -72,13 +72,15 @@ def _new(r: dict[str, Any], count: int) -> list[Figure]:
     ]
 
 
-def _restart_verified(r: dict[str, Any]) -> list[Figure]:
+def _restart_verified(r: dict[str, Any], name: str) -> list[Figure]:
     armed = r.get("armed_s")
+    settings = name.removeprefix("restart-verified").strip()
     probes = (r.get("metrics_at_end") or {}).get("destination_operator_probes_total")
     quiet = r.get("s3_requests") == 0 and r.get("api_writes") == 0 and not probes
     return [
         Figure(
-            f"operator started with {_count(r.get('stored'))} verified stored: all armed",
+            f"operator started with {_count(r.get('stored'))} verified stored"
+            f"{f' ({settings})' if settings else ''}: all armed",
             _seconds(armed),
             "-",
             "-",
@@ -299,8 +301,9 @@ def figures(scenarios: dict[str, dict[str, Any]], count: int) -> list[Figure]:
     rows: list[Figure] = []
     if "new" in scenarios:
         rows += _new(scenarios["new"], count)
-    if "restart-verified" in scenarios:
-        rows += _restart_verified(scenarios["restart-verified"])
+    for name in scenarios:  # with each of --restart-also after the first
+        if name.startswith("restart-verified"):
+            rows += _restart_verified(scenarios[name], name)
     if "restart-unverified" in scenarios:
         rows += _restart_unverified(scenarios["restart-unverified"])
     if "writes" in scenarios:

@@ -5,6 +5,8 @@
     python bench/run.py --count 1000 --json bench-1000.json
     python bench/run.py --count 10000 --scenarios new,writes,restart-verified,rss
     python bench/run.py --count 10000 --scenarios restart-unverified,rss
+    python bench/run.py --count 10000 --scenarios restart-verified,rss \
+        --restart-also list_chunk_size=0 --restart-also initial_streaming=true
     python bench/run.py --scenarios secrets --unrelated-secrets 0,1000,5000
     python bench/run.py --count 1000 --scenarios flowschema
 
@@ -133,6 +135,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="a setting of the operator (e.g. list_chunk_size=0); repeatable",
     )
     parser.add_argument(
+        "--restart-also",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE[,NAME=VALUE]",
+        help="restart-verified: one more start over the same objects with these settings on "
+        "top of --operator-setting (e.g. initial_streaming=true); repeatable",
+    )
+    parser.add_argument(
         "--workdir",
         type=Path,
         help="keep logs and state here (default: a temporary folder, kept only on failure)",
@@ -157,6 +167,10 @@ def run(args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], bool]:
         unrelated_secrets=tuple(int(n) for n in args.unrelated_secrets.split(",") if n.strip()),
         secret_kib=args.secret_kib,
         flowschema_first=args.flowschema_first,
+        restart_variants=tuple(
+            dict(_setting(item) for item in variant.split(",") if item.strip())
+            for variant in args.restart_also
+        ),
     )
     operator_settings = dict(_setting(item) for item in args.operator_setting)
     names = selected(args.scenarios)

@@ -33,6 +33,7 @@ import boto3
 
 from apf import flowschema
 from context import Bench, FloorRun, NotReached, ratio
+from destination_operator.settings import env_var
 from logs import S3Request, by_kind, probe_writes
 from objects import destination, name_of, probe_prefix, secret
 from operator_process import PROBES, STATUS_WRITES, SYNCED, TRACKED
@@ -215,30 +216,47 @@ def writes(bench: Bench) -> None:
 
 def restart_verified(bench: Bench) -> None:
     """Stop the operator with everything verified, start it again, and count what it does
-    until all are armed and `steady_seconds` after: no probe and no write is right."""
+    until all are armed and `steady_seconds` after: no probe and no write is right. Then the
+    same once more for each of `restart_variants`, with those settings on top (recorded as
+    `restart-verified <settings>`, its own process in `rss`)."""
     if "new" not in bench.state:
         raise NotReached("needs the population of the `new` scenario, which did not complete")
-    bench.operator.stop()
+    base = dict(bench.operator.settings)
+    missed = []
+    try:
+        for variant in ({}, *bench.settings.restart_variants):
+            name = " ".join(["restart-verified", *(f"{k}={v}" for k, v in variant.items())])
+            bench.operator.stop()
+            bench.operator.settings = {**base, **{env_var(k): v for k, v in variant.items()}}
+            if not _restart_once(bench, name):
+                missed.append(name)
+    finally:
+        bench.operator.settings = base
+    if missed:
+        raise NotReached(f"not all armed in time: {', '.join(missed)}")
+
+
+def _restart_once(bench: Bench, name: str) -> bool:
+    """One start over the stored Destinations, recorded under `name`; whether all armed."""
     stored = bench.env.stored_destinations()
     audit_mark, s3_mark = bench.audit.mark(), bench.s3_log.mark()
-    started = bench.operator.start("restart-verified")
+    started = bench.operator.start(name)
     armed, metrics = bench.operator.wait_armed(stored, bench.limit(stored))
-    bench.record("restart-verified", "stored", stored)
-    bench.record("restart-verified", "armed_s", None if armed is None else round(armed, 2))
-    bench.record("restart-verified", "metrics_at_armed", _operator_metrics(metrics))
+    bench.record(name, "stored", stored)
+    bench.record(name, "armed_s", None if armed is None else round(armed, 2))
+    bench.record(name, "metrics_at_armed", _operator_metrics(metrics))
     time.sleep(bench.settings.steady_seconds)
     window = time.monotonic() - started
     after = bench.operator.metrics()
     operator_writes = bench.audit.operator_writes(audit_mark)
     requests = bench.s3_log.since(s3_mark)
-    bench.record("restart-verified", "window_s", round(window, 1))
-    bench.record("restart-verified", "s3_requests", len(requests))
-    bench.record("restart-verified", "api_writes", len(operator_writes))
-    bench.record("restart-verified", "api_writes_by_kind", by_kind(operator_writes))
-    bench.record("restart-verified", "metrics_at_end", _operator_metrics(after))
-    bench.operator.sample("restart-verified: end of window")
-    if armed is None:
-        raise NotReached(f"not all {stored} armed after {bench.limit(stored):.0f} s")
+    bench.record(name, "window_s", round(window, 1))
+    bench.record(name, "s3_requests", len(requests))
+    bench.record(name, "api_writes", len(operator_writes))
+    bench.record(name, "api_writes_by_kind", by_kind(operator_writes))
+    bench.record(name, "metrics_at_end", _operator_metrics(after))
+    bench.operator.sample(f"{name}: end of window")
+    return armed is not None
 
 
 def _operator_metrics(metrics: dict[str, float]) -> dict[str, float]:

@@ -272,10 +272,18 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
 class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager with their state in one folder."""
 
-    def __init__(self, state_dir: Path, bin_dir: Path, *, attached: bool = True) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        bin_dir: Path,
+        *,
+        attached: bool = True,
+        apiserver_flags: tuple[str, ...] = (),
+    ) -> None:
         self.state_dir = state_dir
         self.bin_dir = bin_dir
         self.attached = attached  # attached: children die with this process
+        self.apiserver_flags = apiserver_flags  # after the usual ones: a feature gate, say
         self.state: State | None = None
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -470,6 +478,7 @@ class ControlPlane:
             f"--audit-log-path={self.audit_log}",
             "--audit-log-maxsize=200",
             "--allow-privileged=true",
+            *self.apiserver_flags,
         ]
 
     def _controller_manager_args(self) -> list[str]:

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any, NoReturn, get_args, get_origin
@@ -245,24 +246,30 @@ def _start(settings: OperatorSettings) -> int | None:
 
     shutdown = main.Shutdown()
     liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
-    asyncio.run(
-        kopf.operator(
-            registry=kopf.get_default_registry(),
-            standalone=True,
-            clusterwide=not settings.namespaces,
-            namespaces=settings.namespaces,
-            memo=kopf.Memo(operator_settings=settings, shutdown=shutdown),
-            memories=main.NoMemories(),
-            liveness_endpoint=liveness,
-            stop_flag=shutdown.flag,
+    code = None
+    try:
+        asyncio.run(
+            kopf.operator(
+                registry=kopf.get_default_registry(),
+                standalone=True,
+                clusterwide=not settings.namespaces,
+                namespaces=settings.namespaces,
+                memo=kopf.Memo(operator_settings=settings, shutdown=shutdown),
+                memories=main.NoMemories(),
+                liveness_endpoint=liveness,
+                stop_flag=shutdown.flag,
+            )
         )
-    )
+    except Exception:  # noqa: BLE001 - kopf ended on an error (a refused watch, say)
+        traceback.print_exc()
+        code = 1
     # Exit without joining worker threads: a probe that ignored its abort (a DNS lookup in
-    # flight, say) must not hold the process past the pod's grace period.
+    # flight, say) or the Secrets' watch in a read must not hold the process past the pod's
+    # grace period, nor keep a failed operator running.
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(shutdown.code)
+    os._exit(shutdown.code if code is None else code)
 
 
 RUN_EPILOG = """\

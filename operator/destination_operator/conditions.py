@@ -363,7 +363,9 @@ def transition_events(
 ) -> list[Event]:
     """The Events a status change deserves, in order.
 
-    - `Normal Verified` when Verified becomes True;
+    - `Normal Verified` when Verified recovers, from False to True; a first
+      verification posts none (the status says it, and at scale the Event
+      was a third of the API writes for a new Destination);
     - `Warning VerificationFailed` when Verified becomes False, or stays False
       with another reason; not again when the same failure repeats;
     - `Normal Archived` when Archived becomes True (also for a Destination
@@ -393,7 +395,7 @@ def transition_events(
     new_verified = find_condition(new_conditions, ConditionType.Verified) or {}
     status, reason = new_verified.get("status"), new_verified.get("reason")
     message = str(new_verified.get("message") or "")
-    if status == TRUE and old_verified.get("status") != TRUE:
+    if status == TRUE and old_verified.get("status") == FALSE:
         events.append(Event("Normal", EventReason.Verified.value, message or "verified"))
     elif status == FALSE and (
         old_verified.get("status") != FALSE or old_verified.get("reason") != reason

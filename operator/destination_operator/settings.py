@@ -236,6 +236,13 @@ class OperatorSettings(BaseSettings):
         "(the API's limit and continue); 0: one response for all Destinations, parsed at "
         "once; Secrets' metadata comes in pages of at most 250 either way",
     )
+    initial_streaming: bool = Field(
+        default=False,
+        description="open the watch of Destinations with sendInitialEvents (the API's streaming "
+        "list) instead of listing them first; needs the API server's WatchList feature gate (beta, "
+        "on by default in 1.32 and 1.34): where it is off the watch is refused and the operator "
+        "exits 1. Secrets are listed in pages either way",
+    )
 
     # --- workload identity (identity/): who the operator may act as ---------------------------
     object_level_identity: bool = Field(
@@ -375,6 +382,8 @@ class OperatorSettings(BaseSettings):
         - The initial lists come in pages of `list_chunk_size` (`limit`/`continue`):
           kopf handles each page and lets it go before it asks for the next, so a
           start over 10,000 Destinations never parses one 10,000-object answer.
+          With `initial_streaming` kopf makes no list at all: the watch sends the
+          stored Destinations as events, then a bookmark (`sendInitialEvents`).
         """
         import kopf
 
@@ -393,6 +402,7 @@ class OperatorSettings(BaseSettings):
         kopf_settings.queueing.worker_limit = None
         kopf_settings.queueing.idle_timeout = 1.0
         kopf_settings.watching.chunk_size = self.list_chunk_size or None
+        kopf_settings.watching.initial_streaming = self.initial_streaming
 
 
 # --- names ------------------------------------------------------------------------------------

@@ -199,7 +199,7 @@ def test_a_standby_takes_over_on_sigkill_and_on_sigterm_and_the_loser_exits_3(
     names = [f"le-{suffix}-{n}" for n in ("first", "after-kill", "after-term")]
     apply(cluster, namespace, s3_destination(names[0], s3, secret="s3"))
     wait_for(cluster, namespace, names[0], "Ready", "True")
-    time.sleep(2)  # its Event, posted after the status
+    time.sleep(2)  # the audit log catches up
     per_destination = writes_per_destination(cluster, namespace)[names[0]]
     assert per_destination >= 2
 

@@ -193,18 +193,55 @@ def test_the_operator_verifies_a_destination(
     operator = OperatorProcess(kubeconfig, tmp_path / "operator.log")
     operator.start()
     try:
-        apply(
-            oldest,
-            oldest_namespace,
-            s3_secret(s3, "s3-minimum"),
-            s3_destination("on-minimum", s3, secret="s3-minimum"),
-        )
+        # its Secret comes second, so both Events are posted: the failure and the recovery
+        apply(oldest, oldest_namespace, s3_destination("on-minimum", s3, secret="s3-minimum"))
+        wait_for(oldest, oldest_namespace, "on-minimum", "Verified", "False", timeout=90)
+        apply(oldest, oldest_namespace, s3_secret(s3, "s3-minimum"))
         body = wait_for(oldest, oldest_namespace, "on-minimum", "Verified", "True", timeout=90)
         assert condition(body, "Ready")["status"] == "True"
-        assert [e["reason"] for e in events(oldest, oldest_namespace, "on-minimum")] == ["Verified"]
+        posted = events(oldest, oldest_namespace, "on-minimum")
+        assert sorted((e["type"], e["reason"]) for e in posted) == [
+            ("Normal", "Verified"),
+            ("Warning", "VerificationFailed"),
+        ], posted
         assert operator.alive(), operator.text()[-3000:]
     finally:
         operator.stop()
+
+
+def test_a_streamed_start_sees_the_stored_destinations(
+    oldest: Cluster, oldest_namespace: str, s3: S3Server, tmp_path: Path
+) -> None:
+    """`initial_streaming` works on the oldest version too (its WatchList gate is beta and
+    on by default): the Destinations' watch has sendInitialEvents, no list is made, and a
+    Destination stored before the start is verified."""
+    oldest.kubectl("apply", "--server-side", "-k", str(ROOT / "manifests" / "rbac"))
+    apply(
+        oldest,
+        oldest_namespace,
+        s3_secret(s3, "s3-streamed"),
+        s3_destination("streamed", s3, secret="s3-streamed"),
+    )
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 1))
+    kubeconfig = oldest.token_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_SA, out_dir=tmp_path)
+    operator = OperatorProcess(kubeconfig, tmp_path / "operator.log")
+    operator.start({"DESTINATION_OPERATOR_INITIAL_STREAMING": "true"})
+    try:
+        wait_for(oldest, oldest_namespace, "streamed", "Verified", "True", timeout=90)
+        assert operator.alive(), operator.text()[-3000:]
+    finally:
+        operator.stop()
+    user = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SA}"
+    verbs = []
+    for line in oldest.plane.audit_log.read_text().splitlines():
+        entry = json.loads(line)
+        if (
+            entry.get("user", {}).get("username") == user
+            and (entry.get("objectRef") or {}).get("resource") == PLURAL
+            and entry.get("requestReceivedTimestamp", "") > since
+        ):
+            verbs.append((entry["verb"], "sendInitialEvents=true" in entry["requestURI"]))
+    assert ("watch", True) in verbs and not any(verb == "list" for verb, _ in verbs), verbs
 
 
 # --- kubectl explain ----------------------------------------------------------------------

@@ -83,7 +83,7 @@ def test_api_server_failures_are_retried_and_never_become_a_reason(
     assert proxy.injected[action] - before == times, "the fault was never injected"
     assert condition(body, "Verified")["reason"] == "ProbeSucceeded"
     reasons = collections.Counter(event["reason"] for event in events(cluster, namespace, "d"))
-    assert reasons == {"Verified": 1}, reasons
+    assert reasons == {}, reasons  # retried, never reported failed (a first success posts none)
     assert proxied_operator.alive(), proxied_operator.text()[-3000:]
     log = proxied_operator.text()
     assert "SecretNotFound" not in log

@@ -53,16 +53,19 @@ def test_an_operator_started_after_many_destinations_verifies_them_all(
     assert len(puts) == MANY, len(puts)
 
 
-def first_lists(cluster: Cluster, resource: str, since: str) -> list[dict[str, list[str]]]:
-    """The query of each list (not watch) of `resource` the operator made after `since`
-    (an audit timestamp), across namespaces."""
+def first_lists(
+    cluster: Cluster, resource: str, since: str, verb: str = "list"
+) -> list[dict[str, list[str]]]:
+    """The query of each list (or other `verb`: a watch is logged once it starts) of
+    `resource` the operator made after `since` (an audit timestamp), across namespaces."""
+    stage = "ResponseStarted" if verb == "watch" else "ResponseComplete"
     found = []
     for line in cluster.plane.audit_log.read_text().splitlines():
         entry = json.loads(line)
         if (
             entry.get("user", {}).get("username") == OPERATOR_USER
-            and entry.get("verb") == "list"
-            and entry.get("stage") == "ResponseComplete"
+            and entry.get("verb") == verb
+            and entry.get("stage") == stage
             and (entry.get("objectRef") or {}).get("resource") == resource
             and entry.get("requestReceivedTimestamp", "") > since
         ):
@@ -96,6 +99,41 @@ def test_the_first_lists_come_in_pages_of_list_chunk_size(
             assert len(continued) == len(pages) - 1, pages
         # this namespace alone holds more than three pages of Destinations
         assert len(first_lists(cluster, "destinations", since)) >= 4
+    finally:
+        operator.stop()
+        operator.start()
+
+
+def test_with_initial_streaming_the_destinations_come_in_the_watch_not_a_list(
+    cluster: Cluster, namespace: str, s3: S3Server, operator: OperatorProcess
+) -> None:
+    stored = 2 * PAGE + 1
+    operator.stop()
+    try:
+        apply(
+            cluster,
+            namespace,
+            s3_secret(s3),
+            *(
+                s3_destination(f"w{i:03d}", s3, secret="s3", prefix="streamed/")
+                for i in range(stored)
+            ),
+        )
+        since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 1))
+        operator.start({"DESTINATION_OPERATOR_INITIAL_STREAMING": "true"})
+        deadline = time.monotonic() + 120
+        # stored before the start and never verified: only the streamed events show them
+        while (done := verified_count(cluster, namespace)) < stored:
+            assert time.monotonic() < deadline, f"{done} of {stored} verified after 120 s"
+            time.sleep(1)
+        assert first_lists(cluster, "destinations", since) == []
+        watches = first_lists(cluster, "destinations", since, verb="watch")
+        streamed = [query for query in watches if query.get("sendInitialEvents") == ["true"]]
+        assert streamed, watches
+        assert all(query.get("resourceVersionMatch") == ["NotOlderThan"] for query in streamed)
+        assert all(query.get("allowWatchBookmarks") == ["true"] for query in streamed)
+        # Secrets' metadata is the operator's own watch: still a list first
+        assert first_lists(cluster, "secrets", since)
     finally:
         operator.stop()
         operator.start()

@@ -213,6 +213,8 @@ def test_values_reach_the_operator_as_its_own_settings(
         "leaderElectionLeaseDuration": 30,
         "leaderElectionRenewDeadline": 20.5,
         "leaderElectionRetryPeriod": 4,
+        "listChunkSize": 0,
+        "initialStreaming": True,
     }
     env = container_env(one(objects(render(cluster, values)), "Deployment"))
     settings = _settings_from_env(env, monkeypatch)
@@ -236,6 +238,8 @@ def test_values_reach_the_operator_as_its_own_settings(
         "leader_election_lease_duration": 30.0,
         "leader_election_renew_deadline": 20.5,
         "leader_election_retry_period": 4.0,
+        "list_chunk_size": 0,
+        "initial_streaming": True,
     }
 
 

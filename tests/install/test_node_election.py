@@ -97,7 +97,7 @@ def test_two_replicas_hand_over_on_sigkill_and_on_upgrade_and_do_nothing_twice(
             apply(cluster, team, destination("baseline", storage))
             names.append("baseline")
             wait_for(cluster, team, "baseline", "Ready", "True", timeout=60)
-            time.sleep(2)  # its Event, posted after the status
+            time.sleep(2)  # the audit log catches up
             per_destination = writes_per_destination(cluster, user, team)["baseline"]
             assert per_destination >= 2 and probes(storage, "baseline/") == 1
 

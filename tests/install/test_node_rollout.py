@@ -285,7 +285,7 @@ def test_upgrade_from_main_before_election_rolls_and_rolls_back_doing_nothing_tw
             assert {pods.image[pod] for pod in again} == {operator_image}
 
         # nothing twice, nothing lost, no flap
-        time.sleep(3)  # the last Events, posted after the statuses
+        time.sleep(3)  # the audit log catches up
         writes = operator_writes(cluster, user, team)
         writers = {name: Counter(w.pod for w in writes if w.destination == name) for name in names}
         print(f"writes by Destination and pod: {writers}")

@@ -422,7 +422,7 @@ def events(old: dict[str, Any] | None, new: dict[str, Any]) -> list[tuple[str, s
 
 def test_events_on_verification_transitions() -> None:
     ok = status_for(None, OK)
-    assert events(None, ok) == [("Normal", "Verified")]
+    assert events(None, ok) == []  # a first verification: the status says it, no Event
     assert events(ok, status_for(ok, OK, minute=60)) == []
     bad = status_for(ok, failed(Reason.AuthenticationFailed, "PutObject: SignatureDoesNotMatch"))
     found = transition_events(ok, bad)
@@ -437,7 +437,7 @@ def test_events_on_verification_transitions() -> None:
     assert events(bad, again) == []  # the same failure repeating: no new event
     other = status_for(again, failed(Reason.AccessDenied), minute=2)
     assert events(again, other) == [("Warning", "VerificationFailed")]
-    assert events(other, status_for(other, OK, minute=3)) == [("Normal", "Verified")]
+    assert events(other, status_for(other, OK, minute=3)) == [("Normal", "Verified")]  # recovery
 
 
 def test_first_failure_is_an_event() -> None:
@@ -453,7 +453,7 @@ def test_archive_and_unarchive_events() -> None:
     assert events(ok, archived) == [("Normal", "Archived")]
     assert events(archived, status_for(archived, None, minute=2, spec=archived_spec)) == []
     back = status_for(archived, OK, minute=3)
-    assert events(archived, back) == [("Normal", "Unarchived"), ("Normal", "Verified")]
+    assert events(archived, back) == [("Normal", "Unarchived")]
     assert events(None, status_for(None, None, spec=archived_spec)) == [("Normal", "Archived")]
     disabled = status_for(None, None, spec=SPEC.model_copy(update={"enabled": False}))
     assert events(None, disabled) == []

@@ -85,6 +85,12 @@ def test_the_first_lists_come_in_pages_of_list_chunk_size() -> None:
     assert kopf_settings.watching.initial_streaming is False  # see docs/benchmarks.md
 
 
+def test_initial_streaming_is_kopfs() -> None:
+    kopf_settings = kopf.OperatorSettings()
+    OperatorSettings(initial_streaming=True).apply_to_kopf(kopf_settings)
+    assert kopf_settings.watching.initial_streaming is True
+
+
 def test_json_logs_are_one_json_object_a_line(capsys: pytest.CaptureFixture[str]) -> None:
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)

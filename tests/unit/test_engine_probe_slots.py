@@ -196,24 +196,3 @@ def test_a_verification_request_waiting_for_a_slot_survives_another_pass(
     finally:
         engine.probe_pool.shutdown(wait=True)
         engine.api_pool.shutdown(wait=True)
-
-
-def test_a_key_handed_a_slot_goes_before_a_whole_first_list() -> None:
-    """At a start over thousands of Destinations their keys fill the queue; one handed a
-    freed probe slot is served next, or the slot would stay idle behind all of them."""
-    engine = Engine(OperatorSettings(probe_concurrency=1, workers=2))
-    waiting = ("team", "waiting")
-
-    async def handed() -> tuple[str, str] | None:
-        assert engine.slots.take(("team", "busy"))
-        assert not engine.slots.take(waiting)  # in line for the only slot
-        for number in range(1000):
-            engine.queue.add(("team", f"listed-{number}"))
-        engine.slots.release()  # the busy probe ends: its slot goes to the one in line
-        return await engine.queue.get()
-
-    try:
-        assert asyncio.run(handed()) == waiting
-    finally:
-        engine.probe_pool.shutdown(wait=True)
-        engine.api_pool.shutdown(wait=True)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from destination_operator.engine.workqueue import WorkQueue, exponential
 
 
@@ -142,47 +140,3 @@ def test_discard_drops_all_a_key_had() -> None:
     queue.add_rate_limited("a")
     queue.discard("a")
     assert queue.num_requeues("a") == 0 and queue.scheduled == 0
-
-
-def test_a_key_added_first_goes_before_the_rest_and_is_served_once() -> None:
-    async def go() -> list[str | None]:
-        queue: WorkQueue[str] = WorkQueue()
-        for key in "abcd":
-            queue.add(key)
-        queue.add("c", first=True)  # already waiting: moved to the front
-        queue.add("e", first=True)
-        queue.add("e")  # waiting first already: stays first
-        assert len(queue) == 5
-        served = [await queue.get() for _ in range(5)]
-        assert len(queue) == 0
-        return served
-
-    assert run(go()) == ["c", "e", "a", "b", "d"]
-
-
-def test_a_key_added_first_while_held_goes_first_once_done() -> None:
-    async def go() -> list[str | None]:
-        queue: WorkQueue[str] = WorkQueue()
-        queue.add("a")
-        assert await queue.get() == "a"
-        queue.add("b")
-        queue.add("a", first=True)  # while a worker holds it
-        queue.done("a")
-        return [await queue.get(), await queue.get()]
-
-    assert run(go()) == ["a", "b"]
-
-
-def test_a_key_served_first_leaves_no_second_serving_behind() -> None:
-    async def go() -> None:
-        queue: WorkQueue[str] = WorkQueue()
-        queue.add("a")
-        queue.add("b")
-        queue.add("b", first=True)
-        assert await queue.get() == "b"
-        assert await queue.get() == "a"
-        assert len(queue) == 0
-        with pytest.raises(TimeoutError):  # b's old place is skipped, not served again
-            await asyncio.wait_for(queue.get(), timeout=0.05)
-
-    run(go())

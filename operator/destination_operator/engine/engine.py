@@ -398,10 +398,9 @@ class Engine:
             logger.warning("%s", err)
 
     def _slot_granted(self, key: Key) -> None:
-        """A freed probe slot was handed to `key`, which waited in line: queue it first to
-        take it. At the back, the slot would stay idle behind a start's whole first list."""
+        """A freed probe slot was handed to `key`, which waited in line: queue it to take it."""
         metrics.PROBES_WAITING.set(self.slots.waiting)
-        self.queue.add(key, first=True)
+        self.queue.add(key)
 
     async def _probe(
         self, key: Key, entry: Entry, spec: DestinationSpec, observed: decide.Observed

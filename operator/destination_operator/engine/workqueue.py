@@ -4,9 +4,6 @@
   nothing (deduplication).
 - A key is never handed to two workers at once: adding it while a worker
   holds it marks it dirty, and it is queued again when that worker is `done`.
-- `add(key, first=True)` puts a key before all others: one that holds
-  something scarce (a probe slot handed to it) must not wait behind thousands
-  of keys from a start's first list while that slot stays idle.
 - Keys due later wait in one timer heap (`add_after`), not in a sleeping task
   per object; the earliest due time wins when a key is scheduled twice.
 - Failures back off per key, as client-go's rate-limiting queue does:
@@ -53,13 +50,9 @@ class WorkQueue(Generic[K]):
         self._rate_limit = rate_limit or exponential()
         self._failures: dict[K, int] = {}  # failures in a row, per key
         self._ready: deque[K] = deque()
-        self._first: deque[K] = deque()  # served before _ready
-        # Ready keys. A key moved to _first stays in _ready too, and is skipped there
-        # once served: a deque has no cheap removal from the middle.
-        self._queued: set[K] = set()
+        self._queued: set[K] = set()  # in _ready
         self._processing: set[K] = set()
         self._dirty: set[K] = set()  # added while processing: queue again on done()
-        self._dirty_first: set[K] = set()  # ... and first
         self._timers: list[tuple[float, int, K]] = []
         self._due: dict[K, float] = {}  # the live timer of each key
         self._seq = itertools.count()
@@ -70,31 +63,27 @@ class WorkQueue(Generic[K]):
 
     def __len__(self) -> int:
         """Keys ready to be processed now (not those waiting for a due time)."""
-        return len(self._queued)
+        return len(self._ready)
 
     @property
     def scheduled(self) -> int:
         """Keys waiting for a due time."""
         return len(self._due)
 
-    def add(self, key: K, *, first: bool = False) -> None:
-        """Make `key` ready now (dropping any later due time it had); with `first`, before
-        every key not added `first`."""
+    def add(self, key: K) -> None:
+        """Make `key` ready now (dropping any later due time it had)."""
         if self._closed:
             return
         self._due.pop(key, None)
         if key in self._processing:
             self._dirty.add(key)
-            if first:
-                self._dirty_first.add(key)
             return
-        if key in self._queued and not first:
-            return
-        if not self._queued:
-            self._ready_since = self._clock()
-        self._queued.add(key)
-        (self._first if first else self._ready).append(key)
-        self._wakeup.set()
+        if key not in self._queued:
+            if not self._ready:
+                self._ready_since = self._clock()
+            self._queued.add(key)
+            self._ready.append(key)
+            self._wakeup.set()
 
     def add_after(self, key: K, delay: float) -> None:
         """Make `key` ready after `delay` seconds, unless it is due sooner already."""
@@ -130,7 +119,6 @@ class WorkQueue(Generic[K]):
         processed, its failures. A worker holding it finishes as usual."""
         self._due.pop(key, None)
         self._dirty.discard(key)
-        self._dirty_first.discard(key)
         self._failures.pop(key, None)
 
     def _release_due(self) -> float | None:
@@ -154,10 +142,8 @@ class WorkQueue(Generic[K]):
             wait = self._release_due()
             if self._closed:
                 return None
-            while line := self._first or self._ready:
-                key = line.popleft()
-                if key not in self._queued:
-                    continue  # served already from the other line
+            if self._ready:
+                key = self._ready.popleft()
                 self._queued.discard(key)
                 self._processing.add(key)
                 return key
@@ -171,15 +157,13 @@ class WorkQueue(Generic[K]):
         self.last_done = self._clock()
         if key in self._dirty:
             self._dirty.discard(key)
-            first = key in self._dirty_first
-            self._dirty_first.discard(key)
-            self.add(key, first=first)
-        elif self._queued:
+            self.add(key)
+        elif self._ready:
             self._wakeup.set()  # hand the next key to another waiting worker
 
     def oldest_wait(self) -> float:
         """Seconds since the queue last made progress, when keys are ready; else 0."""
-        if not self._queued:
+        if not self._ready:
             return 0.0
         return max(0.0, self._clock() - max(self.last_done, self._ready_since))
 

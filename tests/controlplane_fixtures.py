@@ -7,10 +7,12 @@ session that uses no cluster fixture starts nothing.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -38,6 +40,24 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         pytest.exit(f"control plane did not start: {err}", returncode=3)
     try:
         yield Cluster(plane)
+    finally:
+        plane.stop()
+
+
+@contextlib.contextmanager
+def own_cluster(folder: Path, bin_dir: Path, **options: Any) -> Iterator[Cluster]:
+    """A control plane of a module's own (another version, other flags) with the committed
+    CRD, stopped at the end."""
+    plane = ControlPlane(folder, bin_dir, **options)
+    try:
+        plane.start()
+    except ControlPlaneError:
+        plane.stop()
+        raise
+    try:
+        cluster = Cluster(plane)
+        cluster.apply_crd(CRD)
+        yield cluster
     finally:
         plane.stop()
 

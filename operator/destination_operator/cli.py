@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any, NoReturn, get_args, get_origin
@@ -260,8 +259,9 @@ def _start(settings: OperatorSettings) -> int | None:
                 stop_flag=shutdown.flag,
             )
         )
-    except Exception:  # noqa: BLE001 - kopf ended on an error (a refused watch, say)
-        traceback.print_exc()
+    except Exception as err:  # noqa: BLE001 - kopf ended on an error (a refused watch, say)
+        # kopf has logged the failure where it happened; one line here says why it stopped
+        logging.getLogger("destination_operator").error("the operator stopped: %s", err)
         code = 1
     # Exit without joining worker threads: a probe that ignored its abort (a DNS lookup in
     # flight, say) or the Secrets' watch in a read must not hold the process past the pod's

@@ -15,34 +15,23 @@ from pathlib import Path
 import pytest
 from operator_fixtures import OperatorProcess
 
-from controlplane import ControlPlane, ControlPlaneError, find_binaries
+from controlplane import find_binaries
+from controlplane_fixtures import own_cluster
 from harness import Cluster
 
 pytestmark = pytest.mark.cluster
 
-ROOT = Path(__file__).resolve().parents[2]
-CRD = ROOT / "crds" / "destinations.destinations.io.yaml"
 REFUSAL = "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled"
 
 
 @pytest.fixture(scope="module")
 def without_watch_list(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    plane = ControlPlane(
+    with own_cluster(
         tmp_path_factory.mktemp("controlplane-no-watchlist"),
         find_binaries(),
         apiserver_flags=("--feature-gates=WatchList=false",),
-    )
-    try:
-        plane.start()
-    except ControlPlaneError:
-        plane.stop()
-        raise
-    try:
-        cluster = Cluster(plane)
-        cluster.apply_crd(CRD)
+    ) as cluster:
         yield cluster
-    finally:
-        plane.stop()
 
 
 def test_the_server_refuses_a_streamed_list_and_still_serves_a_list(
@@ -67,5 +56,6 @@ def test_the_operator_exits_1_when_its_streamed_watch_is_refused(
             time.sleep(0.5)
         assert operator.proc is not None and operator.proc.returncode == 1, operator.text()[-3000:]
         assert REFUSAL in operator.text()
+        assert "the operator stopped:" in operator.text()  # and says so last
     finally:
         operator.stop()

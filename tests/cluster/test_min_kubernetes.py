@@ -43,7 +43,8 @@ from invalid_cases import CASES, VALID
 from kubernetes import client
 from operator_fixtures import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
 
-from controlplane import ControlPlane, ControlPlaneError, find_binaries
+from controlplane import find_binaries
+from controlplane_fixtures import own_cluster
 from harness import Cluster
 from s3server import S3Server
 
@@ -68,18 +69,10 @@ def oldest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     minimum = find_binaries() / "minimum"
     if not minimum.is_dir() and os.environ.get("KUBEBUILDER_ASSETS"):
         pytest.skip(f"Kubernetes {MINIMUM} is not in KUBEBUILDER_ASSETS and Go is not installed")
-    plane = ControlPlane(tmp_path_factory.mktemp("controlplane-minimum"), find_binaries(minimum))
-    try:
-        plane.start()
-    except ControlPlaneError:
-        plane.stop()
-        raise
-    try:
-        cluster = Cluster(plane)
-        cluster.apply_crd(CRD)
+    with own_cluster(
+        tmp_path_factory.mktemp("controlplane-minimum"), find_binaries(minimum)
+    ) as cluster:
         yield cluster
-    finally:
-        plane.stop()
 
 
 @pytest.fixture(scope="module")

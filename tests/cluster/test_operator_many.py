@@ -73,24 +73,44 @@ def first_lists(
     return found
 
 
+def start_over_stored(
+    cluster: Cluster,
+    namespace: str,
+    s3: S3Server,
+    operator: OperatorProcess,
+    stored: int,
+    prefix: str,
+    env: dict[str, str],
+) -> str:
+    """Store `stored` Destinations while the operator is stopped, start it with `env`, and
+    wait until it has verified them all; the audit timestamp from just before the start."""
+    apply(
+        cluster,
+        namespace,
+        s3_secret(s3),
+        *(
+            s3_destination(f"{prefix}{i:03d}", s3, secret="s3", prefix=f"{prefix}/")
+            for i in range(stored)
+        ),
+    )
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 1))
+    operator.start(env)
+    deadline = time.monotonic() + 120
+    while (done := verified_count(cluster, namespace)) < stored:
+        assert time.monotonic() < deadline, f"{done} of {stored} verified after 120 s"
+        time.sleep(1)
+    return since
+
+
 def test_the_first_lists_come_in_pages_of_list_chunk_size(
     cluster: Cluster, namespace: str, s3: S3Server, operator: OperatorProcess
 ) -> None:
-    stored = 3 * PAGE + 1
     operator.stop()
     try:
-        apply(
-            cluster,
-            namespace,
-            s3_secret(s3),
-            *(s3_destination(f"p{i:03d}", s3, secret="s3", prefix="paged/") for i in range(stored)),
-        )
-        since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 1))
-        operator.start({"DESTINATION_OPERATOR_LIST_CHUNK_SIZE": str(PAGE)})
-        deadline = time.monotonic() + 120
-        while (done := verified_count(cluster, namespace)) < stored:
-            assert time.monotonic() < deadline, f"{done} of {stored} verified after 120 s"
-            time.sleep(1)
+        since = start_over_stored(
+            cluster, namespace, s3, operator, 3 * PAGE + 1, "p",
+            {"DESTINATION_OPERATOR_LIST_CHUNK_SIZE": str(PAGE)},
+        )  # fmt: skip
         for resource in ("destinations", "secrets"):
             pages = first_lists(cluster, resource, since)
             # every page asks for at most PAGE objects; every page after the first continues
@@ -107,25 +127,13 @@ def test_the_first_lists_come_in_pages_of_list_chunk_size(
 def test_with_initial_streaming_the_destinations_come_in_the_watch_not_a_list(
     cluster: Cluster, namespace: str, s3: S3Server, operator: OperatorProcess
 ) -> None:
-    stored = 2 * PAGE + 1
     operator.stop()
     try:
-        apply(
-            cluster,
-            namespace,
-            s3_secret(s3),
-            *(
-                s3_destination(f"w{i:03d}", s3, secret="s3", prefix="streamed/")
-                for i in range(stored)
-            ),
-        )
-        since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 1))
-        operator.start({"DESTINATION_OPERATOR_INITIAL_STREAMING": "true"})
-        deadline = time.monotonic() + 120
         # stored before the start and never verified: only the streamed events show them
-        while (done := verified_count(cluster, namespace)) < stored:
-            assert time.monotonic() < deadline, f"{done} of {stored} verified after 120 s"
-            time.sleep(1)
+        since = start_over_stored(
+            cluster, namespace, s3, operator, 2 * PAGE + 1, "w",
+            {"DESTINATION_OPERATOR_INITIAL_STREAMING": "true"},
+        )  # fmt: skip
         assert first_lists(cluster, "destinations", since) == []
         watches = first_lists(cluster, "destinations", since, verb="watch")
         streamed = [query for query in watches if query.get("sendInitialEvents") == ["true"]]

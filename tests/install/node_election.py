@@ -197,14 +197,19 @@ def follow_rollout(
     deadline, seen = time.monotonic() + 300, len(lease.changes)
     with ThreadPoolExecutor(max_workers=1) as pool:
         started = pool.submit(command)
-        while (
-            not started.done()
-            or pod_of(lease.holder) in {"", *old}
-            or set(pod_names(cluster, namespace)) & set(old)
-        ):
+        while True:
             assert time.monotonic() < deadline, f"the rollout never ended: {lease.changes}"
+            ended = (
+                started.done()
+                and pod_of(lease.holder) not in {"", *old}
+                and not set(pod_names(cluster, namespace)) & set(old)
+            )
+            # Asked after `ended`: the last release and the takeover that ends the rollout
+            # can both come while `ended` is asked (a kubectl call under load).
             found = lease.release_after(seen)
             if found is None:
+                if ended:
+                    break
                 time.sleep(0.05)
                 continue
             seen, at = found

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -73,7 +75,8 @@ def first_lists(
     return found
 
 
-def start_over_stored(
+@contextlib.contextmanager
+def started_over_stored(
     cluster: Cluster,
     namespace: str,
     s3: S3Server,
@@ -81,36 +84,40 @@ def start_over_stored(
     stored: int,
     prefix: str,
     env: dict[str, str],
-) -> str:
-    """Store `stored` Destinations while the operator is stopped, start it with `env`, and
-    wait until it has verified them all; the audit timestamp from just before the start."""
-    apply(
-        cluster,
-        namespace,
-        s3_secret(s3),
-        *(
-            s3_destination(f"{prefix}{i:03d}", s3, secret="s3", prefix=f"{prefix}/")
-            for i in range(stored)
-        ),
-    )
-    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 1))
-    operator.start(env)
-    deadline = time.monotonic() + 120
-    while (done := verified_count(cluster, namespace)) < stored:
-        assert time.monotonic() < deadline, f"{done} of {stored} verified after 120 s"
-        time.sleep(1)
-    return since
+) -> Iterator[str]:
+    """Stop the operator, store `stored` Destinations, start it with `env`, and wait until
+    it has verified them all; yields the audit timestamp from just before the start, and
+    starts the operator again with its usual settings at the end."""
+    operator.stop()
+    try:
+        apply(
+            cluster,
+            namespace,
+            s3_secret(s3),
+            *(
+                s3_destination(f"{prefix}{i:03d}", s3, secret="s3", prefix=f"{prefix}/")
+                for i in range(stored)
+            ),
+        )
+        since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 1))
+        operator.start(env)
+        deadline = time.monotonic() + 120
+        while (done := verified_count(cluster, namespace)) < stored:
+            assert time.monotonic() < deadline, f"{done} of {stored} verified after 120 s"
+            time.sleep(1)
+        yield since
+    finally:
+        operator.stop()
+        operator.start()
 
 
 def test_the_first_lists_come_in_pages_of_list_chunk_size(
     cluster: Cluster, namespace: str, s3: S3Server, operator: OperatorProcess
 ) -> None:
-    operator.stop()
-    try:
-        since = start_over_stored(
-            cluster, namespace, s3, operator, 3 * PAGE + 1, "p",
-            {"DESTINATION_OPERATOR_LIST_CHUNK_SIZE": str(PAGE)},
-        )  # fmt: skip
+    with started_over_stored(
+        cluster, namespace, s3, operator, 3 * PAGE + 1, "p",
+        {"DESTINATION_OPERATOR_LIST_CHUNK_SIZE": str(PAGE)},
+    ) as since:  # fmt: skip
         for resource in ("destinations", "secrets"):
             pages = first_lists(cluster, resource, since)
             # every page asks for at most PAGE objects; every page after the first continues
@@ -119,21 +126,16 @@ def test_the_first_lists_come_in_pages_of_list_chunk_size(
             assert len(continued) == len(pages) - 1, pages
         # this namespace alone holds more than three pages of Destinations
         assert len(first_lists(cluster, "destinations", since)) >= 4
-    finally:
-        operator.stop()
-        operator.start()
 
 
 def test_with_initial_streaming_the_destinations_come_in_the_watch_not_a_list(
     cluster: Cluster, namespace: str, s3: S3Server, operator: OperatorProcess
 ) -> None:
-    operator.stop()
-    try:
-        # stored before the start and never verified: only the streamed events show them
-        since = start_over_stored(
-            cluster, namespace, s3, operator, 2 * PAGE + 1, "w",
-            {"DESTINATION_OPERATOR_INITIAL_STREAMING": "true"},
-        )  # fmt: skip
+    # stored before the start and never verified: only the streamed events show them
+    with started_over_stored(
+        cluster, namespace, s3, operator, 2 * PAGE + 1, "w",
+        {"DESTINATION_OPERATOR_INITIAL_STREAMING": "true"},
+    ) as since:  # fmt: skip
         assert first_lists(cluster, "destinations", since) == []
         watches = first_lists(cluster, "destinations", since, verb="watch")
         streamed = [query for query in watches if query.get("sendInitialEvents") == ["true"]]
@@ -142,9 +144,6 @@ def test_with_initial_streaming_the_destinations_come_in_the_watch_not_a_list(
         assert all(query.get("allowWatchBookmarks") == ["true"] for query in streamed)
         # Secrets' metadata is the operator's own watch: still a list first
         assert first_lists(cluster, "secrets", since)
-    finally:
-        operator.stop()
-        operator.start()
 
 
 def test_namespaces_with_destinations_delete_without_the_operator(

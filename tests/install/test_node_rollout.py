@@ -16,8 +16,10 @@ and its chart installed from that tree. Then, with Destinations verified by the 
 
 A Destination is made as each step begins and another once it is over; each is verified.
 Judged from the S3 server's requests and the API server's audit log (which names the pod
-of each write): every Destination was probed once, written by one pod only and as often as
-any other of its version's, no two pods' writes overlap in time, and the first Destinations
+of each write): every Destination was probed once and written by one pod only, as often as
+any other of its version's (one made as a Recreate began may be begun by the stopping pod
+and finished by a new one, with no more writes than one pod makes), no two pods' writes
+overlap in time, and the first Destinations
 kept their Ready and Verified transition times (no flap, no rewrite by a new version). The
 times of each step are printed (pytest -s).
 """
@@ -289,12 +291,18 @@ def test_upgrade_from_main_before_election_rolls_and_rolls_back_doing_nothing_tw
         writes = operator_writes(cluster, user, team)
         writers = {name: Counter(w.pod for w in writes if w.destination == name) for name in names}
         print(f"writes by Destination and pod: {writers}")
-        assert all(len(by) == 1 for by in writers.values()), writers
         per_image: dict[str, set[int]] = {}
         for by in writers.values():
-            ((pod, count),) = by.items()
-            per_image.setdefault(pods.image[pod], set()).add(count)
+            if len(by) == 1:
+                ((pod, count),) = by.items()
+                per_image.setdefault(pods.image[pod], set()).add(count)
         assert all(len(counts) == 1 for counts in per_image.values()), per_image
+        most = max(count for counts in per_image.values() for count in counts)
+        for name, by in writers.items():
+            # one made as a Recreate began may be begun by the stopping pod (its first-sight
+            # write) and finished by a new one, which then repeats nothing
+            handed = name.startswith("during-") and len(by) == 2 and sum(by.values()) <= most
+            assert len(by) == 1 or handed, (name, by)
         assert disjoint(writes) == []
         assert {name: probes(storage, f"{name}/") for name in names} == dict.fromkeys(names, 1)
         for name, body in first.items():

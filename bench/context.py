@@ -123,7 +123,9 @@ class Bench:
             self.drop(name)
 
     def bodies(self, namespace: str, count: int) -> list[Any]:
-        return [destination(namespace, name_of(i), self.env.s3) for i in range(count)]
+        return [
+            destination(namespace, name_of(i), self.env.s3, shard="ab"[i % 2]) for i in range(count)
+        ]
 
     def track(self, namespace: str, predicate: Predicate = verified) -> StatusTracker:
         return StatusTracker(self.env.admin_client, namespace, predicate).start()

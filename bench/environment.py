@@ -99,11 +99,12 @@ class BenchEnvironment:
         self.cluster.wait_namespace_gone(name, timeout=timeout)
         return time.monotonic() - started
 
-    def stored_destinations(self) -> int:
-        """How many Destinations the API server holds, in every namespace (one small list)."""
+    def stored_destinations(self, selector: str = "") -> int:
+        """How many Destinations the API server holds, in every namespace, of those the label
+        `selector` matches (one small list)."""
         with self.admin_client() as api:
             page = client.CustomObjectsApi(api).list_cluster_custom_object(
-                GROUP, VERSION, PLURAL, limit=1
+                GROUP, VERSION, PLURAL, limit=1, label_selector=selector
             )
         return len(page["items"]) + int(page["metadata"].get("remainingItemCount") or 0)
 

@@ -4,7 +4,9 @@ Both the operator's runs and the floor's get the same objects made the same
 way: S3Compatible Destinations (WriteDelete probes, interval 1h) created
 through the Kubernetes API by a fixed pool of threads, each with its own API
 client. One `kubectl apply` per object would make 10,000 take longer than
-their verification.
+their verification. Every other Destination is labelled
+`destinations.io/shard=a`, the rest `=b` (`SHARD_LABEL`), so that a start with
+a `destination_selector` can be measured over half of them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from s3server import KeyPair, S3Server
 GROUP, VERSION, PLURAL = "destinations.io", "v1alpha1", "destinations"
 SECRET_NAME = "s3"
 VERIFY_REQUESTED_AT = "destinations.io/verify-requested-at"
+SHARD_LABEL = "destinations.io/shard"  # the label docs/operations.md's shards select on
 
 ApiClientFactory = Callable[[], client.ApiClient]
 
@@ -31,12 +34,14 @@ def name_of(i: int) -> str:
     return f"d{i:05d}"
 
 
-def destination(namespace: str, name: str, s3: S3Server, secret: str = SECRET_NAME) -> Any:
+def destination(
+    namespace: str, name: str, s3: S3Server, secret: str = SECRET_NAME, shard: str = "a"
+) -> Any:
     """One S3Compatible Destination with its own prefix, so its probe requests can be told."""
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Destination",
-        "metadata": {"name": name, "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace, "labels": {SHARD_LABEL: shard}},
         "spec": {
             "type": "S3Compatible",
             "environment": "Development",

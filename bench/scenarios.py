@@ -228,7 +228,7 @@ def restart_verified(bench: Bench) -> None:
             name = " ".join(["restart-verified", *(f"{k}={v}" for k, v in variant.items())])
             bench.operator.stop()
             bench.operator.settings = {**base, **{env_var(k): v for k, v in variant.items()}}
-            if not _restart_once(bench, name):
+            if not _restart_once(bench, name, variant.get("destination_selector", "")):
                 missed.append(name)
     finally:
         bench.operator.settings = base
@@ -236,9 +236,10 @@ def restart_verified(bench: Bench) -> None:
         raise NotReached(f"not all armed in time: {', '.join(missed)}")
 
 
-def _restart_once(bench: Bench, name: str) -> bool:
-    """One start over the stored Destinations, recorded under `name`; whether all armed."""
-    stored = bench.env.stored_destinations()
+def _restart_once(bench: Bench, name: str, selector: str = "") -> bool:
+    """One start over the stored Destinations (those `selector` matches, the operator's
+    `destination_selector`), recorded under `name`; whether all armed."""
+    stored = bench.env.stored_destinations(selector)
     audit_mark, s3_mark = bench.audit.mark(), bench.s3_log.mark()
     started = bench.operator.start(name)
     armed, metrics = bench.operator.wait_armed(stored, bench.limit(stored))

@@ -109,6 +109,22 @@ _RUNNING: list[OperatorProcess] = []
 
 
 @contextlib.contextmanager
+def session_operator_stopped() -> Iterator[None]:
+    """The session's operator stopped while a test runs one of its own, and started again
+    after, if it ran (one operator at a time). Unlike the `operator` fixture, this starts
+    none: after tests/cluster, or in the worker of tests/parallel.py's `node` group, none
+    runs, and tests/install's operators must have the control plane to themselves."""
+    running = [process for process in _RUNNING if process.alive()]
+    for process in running:
+        process.stop()
+    try:
+        yield
+    finally:
+        for process in running:
+            process.start()
+
+
+@contextlib.contextmanager
 def operator_through(
     proxy_url: str, cluster: Cluster, operator: OperatorProcess, folder: Path
 ) -> Iterator[OperatorProcess]:

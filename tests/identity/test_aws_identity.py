@@ -25,7 +25,7 @@ from awssts import AwsStsFront
 from dst import apply, get, wait_for
 from kubernetes import client
 from oidc import ClusterIssuer
-from operator_fixtures import OperatorProcess
+from operator_fixtures import OperatorProcess, session_operator_stopped
 from test_rbac_grants_used import _decision, grant_of, operator_requests
 
 import chart
@@ -84,7 +84,6 @@ def identity_operator(
     namespace: str,
     s3: S3Server,
     front: AwsStsFront,
-    operator: OperatorProcess,
     tmp_path: Path,
 ) -> Iterator[OperatorProcess]:
     """An operator with object-level identity on, watching `namespace` only, under the RBAC
@@ -116,23 +115,18 @@ def identity_operator(
         "DESTINATION_OPERATOR_AWS_STS_ENDPOINT": front.endpoint,
         "DESTINATION_OPERATOR_AWS_S3_ENDPOINT": s3.endpoint,
     }
-    # one operator at a time; the session's is started again only if it ran (after
-    # tests/cluster it has stopped for good: tests/install runs operators of its own)
-    was_running = operator.alive()
-    operator.stop()
-    process = OperatorProcess(kubeconfig, tmp_path / "identity-operator.log", env=env)
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
-        rbac = client.RbacAuthorizationV1Api(cluster.api_client())
-        name = f"{namespace}-identity-operator"
-        for delete in (rbac.delete_cluster_role_binding, rbac.delete_cluster_role):
-            with contextlib.suppress(client.ApiException):
-                delete(name)
-        if was_running:
-            operator.start()
+    with session_operator_stopped():
+        process = OperatorProcess(kubeconfig, tmp_path / "identity-operator.log", env=env)
+        process.start()
+        try:
+            yield process
+        finally:
+            process.stop()
+            rbac = client.RbacAuthorizationV1Api(cluster.api_client())
+            name = f"{namespace}-identity-operator"
+            for delete in (rbac.delete_cluster_role_binding, rbac.delete_cluster_role):
+                with contextlib.suppress(client.ApiException):
+                    delete(name)
 
 
 def test_the_aws_identity_table_through_the_operator(

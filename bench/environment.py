@@ -100,13 +100,23 @@ class BenchEnvironment:
         return time.monotonic() - started
 
     def stored_destinations(self, selector: str = "") -> int:
-        """How many Destinations the API server holds, in every namespace, of those the label
-        `selector` matches (one small list)."""
+        """How many Destinations the API server holds, in every namespace: one small list, or
+        with a label `selector` every page of the list (the API server counts the rest of a
+        list only when it has no selector)."""
         with self.admin_client() as api:
-            page = client.CustomObjectsApi(api).list_cluster_custom_object(
-                GROUP, VERSION, PLURAL, limit=1, label_selector=selector
-            )
-        return len(page["items"]) + int(page["metadata"].get("remainingItemCount") or 0)
+            objects = client.CustomObjectsApi(api)
+            if not selector:
+                page = objects.list_cluster_custom_object(GROUP, VERSION, PLURAL, limit=1)
+                return len(page["items"]) + int(page["metadata"].get("remainingItemCount") or 0)
+            count, token = 0, None
+            while True:
+                page = objects.list_cluster_custom_object(
+                    GROUP, VERSION, PLURAL, limit=500, label_selector=selector, _continue=token
+                )
+                count += len(page["items"])
+                token = page["metadata"].get("continue")
+                if not token:
+                    return count
 
     def get_destination(self, namespace: str, name: str) -> Any:
         with self.admin_client() as api:

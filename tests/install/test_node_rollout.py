@@ -19,10 +19,9 @@ Judged from the S3 server's requests and the API server's audit log (which names
 of each write): every Destination was probed once and written by one pod only, as often as
 any other of its version's (one made as a Recreate began may be begun by the stopping pod
 and finished by a new one, with no more writes than one pod makes, and probed again if the
-stopping pod's probe was in flight at its SIGTERM), no two pods' writes
-overlap in time, and the first Destinations
-kept their Ready and Verified transition times (no flap, no rewrite by a new version). The
-times of each step are printed (pytest -s).
+stopping pod's probe was in flight at its SIGTERM), no two pods' writes overlap in time,
+and the first Destinations kept their Ready and Verified transition times (no flap, no
+rewrite by a new version). The times of each step are printed (pytest -s).
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ from dst import (
 from invalid_cases import CASES, VALID
 from kubernetes import client
 from operator_fixtures import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
+from test_rbac_grants_used import operator_requests
 
 from controlplane import find_binaries
 from controlplane_fixtures import own_cluster
@@ -224,16 +225,12 @@ def test_a_streamed_start_sees_the_stored_destinations(
         assert operator.alive(), operator.text()[-3000:]
     finally:
         operator.stop()
-    user = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SA}"
-    verbs = []
-    for line in oldest.plane.audit_log.read_text().splitlines():
-        entry = json.loads(line)
-        if (
-            entry.get("user", {}).get("username") == user
-            and (entry.get("objectRef") or {}).get("resource") == PLURAL
-            and entry.get("requestReceivedTimestamp", "") > since
-        ):
-            verbs.append((entry["verb"], "sendInitialEvents=true" in entry["requestURI"]))
+    verbs = [
+        (entry["verb"], "sendInitialEvents=true" in entry["requestURI"])
+        for entry in operator_requests(oldest.plane.audit_log)
+        if (entry.get("objectRef") or {}).get("resource") == PLURAL
+        and entry.get("requestReceivedTimestamp", "") > since
+    ]
     assert ("watch", True) in verbs and not any(verb == "list" for verb, _ in verbs), verbs
 
 

@@ -10,7 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from dst import apply, get, s3_destination, s3_secret, wait_for
-from operator_fixtures import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
+from operator_fixtures import OperatorProcess
+from test_rbac_grants_used import operator_requests
 
 from destination_operator.kube.client import api_client
 from destination_operator.kube.status import patch_status
@@ -21,7 +22,6 @@ pytestmark = pytest.mark.cluster
 
 MANY = 200
 PAGE = 20
-OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SA}"
 
 
 def verified_count(cluster: Cluster, namespace: str) -> int:
@@ -58,21 +58,15 @@ def test_an_operator_started_after_many_destinations_verifies_them_all(
 def first_lists(
     cluster: Cluster, resource: str, since: str, verb: str = "list"
 ) -> list[dict[str, list[str]]]:
-    """The query of each list (or other `verb`: a watch is logged once it starts) of
-    `resource` the operator made after `since` (an audit timestamp), across namespaces."""
-    stage = "ResponseStarted" if verb == "watch" else "ResponseComplete"
-    found = []
-    for line in cluster.plane.audit_log.read_text().splitlines():
-        entry = json.loads(line)
-        if (
-            entry.get("user", {}).get("username") == OPERATOR_USER
-            and entry.get("verb") == verb
-            and entry.get("stage") == stage
-            and (entry.get("objectRef") or {}).get("resource") == resource
-            and entry.get("requestReceivedTimestamp", "") > since
-        ):
-            found.append(parse_qs(urlsplit(entry["requestURI"]).query))
-    return found
+    """The query of each list (or other `verb`) of `resource` the operator made after
+    `since` (an audit timestamp), across namespaces."""
+    return [
+        parse_qs(urlsplit(entry["requestURI"]).query)
+        for entry in operator_requests(cluster.plane.audit_log)
+        if entry["verb"] == verb
+        and (entry.get("objectRef") or {}).get("resource") == resource
+        and entry.get("requestReceivedTimestamp", "") > since
+    ]
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from kubernetes import client
 from controlplane import ControlPlane, find_binaries
 from harness import Cluster
 from logs import OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, AuditLog, S3RequestLog
-from objects import GROUP, PLURAL, VERSION, secret
+from objects import GROUP, PLURAL, VERSION, pages, secret
 from s3server import KeyPair, S3Server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,15 +108,10 @@ class BenchEnvironment:
             if not selector:
                 page = objects.list_cluster_custom_object(GROUP, VERSION, PLURAL, limit=1)
                 return len(page["items"]) + int(page["metadata"].get("remainingItemCount") or 0)
-            count, token = 0, None
-            while True:
-                page = objects.list_cluster_custom_object(
-                    GROUP, VERSION, PLURAL, limit=500, label_selector=selector, _continue=token
-                )
-                count += len(page["items"])
-                token = page["metadata"].get("continue")
-                if not token:
-                    return count
+            listed = pages(
+                objects.list_cluster_custom_object, GROUP, VERSION, PLURAL, label_selector=selector
+            )
+            return sum(len(page["items"]) for page in listed)
 
     def get_destination(self, namespace: str, name: str) -> Any:
         with self.admin_client() as api:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,6 +27,18 @@ VERIFY_REQUESTED_AT = "destinations.io/verify-requested-at"
 SHARD_LABEL = "destinations.io/shard"  # the label docs/operations.md's shards select on
 
 ApiClientFactory = Callable[[], client.ApiClient]
+PAGE = 500  # objects per page of a list
+
+
+def pages(list_call: Callable[..., Any], *args: Any, **kwargs: Any) -> Iterator[Any]:
+    """Each page of a list (`limit` and `continue`), asked for once the one before is used."""
+    token = None
+    while True:
+        page = list_call(*args, limit=PAGE, _continue=token, **kwargs)
+        yield page
+        token = page["metadata"].get("continue")
+        if not token:
+            return
 
 
 def name_of(i: int) -> str:

@@ -16,11 +16,10 @@ from typing import Any
 
 from kubernetes import client, watch
 
-from objects import GROUP, PLURAL, VERSION, ApiClientFactory
+from objects import GROUP, PLURAL, VERSION, ApiClientFactory, pages
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 
-PAGE = 500
 WATCH_SECONDS = 20  # the server ends each watch after this long; the tracker resumes
 
 
@@ -127,19 +126,16 @@ class StatusTracker:
             self._changed.notify_all()
 
     def _list(self) -> str:
-        token = None
         version = ""
-        while True:
-            page = self._api.list_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, limit=PAGE, _continue=token
-            )
+        listed = pages(
+            self._api.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL
+        )
+        for page in listed:
             at = time.monotonic()
             version = version or page["metadata"]["resourceVersion"]
             for body in page["items"]:
                 self._see(body, at)
-            token = page["metadata"].get("continue")
-            if not token:
-                return version
+        return version
 
     def _run(self) -> None:
         try:

@@ -32,9 +32,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -267,6 +268,14 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
             os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
+
+
+def audit_events(path: Path) -> Iterator[dict[str, Any]]:
+    """Each entry of an audit log the API server may still be writing: its last line may be
+    half written, so only lines that end are read."""
+    text = path.read_text()
+    for line in text[: text.rfind("\n") + 1].splitlines():
+        yield json.loads(line)
 
 
 class ControlPlane:

@@ -36,7 +36,7 @@ import yaml
 from dst import apply, s3_destination, s3_secret, wait_for
 from operator_fixtures import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
 
-from controlplane import free_port
+from controlplane import audit_events, free_port
 from harness import Cluster
 from s3server import S3Server
 
@@ -143,8 +143,7 @@ def writes_per_destination(cluster: Cluster, namespace: str) -> Counter[str]:
     named `<destination>.<random>`), from the audit log, once per request."""
     seen: set[str] = set()
     counts: Counter[str] = Counter()
-    for line in cluster.plane.audit_log.read_text().splitlines():
-        entry = json.loads(line)
+    for entry in audit_events(cluster.plane.audit_log):
         ref = entry.get("objectRef") or {}
         if (
             entry.get("user", {}).get("username") == OPERATOR_USER

@@ -10,6 +10,7 @@ import pytest
 from dst import apply, s3_destination, s3_secret
 from operator_fixtures import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
 
+from controlplane import audit_events
 from destination_operator.settings import OperatorSettings
 from harness import Cluster
 from s3server import S3Server
@@ -24,8 +25,7 @@ def operator_requests(
     cluster: Cluster, namespace: str, resource: str, verb: str, subresource: str = ""
 ) -> int:
     count = 0
-    for line in cluster.plane.audit_log.read_text().splitlines():
-        entry = json.loads(line)
+    for entry in audit_events(cluster.plane.audit_log):
         ref = entry.get("objectRef") or {}
         if (
             entry.get("user", {}).get("username") == OPERATOR_USER

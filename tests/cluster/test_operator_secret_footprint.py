@@ -19,7 +19,6 @@ The memory this saves is measured in bench/ (`--scenarios secrets`).
 from __future__ import annotations
 
 import base64
-import json
 import re
 import secrets
 import time
@@ -33,6 +32,7 @@ from kubernetes import client
 from operator_fixtures import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess, operator_through
 
 from apiproxy import ApiProxy
+from controlplane import audit_events
 from harness import Cluster
 from s3server import S3Server
 
@@ -115,8 +115,7 @@ def churn(cluster: Cluster, namespace: str) -> None:
 def operator_secret_requests(audit_log: Path) -> list[dict[str, Any]]:
     """Every audited request of the operator's ServiceAccount on Secrets, once each."""
     found: dict[str, dict[str, Any]] = {}
-    for line in audit_log.read_text().splitlines():
-        entry = json.loads(line)
+    for entry in audit_events(audit_log):
         if entry.get("user", {}).get("username") != OPERATOR_USER:
             continue
         if (entry.get("objectRef") or {}).get("resource") == "secrets":

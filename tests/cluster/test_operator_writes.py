@@ -6,7 +6,6 @@ hack/controlplane.py's audit policy).
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 from dst import apply, probe_requests, s3_destination, s3_secret, wait_for
 from operator_fixtures import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess
 
+from controlplane import audit_events
 from harness import Cluster
 from s3server import S3Server
 
@@ -25,8 +25,7 @@ WRITES = {"create", "update", "patch", "delete"}
 
 def operator_writes(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
     found = []
-    for line in cluster.plane.audit_log.read_text().splitlines():
-        entry = json.loads(line)
+    for entry in audit_events(cluster.plane.audit_log):
         ref = entry.get("objectRef") or {}
         if (
             entry.get("user", {}).get("username") == OPERATOR_USER

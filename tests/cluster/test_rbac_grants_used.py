@@ -35,6 +35,7 @@ import yaml
 from dst import apply, get, s3_destination, s3_secret, wait_for
 
 from chart import helm_template
+from controlplane import audit_events
 from destination_operator.engine.engine import LEGACY_FINALIZER
 from harness import Cluster, patch_status_as
 from s3server import S3Server
@@ -84,8 +85,7 @@ def operator_requests(audit_log: Path, user: str = OPERATOR_USER) -> list[dict[s
     request (a watch has a ResponseStarted entry, and a ResponseComplete one only once it
     ends)."""
     entries: dict[str, dict[str, Any]] = {}
-    for line in audit_log.read_text().splitlines():
-        entry = json.loads(line)
+    for entry in audit_events(audit_log):
         if entry.get("user", {}).get("username") == user:
             entries.setdefault(entry["auditID"], entry)
     return list(entries.values())

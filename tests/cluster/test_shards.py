@@ -19,7 +19,6 @@ the API server takes.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import urllib.parse
@@ -38,7 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from selector_cases import CASES
 
 import canaries
-from controlplane import free_port
+from controlplane import audit_events, free_port
 from destination_operator.selectors import label_selector
 from harness import Cluster
 from s3server import S3Server
@@ -109,8 +108,7 @@ def audited(cluster: Cluster) -> list[dict[str, Any]]:
     """The shards' requests in the audit log, one entry per request, in the log's order."""
     users = {user(name): name for name in SELECTORS}
     entries: dict[str, dict[str, Any]] = {}
-    for line in cluster.plane.audit_log.read_text().splitlines():
-        entry = json.loads(line)
+    for entry in audit_events(cluster.plane.audit_log):
         shard = users.get(entry.get("user", {}).get("username", ""))
         if shard is not None:
             entries.setdefault(entry["auditID"], {**entry, "shard": shard})

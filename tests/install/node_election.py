@@ -29,6 +29,7 @@ from kubernetes import client
 from node_fixtures import Storage, destination, pod_names
 
 from cluster.dst import apply, wait_for
+from controlplane import audit_events
 from harness import Cluster
 
 LEASE = "destination-operator"  # the chart's leaderElectionId
@@ -142,8 +143,7 @@ def operator_writes(cluster: Cluster, user: str, namespace: str) -> list[Write]:
     `<destination>.<random>`), each request once, from the audit log."""
     seen: set[str] = set()
     writes = []
-    for line in cluster.plane.audit_log.read_text().splitlines():
-        entry = json.loads(line)
+    for entry in audit_events(cluster.plane.audit_log):
         ref = entry.get("objectRef") or {}
         if (
             entry.get("user", {}).get("username") != user

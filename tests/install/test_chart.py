@@ -42,7 +42,7 @@ from lupa.lua51 import LuaRuntime
 import chart
 import kstatus
 from cluster.dst import apply, condition, get, s3_destination, s3_secret, wait_for
-from controlplane import die_with_parent, free_port, stop_child
+from controlplane import audit_events, die_with_parent, free_port, stop_child
 from destination_operator.engine.engine import LEGACY_FINALIZER
 from destination_operator.settings import OperatorSettings
 from harness import Cluster, patch_status_as
@@ -802,8 +802,7 @@ def test_every_namespaced_permission_is_used_and_none_is_missing(
     )
     assert lease["spec"]["holderIdentity"], "the operator did not take the chart's Lease"
     requests: dict[str, dict[str, Any]] = {}
-    for line in cluster.plane.audit_log.read_text().splitlines():
-        entry = json.loads(line)
+    for entry in audit_events(cluster.plane.audit_log):
         if entry.get("user", {}).get("username") == release.user:
             requests.setdefault(entry["auditID"], entry)
     assert requests, f"the audit log holds no request of {release.user}"

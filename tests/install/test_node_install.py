@@ -11,7 +11,6 @@ namespace left stuck), and the same with `kubectl apply -k manifests/`.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import time
@@ -32,6 +31,7 @@ from node_fixtures import (
 
 import chart
 from cluster.dst import apply, s3_secret, wait_for
+from controlplane import audit_events
 from harness import Cluster
 from node import Node
 
@@ -43,8 +43,7 @@ WRITES = {"create", "update", "patch", "delete"}
 
 def operator_writes(cluster: Cluster, user: str, namespace: str) -> int:
     count = 0
-    for line in cluster.plane.audit_log.read_text().splitlines():
-        entry = json.loads(line)
+    for entry in audit_events(cluster.plane.audit_log):
         ref = entry.get("objectRef") or {}
         if (
             entry.get("user", {}).get("username") == user
